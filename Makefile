@@ -1,0 +1,105 @@
+# legate — plain GNU Makefile. Verbs: all (default), check, asan, unit,
+# integration, fuzz, bench, demo, clean. See README.md.
+
+CC       ?= gcc
+PYTHON   ?= /usr/bin/python3
+BUILD    ?= build/release
+MODE_CFLAGS ?= -O2 -g
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wformat=2 -Wpointer-arith -Wcast-qual -Wvla -Werror
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(MODE_CFLAGS) $(WARN) $(EXTRA_CFLAGS)
+LDFLAGS  += $(EXTRA_LDFLAGS)
+LDLIBS   := -lyaml -lpthread
+
+LIB_SRCS := $(wildcard src/core/*.c src/conf/*.c src/upstream/*.c src/proto/*.c) \
+            src/wk.c src/opt.c
+MAIN_SRC := src/main.c
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+MAIN_OBJ := $(MAIN_SRC:%.c=$(BUILD)/%.o)
+BIN      := $(BUILD)/legate
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BUILD := build/fuzz
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_SECONDS ?= 20
+FUZZ_LONG_SECONDS ?= 600
+
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+              -fno-sanitize-recover=undefined
+
+.PHONY: all legate check asan unit integration integration-asan fuzz fuzz-short \
+        bench demo clean bootstrap lint
+
+all: build/legate
+
+# The binary users run: build/legate (release build).
+build/legate: $(BIN)
+	cp $(BIN) $@
+
+$(BIN): $(MAIN_OBJ) $(LIB_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -o $@ $^ $(LDLIBS) -lcmocka
+
+-include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d)
+
+bootstrap:
+	@scripts/bootstrap
+
+# Unsafe string functions fail the build.
+lint:
+	@! grep -nE '\b(sprintf|strcpy|strcat|gets)\s*\(' $(LIB_SRCS) $(MAIN_SRC) \
+	    || { echo "lint: banned function above" >&2; exit 1; }
+
+unit: $(UNIT_BINS)
+	@for t in $(UNIT_BINS); do echo "== $$t"; $$t || exit 1; done
+
+integration: build/legate
+	LEGATE_BIN=$(CURDIR)/build/legate $(PYTHON) -m pytest -q tests/integration
+
+asan:
+	$(MAKE) BUILD=build/asan MODE_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="-fsanitize=address,undefined" \
+	    build/asan/legate $(UNIT_SRCS:tests/unit/%.c=build/asan/tests/%)
+
+integration-asan: asan
+	@for t in $(UNIT_SRCS:tests/unit/%.c=build/asan/tests/%); do echo "== $$t (asan)"; $$t || exit 1; done
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    LEGATE_BIN=$(CURDIR)/build/asan/legate LEGATE_SANITIZED=1 \
+	    $(PYTHON) -m pytest -q tests/integration
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
+	    -o $@ $< $(LIB_SRCS) $(LDLIBS)
+
+# A short run of every fuzz target (part of check); `make fuzz` runs longer.
+fuzz-short: $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); echo "== $$n ($(FUZZ_SECONDS)s)"; \
+	    mkdir -p build/fuzz/corpus/$$n; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus/$$n \
+	        tests/fuzz/corpus/$$n 2>build/fuzz/$$n.log || { tail -40 build/fuzz/$$n.log; exit 1; }; \
+	    tail -1 build/fuzz/$$n.log; done
+
+fuzz:
+	$(MAKE) fuzz-short FUZZ_SECONDS=$(FUZZ_LONG_SECONDS)
+
+check: bootstrap lint all unit integration integration-asan fuzz-short
+	@echo "check: all passed"
+
+bench: bootstrap all
+	bench/tcp
+
+demo: bootstrap all
+	scripts/demo
+
+clean:
+	rm -rf build

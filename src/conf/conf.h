@@ -1,0 +1,120 @@
+/* conf: the whole configuration as one immutable, reference-counted
+ * snapshot built from YAML (see DESIGN.md "Config" and docs/config.md).
+ *
+ * A snapshot is never modified after conf_load returns; workers hold a
+ * reference (conf_get) and drop it (conf_put), so a reload can build a new
+ * one while the old one is still in use. */
+#ifndef LEGATE_CONF_H
+#define LEGATE_CONF_H
+
+#include "../core/net.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum conf_proto { CONF_PROTO_TCP, CONF_PROTO_REDIS, CONF_PROTO_MEMCACHE, CONF_PROTO_HTTP };
+
+enum conf_balance {
+    CONF_BAL_ROUND_ROBIN,
+    CONF_BAL_LEAST_CONN,
+    CONF_BAL_RANDOM,
+    CONF_BAL_P2C_EWMA,
+};
+
+enum conf_dist { CONF_DIST_KETAMA, CONF_DIST_MODULA, CONF_DIST_RANDOM };
+
+enum conf_hash {
+    CONF_HASH_ONE_AT_A_TIME,
+    CONF_HASH_MD5,
+    CONF_HASH_CRC16,
+    CONF_HASH_CRC32,
+    CONF_HASH_CRC32A,
+    CONF_HASH_FNV1_64,
+    CONF_HASH_FNV1A_64,
+    CONF_HASH_FNV1_32,
+    CONF_HASH_FNV1A_32,
+    CONF_HASH_HSIEH,
+    CONF_HASH_MURMUR,
+    CONF_HASH_JENKINS,
+};
+
+enum {
+    CONF_MAX_WEIGHT = 10000,
+    CONF_MAX_WORKERS = 64,
+    CONF_MAX_SERVERS = 4096,
+    CONF_MAX_RETRIES = 16,
+};
+
+struct conf_server {
+    char *spec;           /* as written, for logs and stats */
+    char *name;           /* optional name (ketama identity); NULL if none */
+    struct net_addr addr;
+    unsigned weight;
+    int line;
+};
+
+struct conf_pool {
+    char *name;
+    int line;
+    enum conf_proto proto;
+
+    char *listen_spec;
+    struct net_addr listen;
+    unsigned listen_mode;       /* unix socket permission bits; 0 = umask */
+    int backlog;
+    uint32_t client_connections; /* 0 = unlimited */
+    bool tcpkeepalive;
+
+    /* Timeouts in ms; 0 means none. */
+    uint64_t timeout_connect;
+    uint64_t timeout_request;
+    uint64_t timeout_idle;
+
+    enum conf_balance balance;
+    unsigned retries;           /* further servers tried after a failed connect */
+
+    /* Sharding keys (redis, memcache), with twemproxy's meaning. */
+    enum conf_hash hash;
+    char hash_tag[2];
+    bool has_hash_tag;
+    enum conf_dist distribution;
+    bool preconnect;
+    unsigned server_connections;
+    bool auto_eject_hosts;
+    uint64_t server_retry_timeout;
+    unsigned server_failure_limit;
+    char *redis_auth;
+    unsigned redis_db;
+
+    struct conf_server *servers;
+    size_t nservers;
+};
+
+struct conf {
+    atomic_uint refs;
+    char *path;
+    unsigned workers;           /* 0 = number of CPUs */
+    uint64_t shutdown_grace;    /* ms */
+    struct conf_pool *pools;
+    size_t npools;
+};
+
+/* Read and validate `path`. Returns 0 and a snapshot holding one reference
+ * in *out, or -1 with "file:line:column: ..." (or "file: ...") in err. */
+int conf_load(const char *path, struct conf **out, char *err, size_t errlen);
+
+/* The same from a buffer; `name` stands for the file in messages. */
+int conf_load_buffer(const char *name, const char *data, size_t len,
+                     struct conf **out, char *err, size_t errlen);
+
+/* Take and drop references; the last conf_put frees (NULL-safe). */
+struct conf *conf_get(struct conf *cf);
+void conf_put(struct conf *cf);
+
+/* Names for logs and stats. */
+const char *conf_proto_name(enum conf_proto p);
+const char *conf_balance_name(enum conf_balance b);
+
+#endif

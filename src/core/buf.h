@@ -1,0 +1,110 @@
+/* buf: fixed-size chunks from a per-worker pool, chained into queues.
+ *
+ *   chunk:  start ........ pos ======= last ......... end
+ *                 consumed    unread      free space
+ *
+ * A queue is a FIFO of chunks; readers append at the tail chunk's `last`,
+ * writers consume from the head chunk's `pos`. Chunks come from and return
+ * to a buf_pool owned by one worker; a pool keeps at most `max_free` spare
+ * chunks so memory returns after a burst. Not thread-safe: one pool per
+ * worker. */
+#ifndef LEGATE_BUF_H
+#define LEGATE_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+enum {
+    BUF_MIN_SIZE = 512,
+    BUF_MAX_SIZE = 16 * 1024 * 1024,
+    BUF_DEFAULT_SIZE = 16 * 1024,
+};
+
+struct buf {
+    struct buf *next;
+    uint8_t *pos;
+    uint8_t *last;
+    uint8_t *end;
+    uint8_t start[];
+};
+
+struct buf_pool {
+    size_t size;      /* data bytes per chunk */
+    struct buf *free; /* spare chunks */
+    size_t nfree;
+    size_t max_free;
+    size_t nused;     /* chunks handed out and not yet returned */
+};
+
+struct buf_queue {
+    struct buf *head;
+    struct buf *tail;
+    size_t bytes;     /* unread bytes in the whole queue */
+};
+
+/* Initialise a pool of chunks with `size` data bytes each. */
+void buf_pool_init(struct buf_pool *pool, size_t size, size_t max_free);
+
+/* Free every spare chunk. Chunks still in use must be returned first. */
+void buf_pool_drain(struct buf_pool *pool);
+
+/* Take an empty chunk. Returns NULL when out of memory. */
+struct buf *buf_get(struct buf_pool *pool);
+
+/* Return a chunk (NULL-safe). */
+void buf_put(struct buf_pool *pool, struct buf *b);
+
+static inline size_t buf_unread(const struct buf *b)
+{
+    return (size_t)(b->last - b->pos);
+}
+
+static inline size_t buf_space(const struct buf *b)
+{
+    return (size_t)(b->end - b->last);
+}
+
+static inline void buf_queue_init(struct buf_queue *q)
+{
+    q->head = q->tail = NULL;
+    q->bytes = 0;
+}
+
+/* Return every chunk of `q` to `pool` and leave `q` empty. */
+void buf_queue_clear(struct buf_queue *q, struct buf_pool *pool);
+
+/* A chunk at the tail with free space, taking a new one if needed.
+ * Returns NULL when out of memory. */
+struct buf *buf_queue_tail_space(struct buf_queue *q, struct buf_pool *pool);
+
+/* Account for `n` bytes written into the tail chunk's free space. */
+void buf_queue_commit(struct buf_queue *q, size_t n);
+
+/* Append a copy of `len` bytes. Returns 0, or -1 when out of memory (what
+ * was copied before the failure stays queued). */
+int buf_queue_append(struct buf_queue *q, struct buf_pool *pool,
+                     const void *data, size_t len);
+
+/* Drop `n` bytes from the head, returning emptied chunks to `pool`; an
+ * emptied queue holds no chunk at all (idle connections cost no buffer). */
+void buf_queue_consume(struct buf_queue *q, struct buf_pool *pool, size_t n);
+
+/* Fill `iov` with up to `max` unread regions from the head.
+ * Returns the number of regions. */
+int buf_queue_iov(const struct buf_queue *q, struct iovec *iov, int max);
+
+/* Read from `fd` into `q` until EAGAIN, EOF, an error or `limit` unread
+ * bytes are queued. Returns bytes read (> 0), 0 on EOF, -1 on error (errno
+ * set), -2 when nothing could be read now (EAGAIN or `q` at its limit).
+ * *drained is set when the socket is known to hold no more data (EAGAIN or
+ * a short read), so an edge-triggered caller waits for the next event. */
+ssize_t buf_queue_read_fd(struct buf_queue *q, struct buf_pool *pool, int fd,
+                          size_t limit, int *drained);
+
+/* Write as much of `q` to `fd` as the socket takes. Returns bytes written
+ * (>= 0; less than queued means EAGAIN), or -1 on error with errno set. */
+ssize_t buf_queue_write_fd(struct buf_queue *q, struct buf_pool *pool, int fd);
+
+#endif

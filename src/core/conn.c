@@ -1,0 +1,75 @@
+/* conn: a registered non-blocking socket and its readiness (see conn.h). */
+#include "conn.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+int conn_open(struct conn *c, struct ev_loop *loop, int fd, ev_io_fn fn, void *data)
+{
+    c->io.fd = fd;
+    c->io.fn = fn;
+    c->io.data = data;
+    c->readable = false;
+    c->writable = false;
+    c->eof = false;
+    c->shut_wr = false;
+    c->open = false;
+    if (ev_io_add(loop, &c->io, EV_READ | EV_WRITE) == -1) {
+        c->io.fd = -1;
+        return -1;
+    }
+    c->open = true;
+    return 0;
+}
+
+void conn_note_events(struct conn *c, unsigned events)
+{
+    if (events & EV_READ) {
+        c->readable = true;
+    }
+    if (events & EV_WRITE) {
+        c->writable = true;
+    }
+}
+
+ssize_t conn_read(struct conn *c, struct buf_queue *q, struct buf_pool *pool, size_t limit)
+{
+    int drained;
+    ssize_t r = buf_queue_read_fd(q, pool, c->io.fd, limit, &drained);
+    if (drained) {
+        c->readable = false;
+    }
+    if (r == 0) {
+        c->eof = true;
+        c->readable = false;
+    }
+    return r;
+}
+
+ssize_t conn_write(struct conn *c, struct buf_queue *q, struct buf_pool *pool)
+{
+    ssize_t w = buf_queue_write_fd(q, pool, c->io.fd);
+    if (w >= 0 && q->bytes > 0) {
+        c->writable = false;
+    }
+    return w;
+}
+
+void conn_shutdown_write(struct conn *c)
+{
+    if (c->open && !c->shut_wr) {
+        c->shut_wr = true;
+        (void)shutdown(c->io.fd, SHUT_WR);
+    }
+}
+
+void conn_close(struct conn *c, struct ev_loop *loop)
+{
+    if (!c->open) {
+        return;
+    }
+    int fd = c->io.fd;
+    ev_io_del(loop, &c->io);
+    close(fd);
+    c->open = false;
+}

@@ -1,0 +1,134 @@
+/* bal: weighted server choice (see bal.h). */
+#include "bal.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+
+int bal_init(struct bal *b, const struct conf_pool *cp, uint64_t seed)
+{
+    b->kind = cp->balance;
+    b->n = cp->nservers;
+    b->next = 0;
+    b->rng = seed ? seed : 0x9E3779B97F4A7C15ull;
+    b->servers = calloc(b->n, sizeof(*b->servers));
+    if (b->servers == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        b->servers[i].weight = cp->servers[i].weight;
+    }
+    return 0;
+}
+
+void bal_free(struct bal *b)
+{
+    free(b->servers);
+    b->servers = NULL;
+    b->n = 0;
+}
+
+uint64_t bal_random(struct bal *b)
+{
+    /* xorshift64* */
+    uint64_t x = b->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    b->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static bool bal_skipped(int i, const int *skip, size_t nskip)
+{
+    for (size_t k = 0; k < nskip; k++) {
+        if (skip[k] == i) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int bal_round_robin(struct bal *b, const int *skip, size_t nskip)
+{
+    int64_t total = 0;
+    int best = -1;
+    for (size_t i = 0; i < b->n; i++) {
+        if (bal_skipped((int)i, skip, nskip)) {
+            continue;
+        }
+        struct bal_server *s = &b->servers[i];
+        s->current += s->weight;
+        total += s->weight;
+        if (best == -1 || s->current > b->servers[best].current) {
+            best = (int)i;
+        }
+    }
+    if (best != -1) {
+        b->servers[best].current -= total;
+    }
+    return best;
+}
+
+static int bal_least_conn(struct bal *b, const int *skip, size_t nskip)
+{
+    int best = -1;
+    for (size_t k = 0; k < b->n; k++) {
+        size_t i = (b->next + k) % b->n;
+        if (bal_skipped((int)i, skip, nskip)) {
+            continue;
+        }
+        const struct bal_server *s = &b->servers[i];
+        if (best == -1) {
+            best = (int)i;
+            continue;
+        }
+        const struct bal_server *t = &b->servers[best];
+        /* active/weight smaller wins; compare cross-multiplied. */
+        if ((uint64_t)s->active * t->weight < (uint64_t)t->active * s->weight) {
+            best = (int)i;
+        }
+    }
+    if (best != -1) {
+        b->next = ((size_t)best + 1) % b->n; /* spread ties */
+    }
+    return best;
+}
+
+static int bal_weighted_random(struct bal *b, const int *skip, size_t nskip)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (!bal_skipped((int)i, skip, nskip)) {
+            total += b->servers[i].weight;
+        }
+    }
+    if (total == 0) {
+        return -1;
+    }
+    uint64_t r = bal_random(b) % total;
+    for (size_t i = 0; i < b->n; i++) {
+        if (bal_skipped((int)i, skip, nskip)) {
+            continue;
+        }
+        if (r < b->servers[i].weight) {
+            return (int)i;
+        }
+        r -= b->servers[i].weight;
+    }
+    return -1;
+}
+
+typedef int (*bal_pick_fn)(struct bal *b, const int *skip, size_t nskip);
+
+/* Indexed by enum conf_balance; p2c_ewma is refused by the config. */
+static const bal_pick_fn bal_pickers[] = {
+    [CONF_BAL_ROUND_ROBIN] = bal_round_robin,
+    [CONF_BAL_LEAST_CONN] = bal_least_conn,
+    [CONF_BAL_RANDOM] = bal_weighted_random,
+    [CONF_BAL_P2C_EWMA] = bal_round_robin,
+};
+
+int bal_pick(struct bal *b, const int *skip, size_t nskip)
+{
+    return bal_pickers[b->kind](b, skip, nskip);
+}

@@ -1,0 +1,50 @@
+/* bal: choosing a server of a non-sharded pool: weighted round robin
+ * (smooth, as nginx), weighted least connections, weighted random.
+ *
+ * One bal per pool per worker: plain state, no locks. The caller reports
+ * connections opened and closed so least_connections sees them. */
+#ifndef LEGATE_BAL_H
+#define LEGATE_BAL_H
+
+#include "../conf/conf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct bal_server {
+    unsigned weight;
+    int64_t current; /* smooth round robin */
+    unsigned active; /* open connections through this worker */
+};
+
+struct bal {
+    enum conf_balance kind;
+    struct bal_server *servers;
+    size_t n;
+    size_t next;     /* where least_connections starts its scan */
+    uint64_t rng;    /* xorshift state */
+};
+
+/* Set up for the servers of `cp`; `seed` makes random choices differ per
+ * worker. Returns 0, or -1 when out of memory. */
+int bal_init(struct bal *b, const struct conf_pool *cp, uint64_t seed);
+void bal_free(struct bal *b);
+
+/* Pick a server index, never one of the `nskip` indexes in `skip`.
+ * Returns the index, or -1 if every server is skipped. */
+int bal_pick(struct bal *b, const int *skip, size_t nskip);
+
+static inline void bal_opened(struct bal *b, int i)
+{
+    b->servers[i].active++;
+}
+
+static inline void bal_closed(struct bal *b, int i)
+{
+    b->servers[i].active--;
+}
+
+/* A uniform 64-bit random number from the balancer's generator. */
+uint64_t bal_random(struct bal *b);
+
+#endif

@@ -1,0 +1,168 @@
+/* pool: listeners, client limit and protocol hand-off (see pool.h). */
+#include "pool.h"
+#include "../core/log.h"
+#include "../core/net.h"
+#include "../proto/tcp.h"
+#include "../wk.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* How an accepted client is handed to its protocol, by enum conf_proto.
+ * Protocols this build cannot run are refused by the config. */
+typedef int (*pool_start_fn)(struct pool *p, int fd);
+
+static const pool_start_fn pool_starters[] = {
+    [CONF_PROTO_TCP] = tcp_session_start,
+    [CONF_PROTO_REDIS] = NULL,
+    [CONF_PROTO_MEMCACHE] = NULL,
+    [CONF_PROTO_HTTP] = NULL,
+};
+
+int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
+                     const struct conf_pool *cp, unsigned nworkers, char *err, size_t errlen)
+{
+    atomic_init(&sh->clients, 0);
+    sh->is_unix = cp->listen.family == AF_UNIX;
+    sh->nlfds = sh->is_unix ? 1 : nworkers;
+    sh->lfds = malloc(sh->nlfds * sizeof(int));
+    if (sh->lfds == NULL) {
+        snprintf(err, errlen, "pool '%s': out of memory", cp->name);
+        return -1;
+    }
+    for (size_t i = 0; i < sh->nlfds; i++) {
+        sh->lfds[i] = -1;
+    }
+    for (size_t i = 0; i < sh->nlfds; i++) {
+        sh->lfds[i] = net_listen(&cp->listen, cp->backlog, !sh->is_unix, cp->listen_mode);
+        if (sh->lfds[i] == -1) {
+            snprintf(err, errlen, "%s:%d: pool '%s': cannot listen on %s: %s",
+                     cf->path, cp->line, cp->name, cp->listen_spec, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void pool_shared_close(struct pool_shared *sh, const struct conf_pool *cp)
+{
+    if (sh == NULL || sh->lfds == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < sh->nlfds; i++) {
+        if (sh->lfds[i] != -1) {
+            close(sh->lfds[i]);
+        }
+    }
+    if (sh->is_unix && sh->lfds[0] != -1) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)&cp->listen.ss;
+        unlink(un->sun_path);
+    }
+    free(sh->lfds);
+    sh->lfds = NULL;
+}
+
+enum { POOL_ACCEPT_PAUSE_MS = 100 };
+
+static int pool_listen_fd(const struct pool *p)
+{
+    return p->shared->is_unix ? p->shared->lfds[0] : p->shared->lfds[p->wk->id];
+}
+
+static void pool_resume(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct pool *p = t->data;
+    if (!p->listening) {
+        return;
+    }
+    p->lio.fd = pool_listen_fd(p);
+    if (ev_io_add_shared(loop, &p->lio) == -1) {
+        log_error(p->wk->log, "pool '%s': epoll: %s", p->cp->name, strerror(errno));
+        ev_timer_start(loop, &p->pause, 1000);
+    }
+}
+
+static void pool_accept(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+    (void)events;
+    struct pool *p = io->data;
+    const struct log *lg = p->wk->log;
+    for (;;) {
+        int fd = net_accept(io->fd);
+        if (fd == -2) {
+            return;
+        }
+        if (fd == -1) {
+            /* Out of descriptors or memory: the listener is level-triggered
+             * and would spin, so pause it briefly. */
+            log_warn(lg, "pool '%s': accept failed: %s; pausing accepts for %d ms",
+                     p->cp->name, strerror(errno), POOL_ACCEPT_PAUSE_MS);
+            ev_io_del(loop, &p->lio);
+            ev_timer_start(loop, &p->pause, POOL_ACCEPT_PAUSE_MS);
+            return;
+        }
+        unsigned limit = p->cp->client_connections;
+        unsigned now = atomic_fetch_add(&p->shared->clients, 1) + 1;
+        if (limit != 0 && now > limit) {
+            atomic_fetch_sub(&p->shared->clients, 1);
+            close(fd);
+            log_warn(lg, "pool '%s': client_connections limit %u reached, closing new client",
+                     p->cp->name, limit);
+            continue;
+        }
+        if (pool_starters[p->cp->proto](p, fd) == -1) {
+            atomic_fetch_sub(&p->shared->clients, 1);
+            close(fd);
+        }
+    }
+}
+
+int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
+              struct pool_shared *sh)
+{
+    p->cp = cp;
+    p->wk = w;
+    p->shared = sh;
+    p->listening = false;
+    if (bal_init(&p->bal, cp, w->seed ^ (uint64_t)(uintptr_t)cp) == -1) {
+        log_error(w->log, "pool '%s': out of memory", cp->name);
+        return -1;
+    }
+    p->pause = (struct ev_timer){ .fn = pool_resume, .data = p };
+    p->lio.fd = pool_listen_fd(p);
+    p->lio.fn = pool_accept;
+    p->lio.data = p;
+    /* Level-triggered for both kinds: an accept that fails with EMFILE is
+     * tried again on the next loop iteration rather than lost. */
+    if (ev_io_add_shared(w->loop, &p->lio) == -1) {
+        log_error(w->log, "pool '%s': epoll: %s", cp->name, strerror(errno));
+        bal_free(&p->bal);
+        return -1;
+    }
+    p->listening = true;
+    return 0;
+}
+
+void pool_stop_listening(struct pool *p)
+{
+    if (p->listening) {
+        ev_io_del(p->wk->loop, &p->lio);
+        ev_timer_stop(p->wk->loop, &p->pause);
+        p->listening = false;
+    }
+}
+
+void pool_fini(struct pool *p)
+{
+    pool_stop_listening(p);
+    bal_free(&p->bal);
+}
+
+void pool_client_closed(struct pool *p)
+{
+    atomic_fetch_sub(&p->shared->clients, 1);
+}

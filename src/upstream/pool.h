@@ -1,0 +1,56 @@
+/* pool: one configured pool inside one worker: its listener, its balancer
+ * state, and the hand-off of accepted clients to the pool's protocol.
+ *
+ * pool_shared is the per-process part, built by main before workers start
+ * (so a bind error stops legate before anything runs): the listening
+ * sockets and the client counter that `client_connections` limits. */
+#ifndef LEGATE_POOL_H
+#define LEGATE_POOL_H
+
+#include "../conf/conf.h"
+#include "../core/ev.h"
+#include "bal.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct wk;
+
+struct pool_shared {
+    atomic_uint clients;  /* open client connections, all workers */
+    int *lfds;            /* tcp: one SO_REUSEPORT socket per worker */
+    size_t nlfds;         /* unix: one socket shared by all workers */
+    bool is_unix;
+};
+
+struct pool {
+    const struct conf_pool *cp;
+    struct wk *wk;
+    struct pool_shared *shared;
+    struct ev_io lio;
+    struct ev_timer pause;  /* accepts paused after EMFILE and the like */
+    bool listening;         /* false once draining */
+    struct bal bal;
+};
+
+/* Open the listening sockets of `cp` for `nworkers`. Returns 0, or -1 with
+ * a message in err. */
+int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
+                     const struct conf_pool *cp, unsigned nworkers, char *err, size_t errlen);
+
+/* Close the sockets (and remove a unix socket file). NULL-safe. */
+void pool_shared_close(struct pool_shared *sh, const struct conf_pool *cp);
+
+/* Set up pool `cp` in worker `w` and start accepting. Returns 0 or -1. */
+int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
+              struct pool_shared *sh);
+
+/* Stop accepting new clients (drain). */
+void pool_stop_listening(struct pool *p);
+
+void pool_fini(struct pool *p);
+
+/* A client of this pool went away: release its slot. */
+void pool_client_closed(struct pool *p);
+
+#endif

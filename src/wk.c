@@ -1,0 +1,178 @@
+/* wk: worker threads (see wk.h). */
+#include "wk.h"
+#include "core/tm.h"
+#include "upstream/pool.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* Spare buffer chunks a worker keeps for reuse before freeing them. */
+enum { WK_SPARE_CHUNKS = 64, WK_QUEUE_CHUNKS = 4, WK_QUEUE_MIN = 64 * 1024 };
+
+void wk_item_add(struct wk *w, struct wk_item *it, void (*abort)(struct wk_item *))
+{
+    it->abort = abort;
+    it->prev = &w->items;
+    it->next = w->items.next;
+    w->items.next->prev = it;
+    w->items.next = it;
+    w->nitems++;
+}
+
+void wk_item_del(struct wk *w, struct wk_item *it)
+{
+    it->prev->next = it->next;
+    it->next->prev = it->prev;
+    it->prev = it->next = it;
+    w->nitems--;
+    if (w->draining && w->nitems == 0) {
+        ev_loop_stop(w->loop);
+    }
+}
+
+static void wk_grace_over(struct ev_loop *loop, struct ev_timer *t)
+{
+    (void)loop;
+    struct wk *w = t->data;
+    log_notice(w->log, "worker %u: shutdown grace over, closing %zu open connections",
+               w->id, w->nitems);
+    while (w->items.next != &w->items) {
+        struct wk_item *it = w->items.next;
+        it->abort(it); /* unlinks itself */
+    }
+}
+
+static void wk_begin_drain(struct wk *w)
+{
+    if (w->draining) {
+        return;
+    }
+    w->draining = true;
+    for (size_t i = 0; i < w->npools; i++) {
+        pool_stop_listening(&w->pools[i]);
+    }
+    if (w->nitems == 0) {
+        ev_loop_stop(w->loop);
+        return;
+    }
+    log_notice(w->log, "worker %u: draining %zu open connections (grace %llu ms)", w->id,
+               w->nitems, (unsigned long long)w->conf->shutdown_grace);
+    ev_timer_start(w->loop, &w->grace, w->conf->shutdown_grace);
+}
+
+static void wk_command(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+    (void)loop;
+    (void)events;
+    struct wk *w = io->data;
+    uint64_t v;
+    while (read(w->evfd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
+        /* drain the counter */
+    }
+    if (atomic_load(&w->stop_requested)) {
+        wk_begin_drain(w);
+    }
+}
+
+int wk_init(struct wk *w, unsigned id, struct conf *cf, const struct log *log,
+            struct pool_shared *shared, const struct wk_opts *opts)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->log = log;
+    w->evfd = -1;
+    w->items.next = w->items.prev = &w->items;
+    w->seed = tm_now_ms() * 0x9E3779B97F4A7C15ull ^ ((uint64_t)getpid() << 16) ^ id;
+    atomic_init(&w->stop_requested, false);
+    buf_pool_init(&w->bufs, opts->mbuf_size, WK_SPARE_CHUNKS);
+    w->queue_limit = opts->mbuf_size * WK_QUEUE_CHUNKS;
+    if (w->queue_limit < WK_QUEUE_MIN) {
+        w->queue_limit = WK_QUEUE_MIN;
+    }
+    w->grace = (struct ev_timer){ .fn = wk_grace_over, .data = w };
+    w->loop = ev_loop_new();
+    w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->loop == NULL || w->evfd == -1) {
+        log_error(log, "worker %u: cannot create its loop: %s", id, strerror(errno));
+        wk_fini(w);
+        return -1;
+    }
+    w->conf = conf_get(cf);
+    w->evio = (struct ev_io){ .fd = w->evfd, .fn = wk_command, .data = w };
+    if (ev_io_add(w->loop, &w->evio, EV_READ) == -1) {
+        log_error(log, "worker %u: epoll: %s", id, strerror(errno));
+        wk_fini(w);
+        return -1;
+    }
+    w->pools = calloc(cf->npools, sizeof(*w->pools));
+    if (w->pools == NULL) {
+        log_error(log, "worker %u: out of memory", id);
+        wk_fini(w);
+        return -1;
+    }
+    for (size_t i = 0; i < cf->npools; i++) {
+        if (pool_init(&w->pools[i], w, &cf->pools[i], &shared[i]) == -1) {
+            wk_fini(w);
+            return -1;
+        }
+        w->npools++;
+    }
+    return 0;
+}
+
+void wk_fini(struct wk *w)
+{
+    for (size_t i = 0; i < w->npools; i++) {
+        pool_fini(&w->pools[i]);
+    }
+    free(w->pools);
+    w->pools = NULL;
+    w->npools = 0;
+    if (w->evfd != -1) {
+        close(w->evfd);
+        w->evfd = -1;
+    }
+    ev_loop_free(w->loop);
+    w->loop = NULL;
+    buf_pool_drain(&w->bufs);
+    conf_put(w->conf);
+    w->conf = NULL;
+}
+
+static void *wk_main(void *arg)
+{
+    struct wk *w = arg;
+    if (ev_loop_run(w->loop) == -1) {
+        log_error(w->log, "worker %u: event loop failed: %s", w->id, strerror(errno));
+    }
+    return NULL;
+}
+
+int wk_start(struct wk *w)
+{
+    int rc = pthread_create(&w->thread, NULL, wk_main, w);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+void wk_stop(struct wk *w)
+{
+    uint64_t one = 1;
+    atomic_store(&w->stop_requested, true);
+    ssize_t n = write(w->evfd, &one, sizeof(one));
+    (void)n; /* a full counter still wakes the worker */
+}
+
+void wk_join(struct wk *w)
+{
+    pthread_join(w->thread, NULL);
+    wk_fini(w);
+}
