@@ -1,0 +1,140 @@
+/* Unit tests for buf: pooled chunks and queues. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "core/buf.h"
+
+#include <errno.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void test_pool_reuses_and_caps_spares(void **state)
+{
+    (void)state;
+    struct buf_pool pool;
+    buf_pool_init(&pool, 512, 2);
+    struct buf *a = buf_get(&pool), *b = buf_get(&pool), *c = buf_get(&pool);
+    assert_non_null(a);
+    assert_int_equal(pool.nused, 3);
+    assert_int_equal(buf_space(a), 512);
+    buf_put(&pool, a);
+    buf_put(&pool, b);
+    buf_put(&pool, c); /* over max_free: freed, not kept */
+    assert_int_equal(pool.nfree, 2);
+    assert_int_equal(pool.nused, 0);
+    struct buf *d = buf_get(&pool);
+    assert_true(d == b || d == a); /* reused */
+    buf_put(&pool, d);
+    buf_put(&pool, NULL); /* NULL-safe */
+    buf_pool_drain(&pool);
+    assert_int_equal(pool.nfree, 0);
+}
+
+static void test_queue_append_spans_chunks(void **state)
+{
+    (void)state;
+    struct buf_pool pool;
+    struct buf_queue q;
+    buf_pool_init(&pool, 512, 8);
+    buf_queue_init(&q);
+    uint8_t data[1500];
+    for (size_t i = 0; i < sizeof(data); i++) {
+        data[i] = (uint8_t)i;
+    }
+    assert_int_equal(buf_queue_append(&q, &pool, data, sizeof(data)), 0);
+    assert_int_equal(q.bytes, 1500);
+    assert_int_equal(pool.nused, 3);
+    struct iovec iov[8];
+    int n = buf_queue_iov(&q, iov, 8);
+    assert_int_equal(n, 3);
+    assert_int_equal(iov[0].iov_len + iov[1].iov_len + iov[2].iov_len, 1500);
+    assert_memory_equal(iov[1].iov_base, data + 512, 512);
+    /* consume across a chunk boundary */
+    buf_queue_consume(&q, &pool, 700);
+    assert_int_equal(q.bytes, 800);
+    assert_int_equal(pool.nused, 2);
+    n = buf_queue_iov(&q, iov, 8);
+    assert_memory_equal(iov[0].iov_base, data + 700, iov[0].iov_len);
+    /* consuming everything leaves no chunk held */
+    buf_queue_consume(&q, &pool, 800);
+    assert_int_equal(q.bytes, 0);
+    assert_null(q.head);
+    assert_int_equal(pool.nused, 0);
+    buf_pool_drain(&pool);
+}
+
+static void test_queue_read_respects_limit(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    uint8_t data[4096];
+    memset(data, 'x', sizeof(data));
+    assert_int_equal(write(sv[1], data, sizeof(data)), (ssize_t)sizeof(data));
+    struct buf_pool pool;
+    struct buf_queue q;
+    buf_pool_init(&pool, 512, 8);
+    buf_queue_init(&q);
+    int drained;
+    ssize_t r = buf_queue_read_fd(&q, &pool, sv[0], 1000, &drained);
+    assert_int_equal(r, 1000);
+    assert_int_equal(q.bytes, 1000);
+    assert_false(drained);
+    /* at the limit: nothing read, -2 */
+    assert_int_equal(buf_queue_read_fd(&q, &pool, sv[0], 1000, &drained), -2);
+    /* write it out to the peer and read the rest */
+    assert_int_equal(buf_queue_write_fd(&q, &pool, sv[0]), 1000);
+    assert_int_equal(q.bytes, 0);
+    r = buf_queue_read_fd(&q, &pool, sv[0], 1 << 20, &drained);
+    assert_int_equal(r, 3096);
+    assert_true(drained);
+    buf_queue_clear(&q, &pool);
+    /* nothing pending: -2 and no chunk kept */
+    assert_int_equal(buf_queue_read_fd(&q, &pool, sv[0], 1 << 20, &drained), -2);
+    assert_true(drained);
+    assert_int_equal(pool.nused, 0);
+    /* EOF (drain what we echoed first: unread data would turn it into a reset) */
+    uint8_t sink[1000];
+    assert_int_equal(read(sv[1], sink, sizeof(sink)), 1000);
+    close(sv[1]);
+    assert_int_equal(buf_queue_read_fd(&q, &pool, sv[0], 1 << 20, &drained), 0);
+    close(sv[0]);
+    buf_pool_drain(&pool);
+}
+
+static void test_queue_write_error(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    close(sv[1]);
+    struct buf_pool pool;
+    struct buf_queue q;
+    buf_pool_init(&pool, 512, 8);
+    buf_queue_init(&q);
+    assert_int_equal(buf_queue_append(&q, &pool, "hello", 5), 0);
+    ssize_t w = buf_queue_write_fd(&q, &pool, sv[0]);
+    assert_int_equal(w, -1);
+    assert_int_equal(errno, EPIPE);
+    assert_int_equal(q.bytes, 5); /* nothing lost from the queue */
+    buf_queue_clear(&q, &pool);
+    close(sv[0]);
+    buf_pool_drain(&pool);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pool_reuses_and_caps_spares),
+        cmocka_unit_test(test_queue_append_spans_chunks),
+        cmocka_unit_test(test_queue_read_respects_limit),
+        cmocka_unit_test(test_queue_write_error),
+    };
+    return cmocka_run_group_tests_name("buf", tests, NULL, NULL);
+}

@@ -1,0 +1,250 @@
+/* Unit tests for conf: values, a full config, and every error path naming
+ * the right file:line:column and key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "conf/conf.h"
+#include "conf/conf_tree.h"
+#include "conf/conf_value.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static struct conf *load_ok(const char *yaml)
+{
+    struct conf *cf = NULL;
+    char err[512] = "";
+    int rc = conf_load_buffer("t.yml", yaml, strlen(yaml), &cf, err, sizeof(err));
+    if (rc != 0) {
+        print_error("unexpected error: %s\n", err);
+    }
+    assert_int_equal(rc, 0);
+    assert_non_null(cf);
+    return cf;
+}
+
+static void test_durations(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        int ok;
+        uint64_t ms;
+    } cases[] = {
+        { "400", 1, 400 }, { "500ms", 1, 500 }, { "5s", 1, 5000 }, { "2m", 1, 120000 },
+        { "1h", 1, 3600000 }, { "0", 1, 0 }, { "", 0, 0 }, { "5 s", 0, 0 },
+        { "-1", 0, 0 }, { "1.5s", 0, 0 }, { "5d", 0, 0 }, { "s", 0, 0 },
+        { "99999999999999999999999", 0, 0 }, { "200h", 0, 0 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t ms = 0;
+        const char *why = NULL;
+        int rc = conf_value_duration(cases[i].in, &ms, &why);
+        assert_int_equal(rc, cases[i].ok ? 0 : -1);
+        if (cases[i].ok) {
+            assert_int_equal(ms, cases[i].ms);
+        } else {
+            assert_non_null(why);
+        }
+    }
+}
+
+static void test_server_lines(void **state)
+{
+    (void)state;
+    struct conf_server s;
+    char buf[256];
+    const char *why;
+    assert_int_equal(conf_value_server("127.0.0.1:7001:3 shard1", &s, buf, sizeof(buf), &why), 0);
+    assert_int_equal(s.weight, 3);
+    assert_string_equal(s.name, "shard1");
+    assert_string_equal(s.spec, "127.0.0.1:7001:3");
+    assert_int_equal(s.addr.family, AF_INET);
+    conf_server_clear(&s);
+    assert_int_equal(conf_value_server("[::1]:7001", &s, buf, sizeof(buf), &why), 0);
+    assert_int_equal(s.weight, 1);
+    assert_null(s.name);
+    assert_int_equal(s.addr.family, AF_INET6);
+    conf_server_clear(&s);
+    assert_int_equal(conf_value_server("/tmp/x.sock:2", &s, buf, sizeof(buf), &why), 0);
+    assert_int_equal(s.addr.family, AF_UNIX);
+    assert_int_equal(s.weight, 2);
+    conf_server_clear(&s);
+    const char *bad[] = { "127.0.0.1", "127.0.0.1:x", "127.0.0.1:7001:0", "127.0.0.1:7001:w",
+                          "127.0.0.1:99999:1", "::1:7001", "127.0.0.1:7001:1 a b", ":7001" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(conf_value_server(bad[i], &s, buf, sizeof(buf), &why), -1);
+    }
+}
+
+static void test_full_config(void **state)
+{
+    (void)state;
+    struct conf *cf = load_ok(
+        "legate:\n"
+        "  workers: 3\n"
+        "  shutdown_grace: 5s\n"
+        "db:\n"
+        "  listen: /tmp/legate-test.sock 0660\n"
+        "  protocol: tcp\n"
+        "  balance: least_connections\n"
+        "  retries: 4\n"
+        "  client_connections: 100\n"
+        "  timeout: { connect: 250ms, idle: 300s }\n"
+        "  servers:\n"
+        "    - 127.0.0.1:5432:2 primary\n"
+        "    - \"[::1]:5432:1\"\n"
+        "web:\n"
+        "  listen: \"[::1]:8080\"\n"
+        "  protocol: tcp\n"
+        "  timeout: 700\n"
+        "  servers: [127.0.0.1:9000]\n");
+    assert_int_equal(cf->workers, 3);
+    assert_int_equal(cf->shutdown_grace, 5000);
+    assert_int_equal(cf->npools, 2);
+    const struct conf_pool *db = &cf->pools[0];
+    assert_string_equal(db->name, "db");
+    assert_int_equal(db->listen.family, AF_UNIX);
+    assert_int_equal(db->listen_mode, 0660);
+    assert_int_equal(db->balance, CONF_BAL_LEAST_CONN);
+    assert_int_equal(db->retries, 4);
+    assert_int_equal(db->client_connections, 100);
+    assert_int_equal(db->timeout_connect, 250);
+    assert_int_equal(db->timeout_idle, 300000);
+    assert_int_equal(db->nservers, 2);
+    assert_int_equal(db->servers[0].weight, 2);
+    assert_int_equal(db->servers[0].line, 12);
+    const struct conf_pool *web = &cf->pools[1];
+    assert_int_equal(web->listen.family, AF_INET6);
+    assert_int_equal(web->timeout_connect, 700); /* tcp: one number bounds connect */
+    assert_int_equal(web->balance, CONF_BAL_ROUND_ROBIN);
+    /* references */
+    assert_ptr_equal(conf_get(cf), cf);
+    conf_put(cf);
+    conf_put(cf);
+}
+
+/* Each broken config, where the error must point, and a phrase it holds. */
+static const struct {
+    const char *yaml;
+    const char *where;
+    const char *says;
+} bad_configs[] = {
+    { "", "t.yml:1:1", "no pools" },
+    { "a: [1, 2", "t.yml:", "YAML syntax error" },
+    { "- 1\n- 2\n", "t.yml:1:1", "expected a mapping of pool names" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  servers: [127.0.0.1:2]\n  bogus: 1\n",
+      "t.yml:5:3", "key 'bogus': unknown key" },
+    { "p:\n  protocol: tcp\n  servers: [127.0.0.1:2]\n", "t.yml:1:1", "key 'listen': missing" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n", "t.yml:1:1", "key 'servers': missing" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  servers: []\n", "t.yml:4:12",
+      "the list is empty" },
+    { "p:\n  listen: nowhere\n  protocol: tcp\n  servers: [127.0.0.1:2]\n", "t.yml:2:11",
+      "key 'listen'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  timeout: soon\n  servers: [127.0.0.1:2]\n",
+      "t.yml:4:12", "key 'timeout': expected a duration" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  timeout: { connect: 1s, read: 2s }\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:4:28", "unknown phase 'read'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  timeout: { connect: 1x }\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:4:23", "key 'connect': unknown duration unit" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: ftp\n  servers: [127.0.0.1:2]\n", "t.yml:3:13",
+      "unknown value 'ftp'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  balance: fastest\n  servers: [127.0.0.1:2]\n",
+      "t.yml:4:12", "key 'balance': unknown value 'fastest'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  servers:\n    - 127.0.0.1:2:1\n"
+      "    - 127.0.0.1:3:zero\n", "t.yml:6:7", "weight must be" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  servers:\n    - 127.0.0.1:2:1 a\n"
+      "    - 127.0.0.1:3:1 a\n", "t.yml:6:7", "server name 'a' used twice" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  hash: md5\n  servers: [127.0.0.1:2]\n",
+      "t.yml:4:3", "key 'hash': applies only to redis and memcache pools" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  hash: sha1\n  servers: [127.0.0.1:2:1]\n",
+      "t.yml:4:9", "key 'hash': unknown value 'sha1'" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  hash_tag: \"{\"\n  servers: [127.0.0.1:2:1]\n",
+      "t.yml:4:13", "key 'hash_tag'" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: maybe\n  servers: [127.0.0.1:2:1]\n", "t.yml:3:10",
+      "key 'redis': expected true or false" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  server_connections: 0\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:23", "value out of range" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  servers: [127.0.0.1:2:1]\n", "t.yml:3:10",
+      "redis pools are not implemented yet" },
+    { "p:\n  listen: 127.0.0.1:1\n  servers: [127.0.0.1:2:1]\n", "t.yml:1:1",
+      "twemproxy's default is memcache" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  protocol: tcp\n  servers: [127.0.0.1:2]\n",
+      "t.yml:4:3", "duplicate key 'protocol' (first at line 3)" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  redis: true\n  servers: [127.0.0.1:2]\n",
+      "t.yml:4:10", "either 'protocol' or 'redis'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  discovery: { dns: x:1 }\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:4:14", "key 'discovery': not implemented yet" },
+    { "legate:\n  workers: 0\np:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:2:12", "key 'workers'" },
+    { "legate:\n  threads: 2\n", "t.yml:2:3", "key 'threads': unknown key in the legate section" },
+    { "legate: 3\np:\n  listen: 127.0.0.1:1\n", "t.yml:1:9", "expected a mapping" },
+    { "a: &x 1\n", "t.yml:1:4", "anchors are not allowed" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  servers: [127.0.0.1:2]\n"
+      "q:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  servers: [127.0.0.1:2]\n", "t.yml:6:11",
+      "pool 'q': key 'listen': address already used by pool 'p'" },
+    { "p:\n  listen: 127.0.0.1:1 0660\n  protocol: tcp\n  servers: [127.0.0.1:2]\n",
+      "t.yml:2:11", "mode applies only to a unix socket" },
+    { "p:\n  listen: /tmp/x.sock 999\n  protocol: tcp\n  servers: [127.0.0.1:2]\n",
+      "t.yml:2:11", "octal permission" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  retries: 99\n  servers: [127.0.0.1:2]\n",
+      "t.yml:4:12", "key 'retries'" },
+    { "p: [1]\n", "t.yml:1:4", "pool 'p': a pool must be a mapping" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  servers: { a: 1 }\n", "t.yml:4:12",
+      "expected a list" },
+    { "--- {}\n--- {}\n", "t.yml:2:1", "only one YAML document" },
+};
+
+static void test_bad_configs_name_their_line(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad_configs) / sizeof(bad_configs[0]); i++) {
+        struct conf *cf = NULL;
+        char err[512] = "";
+        int rc = conf_load_buffer("t.yml", bad_configs[i].yaml, strlen(bad_configs[i].yaml),
+                                  &cf, err, sizeof(err));
+        if (rc != -1 || strncmp(err, bad_configs[i].where, strlen(bad_configs[i].where)) != 0 ||
+            strstr(err, bad_configs[i].says) == NULL) {
+            print_error("case %zu: got rc=%d err='%s', want '%s' ... '%s'\n", i, rc, err,
+                        bad_configs[i].where, bad_configs[i].says);
+            fail();
+        }
+        assert_null(cf);
+    }
+}
+
+static void test_depth_and_size_limits(void **state)
+{
+    (void)state;
+    char deep[256];
+    size_t off = 0;
+    for (int i = 0; i < 40; i++) {
+        deep[off++] = '[';
+    }
+    deep[off] = '\0';
+    struct conf *cf = NULL;
+    char err[512] = "";
+    assert_int_equal(conf_load_buffer("t.yml", deep, off, &cf, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "nested too deeply"));
+    static char big[CONF_MAX_FILE + 2];
+    memset(big, '#', sizeof(big));
+    assert_int_equal(conf_load_buffer("t.yml", big, sizeof(big), &cf, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "larger than 4 MiB"));
+    assert_int_equal(conf_load("/nonexistent/legate.yml", &cf, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "/nonexistent/legate.yml: cannot open"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_server_lines),
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_bad_configs_name_their_line),
+        cmocka_unit_test(test_depth_and_size_limits),
+    };
+    return cmocka_run_group_tests_name("conf", tests, NULL, NULL);
+}
