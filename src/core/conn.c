@@ -11,6 +11,7 @@ int conn_open(struct conn *c, struct ev_loop *loop, int fd, ev_io_fn fn, void *d
     c->io.data = data;
     c->readable = false;
     c->writable = false;
+    c->hup = false;
     c->eof = false;
     c->shut_wr = false;
     c->open = false;
@@ -27,6 +28,9 @@ void conn_note_events(struct conn *c, unsigned events)
     if (events & EV_READ) {
         c->readable = true;
     }
+    if (events & EV_HUP) {
+        c->hup = true;
+    }
     if (events & EV_WRITE) {
         c->writable = true;
     }
@@ -36,7 +40,7 @@ ssize_t conn_read(struct conn *c, struct buf_queue *q, struct buf_pool *pool, si
 {
     int drained;
     ssize_t r = buf_queue_read_fd(q, pool, c->io.fd, limit, &drained);
-    if (drained) {
+    if (drained && !c->hup) {
         c->readable = false;
     }
     if (r == 0) {

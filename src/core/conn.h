@@ -19,6 +19,9 @@ struct conn {
     struct ev_io io;
     bool readable;   /* last event said readable, no EAGAIN since */
     bool writable;   /* same for writes */
+    bool hup;        /* an event said the peer shut down or failed: the
+                      * EOF or error is still to be read, so a short read
+                      * does not mean there is nothing left */
     bool eof;        /* read side finished (peer sent FIN) */
     bool shut_wr;    /* we sent FIN (shutdown SHUT_WR) */
     bool open;       /* fd is registered and open */

@@ -125,8 +125,10 @@ static void tcp_server_io(struct ev_loop *loop, struct ev_io *io, unsigned event
         tcp_pump(s);
         return;
     }
+    /* Only SO_ERROR decides: a server that answers and closes at once
+     * reports RDHUP together with a successful connect. */
     int err = net_connect_result(io->fd);
-    if (err == 0 && !(events & EV_HUP)) {
+    if (err == 0) {
         tcp_opened(s);
         return;
     }

@@ -1,0 +1,259 @@
+"""Shared fixtures for the black-box tests: start legate and real backends
+on ephemeral loopback ports, and stop everything afterwards.
+
+LEGATE_BIN names the binary under test (release or ASan build);
+LEGATE_SANITIZED=1 says it is a sanitizer build (RSS bounds are looser)."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+LEGATE_BIN = os.environ.get(
+    "LEGATE_BIN",
+    os.path.join(os.path.dirname(__file__), "..", "..", "build", "legate"))
+SANITIZED = os.environ.get("LEGATE_SANITIZED") == "1"
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    """A TCP port nobody listens on right now."""
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def can_connect(addr, family=socket.AF_INET):
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect(addr)
+        return True
+    except OSError:
+        return False
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class Legate:
+    """One legate process with a config written from a string."""
+
+    def __init__(self, tmp_path, conf, args=(), name="legate"):
+        self.dir = tmp_path
+        self.conf_path = tmp_path / f"{name}.yml"
+        self.conf_path.write_text(conf)
+        self.log_path = tmp_path / f"{name}.log"
+        self.err_path = tmp_path / f"{name}.stderr"
+        self.args = list(args)
+        self.proc = None
+
+    def start(self, wait_addr=None, family=socket.AF_INET):
+        self.err = open(self.err_path, "w")
+        self.proc = subprocess.Popen(
+            [LEGATE_BIN, "-c", str(self.conf_path), "-o", str(self.log_path),
+             "-v", "6"] + self.args,
+            stdout=self.err, stderr=self.err)
+        if wait_addr is not None:
+            # Listeners are bound before this line is logged; probing with a
+            # connection would create a session of its own.
+            wait_for(lambda: self.proc.poll() is not None or "started on pid" in self.log(),
+                     what=f"legate listening on {wait_addr}")
+            assert self.proc.poll() is None, self.diagnostics()
+        return self
+
+    def log(self):
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def diagnostics(self):
+        err = self.err_path.read_text() if self.err_path.exists() else ""
+        return f"--- legate log ---\n{self.log()}\n--- stderr ---\n{err}"
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Stop legate and insist it exits 0 with no sanitizer report."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("legate did not exit after SIGTERM\n" + self.diagnostics())
+        self.err.close()
+        self.proc = None
+        err = self.err_path.read_text()
+        assert "ERROR: AddressSanitizer" not in err, err
+        assert "runtime error:" not in err, err
+        assert "LeakSanitizer" not in err, err
+        assert rc == 0, f"legate exited {rc}\n" + self.diagnostics()
+        return rc
+
+
+@pytest.fixture
+def legate(tmp_path):
+    """Factory: legate(conf, wait_addr=...) starts one; all are stopped (and
+    checked for a clean exit) at teardown."""
+    started = []
+
+    def make(conf, wait_addr=None, family=socket.AF_INET, args=(), name="legate"):
+        lg = Legate(tmp_path, conf, args=args, name=f"{name}{len(started)}")
+        started.append(lg)
+        return lg.start(wait_addr, family)
+
+    yield make
+    for lg in started:
+        lg.stop()
+
+
+class EchoServer:
+    """A threaded TCP echo server. mode 'echo' returns what it gets;
+    'count' reads to EOF then answers the byte count (proves half-close);
+    'name' sends its name and closes."""
+
+    def __init__(self, mode="echo", name="echo", family=socket.AF_INET, host="127.0.0.1"):
+        self.mode = mode
+        self.name = name
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.stopping = False
+        self.threads = []
+        t = threading.Thread(target=self._accept_loop, daemon=True)
+        t.start()
+
+    def _accept_loop(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
+            t.start()
+
+    def _serve(self, c):
+        try:
+            if self.mode == "name":
+                c.sendall(self.name.encode())
+            elif self.mode == "count":
+                n = 0
+                while True:
+                    d = c.recv(65536)
+                    if not d:
+                        break
+                    n += len(d)
+                c.sendall(str(n).encode())
+            else:
+                while True:
+                    d = c.recv(65536)
+                    if not d:
+                        break
+                    c.sendall(d)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+@pytest.fixture
+def echo_server():
+    servers = []
+
+    def make(**kw):
+        s = EchoServer(**kw)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+class RedisServer:
+    def __init__(self, tmp_path):
+        assert shutil.which("redis-server"), "redis-server missing: run scripts/bootstrap"
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: can_connect(("127.0.0.1", self.port)), what="redis-server")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    servers = []
+
+    def make():
+        s = RedisServer(tmp_path)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+def tcp_pool(listen, servers, extra="", legate_section="legate:\n  workers: 2\n  shutdown_grace: 5s\n"):
+    """A config with one tcp pool."""
+    lines = "".join(f"    - {s}\n" for s in servers)
+    return (f"{legate_section}"
+            f"pool:\n"
+            f"  listen: {listen}\n"
+            f"  protocol: tcp\n"
+            f"{extra}"
+            f"  servers:\n{lines}")
+
+
+def recv_exactly(s, n):
+    buf = bytearray()
+    while len(buf) < n:
+        d = s.recv(n - len(buf))
+        if not d:
+            break
+        buf += d
+    return bytes(buf)
+
+
+def recv_all(s):
+    buf = bytearray()
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return bytes(buf)
+        buf += d
