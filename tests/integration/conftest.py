@@ -128,7 +128,7 @@ def legate(tmp_path):
 class EchoServer:
     """A threaded TCP echo server. mode 'echo' returns what it gets;
     'count' reads to EOF then answers the byte count (proves half-close);
-    'name' sends its name and closes."""
+    'name' sends its name and closes; 'tag' answers each read with its name."""
 
     def __init__(self, mode="echo", name="echo", family=socket.AF_INET, host="127.0.0.1"):
         self.mode = mode
@@ -139,6 +139,8 @@ class EchoServer:
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
+        self.active = 0
+        self.lock = threading.Lock()
         self.stopping = False
         self.threads = []
         t = threading.Thread(target=self._accept_loop, daemon=True)
@@ -150,7 +152,9 @@ class EchoServer:
                 c, _ = self.sock.accept()
             except OSError:
                 return
-            self.accepted += 1
+            with self.lock:
+                self.accepted += 1
+                self.active += 1
             t = threading.Thread(target=self._serve, args=(c,), daemon=True)
             t.start()
 
@@ -158,6 +162,9 @@ class EchoServer:
         try:
             if self.mode == "name":
                 c.sendall(self.name.encode())
+            elif self.mode == "tag":
+                while c.recv(65536):
+                    c.sendall(self.name.encode())
             elif self.mode == "count":
                 n = 0
                 while True:
@@ -176,6 +183,8 @@ class EchoServer:
             pass
         finally:
             c.close()
+            with self.lock:
+                self.active -= 1
 
     def close(self):
         self.stopping = True

@@ -291,26 +291,32 @@ def test_round_robin_and_weights(legate, echo_server):
 
 
 def test_least_connections(legate, echo_server):
-    a = echo_server(mode="echo")
-    b = echo_server(mode="name", name="b")
+    a = echo_server(mode="tag", name="a")
+    b = echo_server(mode="tag", name="b")
     port = free_port()
     legate(tcp_pool(f"127.0.0.1:{port}", [f"127.0.0.1:{a.port}:1", f"127.0.0.1:{b.port}:1"],
                     extra="  balance: least_connections\n",
                     legate_section="legate:\n  workers: 1\n"),
            wait_addr=("127.0.0.1", port))
-    # Hold three connections on the echo server (it never closes them)...
-    held = []
-    while len(held) < 3:
+
+    def open_tagged():
         s = connect(port)
         s.sendall(b"?")
-        s.settimeout(5)
-        if s.recv(1) == b"?":
-            held.append(s)
-        else:
+        return s, recv_exactly(s, 1)
+
+    held = [open_tagged() for _ in range(8)]
+    names = [n for _, n in held]
+    assert names.count(b"a") == 4 and names.count(b"b") == 4
+    # Close three of b's: b is now the least loaded, so the next three
+    # connections all go to b (round robin would alternate).
+    closed = 0
+    for s, n in held:
+        if n == b"b" and closed < 3:
             s.close()
-    # ...then every new short connection goes to b, the least loaded.
-    for _ in range(3):
-        with connect(port) as s:
-            assert recv_all(s) == b"b"
-    for s in held:
+            closed += 1
+    # legate closes its server side only once it has seen the client close
+    wait_for(lambda: b.active == 1, what="b's sessions to end")
+    more = [open_tagged() for _ in range(3)]
+    assert [n for _, n in more] == [b"b"] * 3
+    for s, _ in held + more:
         s.close()
