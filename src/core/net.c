@@ -97,6 +97,24 @@ int net_addr_parse(const char *s, struct net_addr *out, char *err, size_t errlen
         snprintf(err, errlen, "bad port in '%s'", s);
         return -1;
     }
+    memset(out, 0, sizeof(*out));
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&out->ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->ss;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)pn);
+        out->len = sizeof(*s4);
+        out->family = AF_INET;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)pn);
+        out->len = sizeof(*s6);
+        out->family = AF_INET6;
+        return 0;
+    }
+    /* A name: resolved once, here (config time). */
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host, port, &hints, &res);
@@ -104,7 +122,6 @@ int net_addr_parse(const char *s, struct net_addr *out, char *err, size_t errlen
         snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
         return -1;
     }
-    memset(out, 0, sizeof(*out));
     memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
     out->len = res->ai_addrlen;
     out->family = res->ai_family;

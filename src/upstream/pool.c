@@ -27,6 +27,7 @@ int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
                      const struct conf_pool *cp, unsigned nworkers, char *err, size_t errlen)
 {
     atomic_init(&sh->clients, 0);
+    atomic_init(&sh->unix_users, nworkers);
     sh->is_unix = cp->listen.family == AF_UNIX;
     sh->nlfds = sh->is_unix ? 1 : nworkers;
     sh->lfds = malloc(sh->nlfds * sizeof(int));
@@ -58,7 +59,7 @@ void pool_shared_close(struct pool_shared *sh, const struct conf_pool *cp)
             close(sh->lfds[i]);
         }
     }
-    if (sh->is_unix && sh->lfds[0] != -1) {
+    if (sh->is_unix && sh->lfds[0] != -1) { /* workers never started */
         const struct sockaddr_un *un = (const struct sockaddr_un *)&cp->listen.ss;
         unlink(un->sun_path);
     }
@@ -149,10 +150,21 @@ int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
 
 void pool_stop_listening(struct pool *p)
 {
-    if (p->listening) {
-        ev_io_del(p->wk->loop, &p->lio);
-        ev_timer_stop(p->wk->loop, &p->pause);
-        p->listening = false;
+    if (!p->listening) {
+        return;
+    }
+    ev_io_del(p->wk->loop, &p->lio);
+    ev_timer_stop(p->wk->loop, &p->pause);
+    p->listening = false;
+    struct pool_shared *sh = p->shared;
+    if (!sh->is_unix) {
+        close(sh->lfds[p->wk->id]); /* this worker's own socket */
+        sh->lfds[p->wk->id] = -1;
+    } else if (atomic_fetch_sub(&sh->unix_users, 1) == 1) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)&p->cp->listen.ss;
+        unlink(un->sun_path);
+        close(sh->lfds[0]);
+        sh->lfds[0] = -1;
     }
 }
 

@@ -18,6 +18,7 @@ struct wk;
 
 struct pool_shared {
     atomic_uint clients;  /* open client connections, all workers */
+    atomic_uint unix_users; /* workers still accepting on the unix socket */
     int *lfds;            /* tcp: one SO_REUSEPORT socket per worker */
     size_t nlfds;         /* unix: one socket shared by all workers */
     bool is_unix;
@@ -45,7 +46,9 @@ void pool_shared_close(struct pool_shared *sh, const struct conf_pool *cp);
 int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
               struct pool_shared *sh);
 
-/* Stop accepting new clients (drain). */
+/* Stop accepting new clients (drain) and close this worker's listener so
+ * the kernel refuses new connections; the last worker to stop closes and
+ * removes a shared unix socket. */
 void pool_stop_listening(struct pool *p);
 
 void pool_fini(struct pool *p);
