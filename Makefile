@@ -78,7 +78,8 @@ integration-asan: asan
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
 	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
+	clang -std=c11 -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -g -O1 \
+	    -fsanitize=fuzzer,address,undefined -Isrc \
 	    -o $@ $< $(LIB_SRCS) $(LDLIBS)
 
 # A short run of every fuzz target (part of check); `make fuzz` runs longer.
@@ -95,7 +96,11 @@ fuzz:
 check: bootstrap lint all unit integration integration-asan fuzz-short
 	@echo "check: all passed"
 
-bench: bootstrap all
+build/bench/blast: bench/blast.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -Wall -Wextra -o $@ $< -lpthread
+
+bench: bootstrap all build/bench/blast
 	bench/tcp
 
 demo: bootstrap all

@@ -56,12 +56,13 @@ static void wk_begin_drain(struct wk *w)
     for (size_t i = 0; i < w->npools; i++) {
         pool_stop_listening(&w->pools[i]);
     }
+    log_notice(w->log, "worker %u: stopped accepting, draining %zu open connections "
+               "(grace %llu ms)", w->id, w->nitems,
+               (unsigned long long)w->conf->shutdown_grace);
     if (w->nitems == 0) {
         ev_loop_stop(w->loop);
         return;
     }
-    log_notice(w->log, "worker %u: draining %zu open connections (grace %llu ms)", w->id,
-               w->nitems, (unsigned long long)w->conf->shutdown_grace);
     ev_timer_start(w->loop, &w->grace, w->conf->shutdown_grace);
 }
 

@@ -7,7 +7,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-enum { BUF_IOV_MAX = 64 };
+enum {
+    BUF_IOV_MAX = 64, /* regions per writev */
+    BUF_READ_IOV = 4, /* chunks filled per readv */
+};
 
 void buf_pool_init(struct buf_pool *pool, size_t size, size_t max_free)
 {
@@ -156,26 +159,101 @@ int buf_queue_iov(const struct buf_queue *q, struct iovec *iov, int max)
     return n;
 }
 
+/* Make sure the queue has free space for `want` bytes (or at least
+ * BUF_READ_IOV chunks' worth), appending empty chunks; fill `iov` with the
+ * free regions. Returns the number of regions, 0 when out of memory. */
+static int buf_queue_reserve(struct buf_queue *q, struct buf_pool *pool, size_t want,
+                             struct iovec *iov)
+{
+    int n = 0;
+    size_t room = 0;
+    if (q->tail != NULL && buf_space(q->tail) > 0) {
+        iov[n].iov_base = q->tail->last;
+        iov[n].iov_len = buf_space(q->tail);
+        room += iov[n].iov_len;
+        n++;
+    }
+    while (room < want && n < BUF_READ_IOV) {
+        struct buf *b = buf_get(pool);
+        if (b == NULL) {
+            break;
+        }
+        if (q->tail != NULL) {
+            q->tail->next = b;
+        } else {
+            q->head = b;
+        }
+        q->tail = b;
+        iov[n].iov_base = b->last;
+        iov[n].iov_len = buf_space(b);
+        room += iov[n].iov_len;
+        n++;
+    }
+    if (room > want && n > 0) {
+        iov[n - 1].iov_len -= room - want; /* never read past the limit */
+    }
+    return n;
+}
+
+/* Account for `n` bytes read into the regions from buf_queue_reserve
+ * (they start at the first chunk with free space), then give back the
+ * chunks at the end that received nothing. */
+static void buf_queue_fill(struct buf_queue *q, struct buf_pool *pool, size_t n)
+{
+    q->bytes += n;
+    struct buf *b = q->head;
+    while (b != NULL && buf_space(b) == 0) {
+        b = b->next;
+    }
+    for (; b != NULL && n > 0; b = b->next) {
+        size_t k = buf_space(b) < n ? buf_space(b) : n;
+        b->last += k;
+        n -= k;
+    }
+    /* Chunks in a queue hold unread bytes, except fresh empty ones at the
+     * end: keep everything up to the last chunk with data. */
+    struct buf *keep = NULL;
+    for (b = q->head; b != NULL; b = b->next) {
+        if (buf_unread(b) > 0) {
+            keep = b;
+        }
+    }
+    struct buf *rest = keep != NULL ? keep->next : q->head;
+    if (keep != NULL) {
+        keep->next = NULL;
+        q->tail = keep;
+    } else {
+        q->head = q->tail = NULL;
+    }
+    while (rest != NULL) {
+        struct buf *next = rest->next;
+        buf_put(pool, rest);
+        rest = next;
+    }
+}
+
 static ssize_t buf_queue_read_once(struct buf_queue *q, struct buf_pool *pool, int fd,
                                    size_t limit, int *drained)
 {
     ssize_t total = 0;
     *drained = 0;
     while (q->bytes < limit) {
-        struct buf *b = buf_queue_tail_space(q, pool);
-        if (b == NULL) {
+        struct iovec iov[BUF_READ_IOV + 1];
+        size_t want = limit - q->bytes;
+        int n = buf_queue_reserve(q, pool, want, iov);
+        if (n == 0) {
             errno = ENOMEM;
             return total > 0 ? total : -1;
         }
-        size_t want = buf_space(b);
-        if (want > limit - q->bytes) {
-            want = limit - q->bytes;
+        size_t asked = 0;
+        for (int i = 0; i < n; i++) {
+            asked += iov[i].iov_len;
         }
-        ssize_t r = read(fd, b->last, want);
+        ssize_t r = readv(fd, iov, n);
+        buf_queue_fill(q, pool, r > 0 ? (size_t)r : 0);
         if (r > 0) {
-            buf_queue_commit(q, (size_t)r);
             total += r;
-            if ((size_t)r < want) {
+            if ((size_t)r < asked) {
                 /* A short read on a stream socket empties its receive
                  * queue: data arriving later raises a new edge. */
                 *drained = 1;

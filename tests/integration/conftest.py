@@ -136,7 +136,7 @@ class EchoServer:
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, 0))
-        self.sock.listen(128)
+        self.sock.listen(4096)
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
         self.active = 0

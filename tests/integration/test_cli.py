@@ -116,7 +116,7 @@ def test_sigterm_lets_open_transfer_finish(legate, echo_server):
     s.sendall(b"before")
     assert recv_exactly(s, 6) == b"before"
     lg.proc.send_signal(signal.SIGTERM)
-    wait_for(lambda: "draining" in lg.log(), what="drain to start")
+    wait_for(lambda: lg.log().count("stopped accepting") == 2, what="both workers to drain")
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     payload = os.urandom(5 * 1024 * 1024)
