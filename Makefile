@@ -86,7 +86,8 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
 fuzz-short: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do n=$$(basename $$f); echo "== $$n ($(FUZZ_SECONDS)s)"; \
 	    mkdir -p build/fuzz/corpus/$$n; \
-	    $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus/$$n \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -artifact_prefix=build/fuzz/ \
+	        build/fuzz/corpus/$$n \
 	        tests/fuzz/corpus/$$n 2>build/fuzz/$$n.log || { tail -40 build/fuzz/$$n.log; exit 1; }; \
 	    tail -1 build/fuzz/$$n.log; done
 

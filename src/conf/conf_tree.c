@@ -137,9 +137,9 @@ static int conf_tree_node(struct conf_tree_ctx *cx, yaml_event_t *ev, int depth,
         n->value = strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
         n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
         if (n->value == NULL || strlen(n->value) != ev->data.scalar.length) {
+            const char *why = n->value ? "NUL byte in a value" : "out of memory";
             conf_tree_free(n);
-            return conf_tree_fail(cx, &ev->start_mark,
-                                  n->value ? "NUL byte in a value" : "out of memory");
+            return conf_tree_fail(cx, &ev->start_mark, why);
         }
         *out = n;
         return 0;

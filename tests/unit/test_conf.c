@@ -218,6 +218,19 @@ static void test_bad_configs_name_their_line(void **state)
     assert_int_equal(failures, 0);
 }
 
+/* Regression (found by fuzz_conf): the NUL-byte error path used the node
+ * after freeing it. */
+static void test_nul_byte_in_value(void **state)
+{
+    (void)state;
+    static const char yaml[] = "p:\n  listen: \"a\\0b\"\n";
+    struct conf *cf = NULL;
+    char err[512] = "";
+    assert_int_equal(conf_load_buffer("t.yml", yaml, sizeof(yaml) - 1, &cf, err, sizeof(err)),
+                     -1);
+    assert_non_null(strstr(err, "t.yml:2:11: NUL byte in a value"));
+}
+
 static void test_depth_and_size_limits(void **state)
 {
     (void)state;
@@ -246,6 +259,7 @@ int main(void)
         cmocka_unit_test(test_server_lines),
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_bad_configs_name_their_line),
+        cmocka_unit_test(test_nul_byte_in_value),
         cmocka_unit_test(test_depth_and_size_limits),
     };
     return cmocka_run_group_tests_name("conf", tests, NULL, NULL);
