@@ -100,11 +100,19 @@ static void pool_accept(struct ev_loop *loop, struct ev_io *io, unsigned events)
         if (fd == -1) {
             /* Out of descriptors or memory: the listener is level-triggered
              * and would spin, so pause it briefly. */
-            log_warn(lg, "pool '%s': accept failed: %s; pausing accepts for %d ms",
-                     p->cp->name, strerror(errno), POOL_ACCEPT_PAUSE_MS);
+            if (!p->accept_failing) { /* once per streak, not every pause */
+                log_warn(lg, "pool '%s': accept failed: %s; pausing accepts for %d ms "
+                         "until it works again", p->cp->name, strerror(errno),
+                         POOL_ACCEPT_PAUSE_MS);
+                p->accept_failing = true;
+            }
             ev_io_del(loop, &p->lio);
             ev_timer_start(loop, &p->pause, POOL_ACCEPT_PAUSE_MS);
             return;
+        }
+        if (p->accept_failing) {
+            log_notice(lg, "pool '%s': accepting again", p->cp->name);
+            p->accept_failing = false;
         }
         unsigned limit = p->cp->client_connections;
         unsigned now = atomic_fetch_add(&p->shared->clients, 1) + 1;

@@ -31,6 +31,7 @@ struct pool {
     struct ev_io lio;
     struct ev_timer pause;  /* accepts paused after EMFILE and the like */
     bool listening;         /* false once draining */
+    bool accept_failing;    /* in a streak of failed accepts (logged once) */
     struct bal bal;
 };
 
