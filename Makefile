@@ -9,7 +9,7 @@ WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wpointer-arith -Wcast-qual -Wvla -Werror
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(MODE_CFLAGS) $(WARN) $(EXTRA_CFLAGS)
 LDFLAGS  += $(EXTRA_LDFLAGS)
-LDLIBS   := -lyaml -lpthread
+LDLIBS   := -lyaml -lpthread -lm
 
 LIB_SRCS := $(wildcard src/core/*.c src/conf/*.c src/upstream/*.c src/proto/*.c) \
             src/wk.c src/opt.c
@@ -30,7 +30,8 @@ FUZZ_LONG_SECONDS ?= 600
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
               -fno-sanitize-recover=undefined
 
-.PHONY: all legate check asan unit integration integration-asan fuzz fuzz-short \
+
+.PHONY: tools all legate check asan unit integration integration-asan fuzz fuzz-short \
         bench demo clean bootstrap lint
 
 all: build/legate
@@ -50,6 +51,16 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc -o $@ $^ $(LDLIBS) -lcmocka
 
+# Helpers the integration tests drive (not installed).
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
+
+$(BUILD)/tools/%: tests/tools/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -o $@ $^ $(LDLIBS)
+
+tools: $(TOOL_BINS)
+
 -include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d)
 
 bootstrap:
@@ -63,17 +74,20 @@ lint:
 unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do echo "== $$t"; $$t || exit 1; done
 
-integration: build/legate
-	LEGATE_BIN=$(CURDIR)/build/legate $(PYTHON) -m pytest -q tests/integration
+integration: build/legate $(TOOL_BINS)
+	LEGATE_BIN=$(CURDIR)/build/legate LEGATE_TOOLS=$(CURDIR)/$(BUILD)/tools \
+	    $(PYTHON) -m pytest -q tests/integration
 
 asan:
 	$(MAKE) BUILD=build/asan MODE_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="-fsanitize=address,undefined" \
-	    build/asan/legate $(UNIT_SRCS:tests/unit/%.c=build/asan/tests/%)
+	    build/asan/legate $(UNIT_SRCS:tests/unit/%.c=build/asan/tests/%) \
+	    $(TOOL_SRCS:tests/tools/%.c=build/asan/tools/%)
 
 integration-asan: asan
 	@for t in $(UNIT_SRCS:tests/unit/%.c=build/asan/tests/%); do echo "== $$t (asan)"; $$t || exit 1; done
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    LEGATE_BIN=$(CURDIR)/build/asan/legate LEGATE_SANITIZED=1 \
+	    LEGATE_BIN=$(CURDIR)/build/asan/legate LEGATE_TOOLS=$(CURDIR)/build/asan/tools \
+	    LEGATE_SANITIZED=1 \
 	    $(PYTHON) -m pytest -q tests/integration
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)

@@ -45,6 +45,28 @@ const char *conf_balance_name(enum conf_balance b)
     return conf_balance_names[b];
 }
 
+int conf_hash_parse(const char *s, enum conf_hash *out)
+{
+    unsigned x;
+    const char *why;
+    if (conf_value_enum(s, conf_hash_names, &x, &why) == -1) {
+        return -1;
+    }
+    *out = (enum conf_hash)x;
+    return 0;
+}
+
+int conf_dist_parse(const char *s, enum conf_dist *out)
+{
+    unsigned x;
+    const char *why;
+    if (conf_value_enum(s, conf_dist_names, &x, &why) == -1) {
+        return -1;
+    }
+    *out = (enum conf_dist)x;
+    return 0;
+}
+
 struct conf_ctx {
     const char *file;
     const char *pool; /* pool being read, or NULL */
@@ -433,10 +455,12 @@ static int pk_servers(struct conf_ctx *cx, struct conf_pool *p, const struct con
         }
         p->servers[i].line = it->line;
         p->nservers = i + 1;
+        /* The identity (name, or host:port) places keys: it must be unique. */
         for (size_t j = 0; j < i; j++) {
-            const char *a = p->servers[j].name, *b = p->servers[i].name;
-            if (a != NULL && b != NULL && strcmp(a, b) == 0) {
-                return conf_fail(cx, it, key, "server name '%s' used twice", b);
+            if (strcmp(p->servers[j].ident, p->servers[i].ident) == 0) {
+                return conf_fail(cx, it, key, "server %s '%s' used twice (line %d)",
+                                 p->servers[i].name ? "name" : "address",
+                                 p->servers[i].ident, p->servers[j].line);
             }
         }
     }

@@ -49,7 +49,10 @@ enum {
 
 struct conf_server {
     char *spec;           /* as written, for logs and stats */
-    char *name;           /* optional name (ketama identity); NULL if none */
+    char *name;           /* optional name; NULL if none */
+    char *ident;          /* ketama identity, as twemproxy: the name if given,
+                           * else "host:port" as written ("host" alone when the
+                           * port is 11211, for libmemcached compatibility) */
     struct net_addr addr;
     unsigned weight;
     int line;
@@ -112,6 +115,10 @@ int conf_load_buffer(const char *name, const char *data, size_t len,
 /* Take and drop references; the last conf_put frees (NULL-safe). */
 struct conf *conf_get(struct conf *cf);
 void conf_put(struct conf *cf);
+
+/* Hash and distribution names (twemproxy's). Return 0, or -1 if unknown. */
+int conf_hash_parse(const char *s, enum conf_hash *out);
+int conf_dist_parse(const char *s, enum conf_dist *out);
 
 /* Names for logs and stats. */
 const char *conf_proto_name(enum conf_proto p);

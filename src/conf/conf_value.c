@@ -118,8 +118,22 @@ void conf_server_clear(struct conf_server *s)
 {
     free(s->spec);
     free(s->name);
+    free(s->ident);
     s->spec = NULL;
     s->name = NULL;
+    s->ident = NULL;
+}
+
+/* twemproxy's ketama identity of an unnamed server (see conf.h). */
+static char *conf_server_ident(const char *addr, size_t span)
+{
+    static const char ketama_port[] = ":11211";
+    size_t n = span;
+    size_t kp = sizeof(ketama_port) - 1;
+    if (addr[0] != '/' && n > kp && memcmp(addr + n - kp, ketama_port, kp) == 0) {
+        n -= kp;
+    }
+    return strndup(addr, n);
 }
 
 int conf_value_server(const char *s, struct conf_server *out,
@@ -169,7 +183,8 @@ int conf_value_server(const char *s, struct conf_server *out,
     }
     out->spec = strndup(s, sp);
     out->name = *name != '\0' ? strdup(name) : NULL;
-    if (out->spec == NULL || (*name != '\0' && out->name == NULL)) {
+    out->ident = *name != '\0' ? strdup(name) : conf_server_ident(s, span);
+    if (out->spec == NULL || out->ident == NULL || (*name != '\0' && out->name == NULL)) {
         conf_server_clear(out);
         *why = "out of memory";
         return -1;
