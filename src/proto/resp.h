@@ -1,0 +1,101 @@
+/* resp: incremental RESP parsers (Redis protocol), requests and responses.
+ *
+ * Both are state machines fed the bytes of a stream in any pieces: each
+ * call continues where the last one stopped, so no byte is looked at twice
+ * and a split anywhere (even byte by byte) gives the same result. Bulk
+ * payloads are skipped by arithmetic, not scanned. Nothing is copied:
+ * arguments are recorded as offsets from the start of the request, so the
+ * caller can find them in whatever buffers hold the bytes.
+ *
+ * Feed contract: resp_*_feed(x, data, n, &used, limits) consumes up to n
+ * bytes and sets *used. Returns RESP_DONE when a whole message ended
+ * (*used counts only its bytes; feed the rest to the next message after a
+ * reset), RESP_AGAIN when all n bytes were consumed and more are needed,
+ * RESP_ERROR on malformed input or a limit (x->error says which; the
+ * connection must be closed). */
+#ifndef LEGATE_RESP_H
+#define LEGATE_RESP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { RESP_DONE = 0, RESP_ERROR = -1, RESP_AGAIN = -2 };
+
+enum {
+    RESP_NAME_MAX = 32,   /* longest command name kept (longer: unknown) */
+    RESP_MAX_DEPTH = 32,  /* response nesting */
+};
+
+struct resp_limits {
+    uint32_t max_args;     /* arguments in one request */
+    uint64_t max_bulk;     /* one bulk string */
+    uint64_t max_request;  /* whole request, bytes */
+    uint32_t max_inline;   /* inline command line, and any +/-/: line */
+};
+
+/* Defaults: Redis's own proto-max-bulk-len (512 MiB) and inline limit
+ * (64 KiB); a million arguments. */
+extern const struct resp_limits resp_default_limits;
+
+struct resp_arg {
+    uint64_t off;          /* from the request's first byte */
+    uint64_t len;
+};
+
+struct resp_req {
+    /* result, valid after RESP_DONE */
+    uint32_t nargs;        /* 0: an empty request (*0, blank inline): skip it */
+    struct resp_arg *args;
+    char name[RESP_NAME_MAX + 1]; /* first argument, upper-cased, if short */
+    bool name_too_long;
+    bool inline_form;
+    uint64_t size;         /* bytes of the whole request */
+    const char *error;     /* after RESP_ERROR: a short reason */
+
+    /* parse state */
+    int phase;
+    uint32_t cap;
+    uint32_t left;         /* arguments still to come */
+    uint64_t num;
+    bool digits;
+    uint64_t bulk_left;
+};
+
+void resp_req_init(struct resp_req *r);
+/* Get ready for the next request (keeps the argument array). */
+void resp_req_reset(struct resp_req *r);
+void resp_req_free(struct resp_req *r);
+int resp_req_feed(struct resp_req *r, const uint8_t *data, size_t n, size_t *used,
+                  const struct resp_limits *lim);
+
+/* One response, RESP2 or RESP3: + - : $ * and _ , # ! = ( % ~ > | */
+struct resp_rsp {
+    /* result, valid after RESP_DONE */
+    uint8_t type;          /* first byte of the reply (after attributes) */
+    bool is_error;         /* - or ! */
+    bool is_null;          /* $-1, *-1 or _ */
+    int64_t integer;       /* for ':' */
+    int64_t count;         /* elements of a top-level aggregate */
+    uint64_t size;
+    const char *error;
+
+    /* parse state */
+    int phase;
+    int depth;
+    uint64_t left[RESP_MAX_DEPTH];   /* elements still due per level */
+    bool attr[RESP_MAX_DEPTH];       /* level is an attribute map */
+    uint8_t cur;                     /* type being read */
+    uint64_t num;
+    bool digits;
+    bool neg;
+    uint64_t line;                   /* bytes of the current line */
+    uint64_t bulk_left;
+    bool top_seen;
+};
+
+void resp_rsp_init(struct resp_rsp *r);
+int resp_rsp_feed(struct resp_rsp *r, const uint8_t *data, size_t n, size_t *used,
+                  const struct resp_limits *lim);
+
+#endif
