@@ -23,7 +23,7 @@ enum {
 };
 
 /* Protocols this build can run; the others parse but are refused. */
-enum { P_IMPLEMENTED = P_TCP };
+enum { P_IMPLEMENTED = P_TCP | P_REDIS };
 
 static const char *const conf_proto_names[] = { "tcp", "redis", "memcache", "http", NULL };
 static const char *const conf_balance_names[] = {
@@ -392,7 +392,14 @@ static int pk_server_connections(struct conf_ctx *cx, struct conf_pool *p,
 static int pk_auto_eject_hosts(struct conf_ctx *cx, struct conf_pool *p,
                                const struct conf_node *v, const char *key)
 {
-    return conf_read_bool(cx, v, key, &p->auto_eject_hosts);
+    if (conf_read_bool(cx, v, key, &p->auto_eject_hosts) == -1) {
+        return -1;
+    }
+    if (p->auto_eject_hosts) {
+        return conf_fail(cx, v, key, "ejecting hosts is not implemented yet in this "
+                         "version of legate (use false)");
+    }
+    return 0;
 }
 
 static int pk_server_retry_timeout(struct conf_ctx *cx, struct conf_pool *p,
@@ -416,6 +423,10 @@ static int pk_redis_auth(struct conf_ctx *cx, struct conf_pool *p,
     if (v->value[0] == '\0' || strlen(v->value) > 512) {
         return conf_fail(cx, v, key, "expected a password of 1 to 512 bytes");
     }
+    if (p->proto == CONF_PROTO_REDIS) {
+        return conf_fail(cx, v, key, "AUTH toward clients and servers is not implemented "
+                         "yet in this version of legate");
+    }
     free(p->redis_auth);
     p->redis_auth = strdup(v->value);
     return p->redis_auth ? 0 : conf_fail(cx, v, key, "out of memory");
@@ -424,7 +435,14 @@ static int pk_redis_auth(struct conf_ctx *cx, struct conf_pool *p,
 static int pk_redis_db(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
                        const char *key)
 {
-    return conf_read_unsigned(cx, v, key, 0, 1000000, &p->redis_db);
+    if (conf_read_unsigned(cx, v, key, 0, 1000000, &p->redis_db) == -1) {
+        return -1;
+    }
+    if (p->redis_db != 0) {
+        return conf_fail(cx, v, key, "selecting a database other than 0 is not implemented "
+                         "yet in this version of legate");
+    }
+    return 0;
 }
 
 static int pk_servers(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,

@@ -144,6 +144,65 @@ void buf_queue_consume(struct buf_queue *q, struct buf_pool *pool, size_t n)
     }
 }
 
+int buf_queue_append_range(struct buf_queue *dst, struct buf_pool *pool,
+                           const struct buf_queue *src, uint64_t off, uint64_t len)
+{
+    const struct buf *b = src->head;
+    while (b != NULL && off >= buf_unread(b)) {
+        off -= buf_unread(b);
+        b = b->next;
+    }
+    while (b != NULL && len > 0) {
+        size_t n = buf_unread(b) - (size_t)off;
+        if (n > len) {
+            n = (size_t)len;
+        }
+        if (buf_queue_append(dst, pool, b->pos + off, n) == -1) {
+            return -1;
+        }
+        len -= n;
+        off = 0;
+        b = b->next;
+    }
+    return 0;
+}
+
+void buf_queue_peek(const struct buf_queue *q, uint64_t off, void *out, size_t len)
+{
+    uint8_t *o = out;
+    const struct buf *b = q->head;
+    while (b != NULL && off >= buf_unread(b)) {
+        off -= buf_unread(b);
+        b = b->next;
+    }
+    while (b != NULL && len > 0) {
+        size_t n = buf_unread(b) - (size_t)off;
+        if (n > len) {
+            n = len;
+        }
+        memcpy(o, b->pos + off, n);
+        o += n;
+        len -= n;
+        off = 0;
+        b = b->next;
+    }
+}
+
+void buf_queue_splice(struct buf_queue *dst, struct buf_queue *src)
+{
+    if (src->head == NULL) {
+        return;
+    }
+    if (dst->tail != NULL) {
+        dst->tail->next = src->head;
+    } else {
+        dst->head = src->head;
+    }
+    dst->tail = src->tail;
+    dst->bytes += src->bytes;
+    buf_queue_init(src);
+}
+
 int buf_queue_iov(const struct buf_queue *q, struct iovec *iov, int max)
 {
     int n = 0;

@@ -91,6 +91,51 @@ int buf_queue_append(struct buf_queue *q, struct buf_pool *pool,
  * emptied queue holds no chunk at all (idle connections cost no buffer). */
 void buf_queue_consume(struct buf_queue *q, struct buf_pool *pool, size_t n);
 
+/* Copy `len` bytes starting `off` bytes after the head of `src` to the end
+ * of `dst`. The range must be within src->bytes. Returns 0, or -1 when out
+ * of memory (dst then holds a prefix of the range). */
+int buf_queue_append_range(struct buf_queue *dst, struct buf_pool *pool,
+                           const struct buf_queue *src, uint64_t off, uint64_t len);
+
+/* Copy `len` bytes starting `off` bytes after the head into `out`. The
+ * range must be within q->bytes. */
+void buf_queue_peek(const struct buf_queue *q, uint64_t off, void *out, size_t len);
+
+/* Move every chunk of `src` to the end of `dst` without copying; `src` is
+ * left empty. */
+void buf_queue_splice(struct buf_queue *dst, struct buf_queue *src);
+
+/* A read position in a queue for incremental parsers: the chunk and the
+ * offset in it of the next byte to look at. Valid while only appends
+ * happen; reset it after consuming. */
+struct buf_cursor {
+    struct buf *b;
+    uint8_t *p;
+};
+
+static inline void buf_cursor_reset(struct buf_cursor *cur, const struct buf_queue *q)
+{
+    cur->b = q->head;
+    cur->p = q->head ? q->head->pos : NULL;
+}
+
+/* The bytes available at the cursor (contiguous, possibly 0), moving to the
+ * next chunk when the current one is used up. */
+static inline size_t buf_cursor_avail(struct buf_cursor *cur, const struct buf_queue *q)
+{
+    if (cur->b == NULL) {
+        buf_cursor_reset(cur, q);
+        if (cur->b == NULL) {
+            return 0;
+        }
+    }
+    while ((size_t)(cur->b->last - cur->p) == 0 && cur->b->next != NULL) {
+        cur->b = cur->b->next;
+        cur->p = cur->b->pos;
+    }
+    return (size_t)(cur->b->last - cur->p);
+}
+
 /* Fill `iov` with up to `max` unread regions from the head.
  * Returns the number of regions. */
 int buf_queue_iov(const struct buf_queue *q, struct iovec *iov, int max);

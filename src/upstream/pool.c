@@ -2,6 +2,7 @@
 #include "pool.h"
 #include "../core/log.h"
 #include "../core/net.h"
+#include "../proto/redis.h"
 #include "../proto/tcp.h"
 #include "../wk.h"
 
@@ -12,15 +13,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* How an accepted client is handed to its protocol, by enum conf_proto.
- * Protocols this build cannot run are refused by the config. */
-typedef int (*pool_start_fn)(struct pool *p, int fd);
+/* What each protocol does in a pool, by enum conf_proto: set up and tear
+ * down its per-worker state, and take an accepted client. Protocols this
+ * build cannot run are refused by the config. */
+struct pool_proto {
+    int (*init)(struct pool *p);
+    void (*fini)(struct pool *p);
+    int (*start)(struct pool *p, int fd);
+};
 
-static const pool_start_fn pool_starters[] = {
-    [CONF_PROTO_TCP] = tcp_session_start,
-    [CONF_PROTO_REDIS] = NULL,
-    [CONF_PROTO_MEMCACHE] = NULL,
-    [CONF_PROTO_HTTP] = NULL,
+static const struct pool_proto pool_protos[] = {
+    [CONF_PROTO_TCP] = { NULL, NULL, tcp_session_start },
+    [CONF_PROTO_REDIS] = { redis_pool_init, redis_pool_fini, redis_client_start },
+    [CONF_PROTO_MEMCACHE] = { NULL, NULL, NULL },
+    [CONF_PROTO_HTTP] = { NULL, NULL, NULL },
 };
 
 int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
@@ -123,7 +129,7 @@ static void pool_accept(struct ev_loop *loop, struct ev_io *io, unsigned events)
                      p->cp->name, limit);
             continue;
         }
-        if (pool_starters[p->cp->proto](p, fd) == -1) {
+        if (pool_protos[p->cp->proto].start(p, fd) == -1) {
             atomic_fetch_sub(&p->shared->clients, 1);
             close(fd);
         }
@@ -139,6 +145,14 @@ int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
     p->listening = false;
     if (bal_init(&p->bal, cp, w->seed ^ (uint64_t)(uintptr_t)cp) == -1) {
         log_error(w->log, "pool '%s': out of memory", cp->name);
+        return -1;
+    }
+    p->proto = NULL;
+    const struct pool_proto *pp = &pool_protos[cp->proto];
+    if (pp->init != NULL && pp->init(p) == -1) {
+        log_error(w->log, "pool '%s': cannot set up the %s pool", cp->name,
+                  conf_proto_name(cp->proto));
+        bal_free(&p->bal);
         return -1;
     }
     p->pause = (struct ev_timer){ .fn = pool_resume, .data = p };
@@ -179,6 +193,10 @@ void pool_stop_listening(struct pool *p)
 void pool_fini(struct pool *p)
 {
     pool_stop_listening(p);
+    const struct pool_proto *pp = &pool_protos[p->cp->proto];
+    if (pp->fini != NULL) {
+        pp->fini(p);
+    }
     bal_free(&p->bal);
 }
 

@@ -33,6 +33,7 @@ struct pool {
     bool listening;         /* false once draining */
     bool accept_failing;    /* in a streak of failed accepts (logged once) */
     struct bal bal;
+    void *proto;            /* the protocol's per-worker state, if any */
 };
 
 /* Open the listening sockets of `cp` for `nworkers`. Returns 0, or -1 with

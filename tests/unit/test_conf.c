@@ -168,8 +168,16 @@ static const struct {
       "key 'redis': expected true or false" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  server_connections: 0\n"
       "  servers: [127.0.0.1:2:1]\n", "t.yml:4:23", "value out of range" },
-    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  servers: [127.0.0.1:2:1]\n", "t.yml:3:10",
-      "redis pools are not implemented yet" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  servers: [127.0.0.1:2:1]\n", "t.yml:3:13",
+      "http pools are not implemented yet" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  auto_eject_hosts: true\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:21", "ejecting hosts is not implemented yet" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  redis_auth: pw\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:15", "AUTH toward clients and servers" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  redis_db: 3\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:13", "other than 0" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  servers:\n    - 127.0.0.1:2:1\n"
+      "    - 127.0.0.1:2:1\n", "t.yml:6:7", "server address '127.0.0.1:2' used twice (line 5)" },
     { "p:\n  listen: 127.0.0.1:1\n  servers: [127.0.0.1:2:1]\n", "t.yml:1:1",
       "twemproxy's default is memcache" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  protocol: tcp\n  servers: [127.0.0.1:2]\n",

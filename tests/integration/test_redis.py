@@ -1,0 +1,280 @@
+"""The redis pool against real redis-server shards, with redis-py, redis-cli
+and raw sockets: routing, multi-key split and merge, pipelining, local and
+unsupported commands, malformed input, and server failure."""
+
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import redis
+
+from conftest import RedisServer, free_port, recv_all, wait_for
+from resp import Reader, command, encode
+
+
+@pytest.fixture
+def shards(tmp_path):
+    servers = [RedisServer(tmp_path) for _ in range(3)]
+    yield servers
+    for s in servers:
+        try:
+            s.stop()
+        except Exception:
+            pass
+
+
+def redis_pool(port, shards, extra="", workers=2):
+    lines = "".join(f"    - 127.0.0.1:{s.port}:1 shard{i}\n" for i, s in enumerate(shards))
+    return (f"legate:\n  workers: {workers}\n  shutdown_grace: 2s\n"
+            f"cache:\n  listen: 127.0.0.1:{port}\n  redis: true\n  hash: fnv1a_64\n"
+            f"  distribution: ketama\n{extra}  servers:\n{lines}")
+
+
+@pytest.fixture
+def proxy(legate, shards):
+    port = free_port()
+    lg = legate(redis_pool(port, shards, extra="  timeout: 2000\n"),
+                wait_addr=("127.0.0.1", port))
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    return port, lg, client
+
+
+def where(shards, key):
+    """Indexes of the shards that hold `key`."""
+    return [i for i, s in enumerate(shards) if command(s.port, "EXISTS", key) == (":", b"1")]
+
+
+def test_single_key_commands(proxy, shards):
+    port, lg, r = proxy
+    assert r.ping()
+    assert r.set("greeting", "hello")
+    assert r.get("greeting") == b"hello"
+    assert r.incr("counter") == 1
+    assert r.hset("h", mapping={"a": "1", "b": "2"}) == 2
+    assert r.hgetall("h") == {b"a": b"1", b"b": b"2"}
+    assert r.rpush("l", "x", "y") == 2
+    assert r.lrange("l", 0, -1) == [b"x", b"y"]
+    assert r.zadd("z", {"m": 1.5}) == 1
+    assert r.zscore("z", "m") == 1.5
+    assert r.get("missing") is None
+    # every key went to exactly one shard, and they are spread
+    homes = {k: where(shards, k) for k in ("greeting", "counter", "h", "l", "z")}
+    assert all(len(v) == 1 for v in homes.values()), homes
+
+
+def test_keys_spread_over_all_shards(proxy, shards):
+    port, lg, r = proxy
+    with r.pipeline(transaction=False) as p:
+        for i in range(300):
+            p.set(f"spread:{i}", i)
+        p.execute()
+    counts = [command(s.port, "DBSIZE")[1] for s in shards]
+    assert all(int(c) > 50 for c in counts), counts
+    assert sum(int(c) for c in counts) == 300
+
+
+def test_multi_key_split_and_merge(proxy, shards):
+    port, lg, r = proxy
+    keys = [f"mk:{i * 2654435761 % 1000003}:{i}" for i in range(50)]
+    assert r.mset({k: f"v{i}" for i, k in enumerate(keys)})
+    assert len({where(shards, k)[0] for k in keys}) == 3  # really split
+    got = r.mget(keys + ["mk:none"])
+    assert got == [f"v{i}".encode() for i in range(50)] + [None]
+    assert r.exists(*keys[:10], "mk:none") == 10
+    assert r.touch(*keys[:5]) == 5
+    assert r.delete(*keys[:20]) == 20
+    assert r.unlink(*keys[20:], "mk:none") == 30
+    assert r.mget(keys[:3]) == [None, None, None]
+
+
+def test_mget_of_ten_thousand_keys(proxy):
+    port, lg, r = proxy
+    keys = [f"big:{i}" for i in range(10000)]
+    with r.pipeline(transaction=False) as p:
+        for i in range(0, 10000, 500):
+            p.mset({k: k for k in keys[i:i + 500]})
+        p.execute()
+    assert r.mget(keys) == [k.encode() for k in keys]
+
+
+def test_cross_shard_keys_are_refused_not_misrouted(proxy, shards):
+    port, lg, r = proxy
+    names = [f"x:{i * 2654435761 % 1000003}:{i}" for i in range(100)]
+    for name in names:
+        r.set(name, "1")
+    a = names[0]
+    b = next(k for k in names if where(shards, k) != where(shards, a))
+    with pytest.raises(redis.ResponseError, match="don't hash to the same server"):
+        r.sinter(a, b)
+    with pytest.raises(redis.ResponseError, match="don't hash to the same server"):
+        r.rename(a, b)
+    with pytest.raises(redis.ResponseError, match="don't hash to the same server"):
+        r.eval("return 1", 2, a, b)
+    # hash tags keep keys together, so the same commands go through
+    r.sadd("{grp}:a", "1", "2")
+    r.sadd("{grp}:b", "2", "3")
+    assert r.sinter("{grp}:a", "{grp}:b") == {b"2"}
+    assert r.eval("return redis.call('get', KEYS[1])", 1, a) == b"1"
+    assert r.ping()  # the connection stayed open
+
+
+def test_local_and_unsupported_commands_keep_the_connection(proxy):
+    port, lg, r = proxy
+    assert r.echo("hi") == b"hi"
+    assert command(port, "PING", "x") == b"x"  # redis-py would turn it into a bool
+    assert command(port, "SELECT", "0") == ("+", b"OK")
+    for cmd in (("SELECT", "1"), ("BLPOP", "q", "0"), ("SUBSCRIBE", "c"), ("MULTI",),
+                ("KEYS", "*"), ("FLUSHALL",), ("NOSUCHCOMMAND",)):
+        with pytest.raises(redis.ResponseError) as e:
+            r.execute_command(*cmd)
+        assert "legate" in str(e.value)
+    with pytest.raises(redis.ResponseError, match="unsupported command 'BLPOP'"):
+        r.execute_command("BLPOP", "q", "0")
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
+        r.execute_command("GET")
+    assert r.set("still", "open") and r.get("still") == b"open"
+
+
+def test_quit_closes_after_the_reply(proxy):
+    port, lg, r = proxy
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(encode("SET", "q", "1") + encode("QUIT") + encode("GET", "q"))
+        assert recv_all(s) == b"+OK\r\n+OK\r\n"  # nothing after QUIT
+
+
+def test_deep_pipeline_keeps_order(proxy):
+    port, lg, r = proxy
+    n = 10000
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"".join(encode("SET", f"p:{i}", str(i)) for i in range(n)))
+        s.sendall(b"".join(encode("GET", f"p:{i}") for i in range(n)))
+        rd = Reader(s)
+        for i in range(n):
+            assert rd.reply() == ("+", b"OK")
+        for i in range(n):
+            assert rd.reply() == str(i).encode()
+
+
+def test_byte_at_a_time_client(proxy):
+    port, lg, r = proxy
+    req = encode("SET", "slow", "value") + encode("GET", "slow") + b"PING\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(req)):
+            s.send(req[i:i + 1])
+            time.sleep(0.001)
+        rd = Reader(s)
+        assert rd.reply() == ("+", b"OK")
+        assert rd.reply() == b"value"
+        assert rd.reply() == ("+", b"PONG")
+
+
+def test_binary_values_up_to_64mb(proxy):
+    port, lg, r = proxy
+    for size in (0, 1, 65536, 1 << 20, 64 << 20):
+        value = os.urandom(size) if size <= (1 << 20) else (os.urandom(1 << 20) * 64)
+        assert r.set(f"bin:{size}", value)
+        assert r.get(f"bin:{size}") == value
+        r.delete(f"bin:{size}")
+
+
+@pytest.mark.parametrize("bad", [
+    b"*-5\r\n", b"*1\r\n$abc\r\n", b"*1\r\n$3\r\nGETXX", b"*2\r\n$3\r\nGET\r\n:1\r\n",
+    b"*99999999999\r\n", b"SET \"a b\" c\r\n",
+])
+def test_malformed_request_gets_protocol_error_and_close(proxy, shards, bad):
+    port, lg, r = proxy
+    before = [command(s.port, "INFO", "commandstats")[0] for s in shards]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(encode("PING") + bad)
+        out = recv_all(s)
+    assert out.startswith(b"+PONG\r\n-ERR legate: protocol error")
+    assert out.endswith(b"\r\n") and out.count(b"\r\n") == 2
+    assert r.ping()  # legate is fine
+
+
+def test_server_killed_mid_pipeline_answers_everything(legate, shards):
+    port = free_port()
+    legate(redis_pool(port, shards, extra="  timeout: 2000\n", workers=1),
+           wait_addr=("127.0.0.1", port))
+    n = 3000
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"".join(encode("SET", f"kill:{i * 2654435761 % 1000003}:{i}", "x" * 100)
+                           for i in range(n)))
+        shards[1].proc.kill()  # mid-pipeline
+        shards[1].proc.wait()
+        s.sendall(b"".join(encode("GET", f"kill:{i * 2654435761 % 1000003}:{i}")
+                           for i in range(n)))
+        rd = Reader(s)
+        replies = [rd.reply() for _ in range(2 * n)]
+    errors = [x for x in replies if isinstance(x, tuple) and x[0] == "-"]
+    assert errors, "some keys live on the killed shard"
+    assert all(b"legate: server" in e[1] for e in errors)
+    assert len(replies) == 2 * n  # every request answered, in order, no hang
+    # legate is alive and the other shards still serve
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    assert r.ping()
+
+
+def test_dead_server_fails_fast_and_rejoins(legate, shards, tmp_path):
+    port = free_port()
+    legate(redis_pool(port, shards, workers=1), wait_addr=("127.0.0.1", port))
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    names = [f"j:{i * 2654435761 % 1000003}:{i}" for i in range(100)]
+    for name in names:
+        r.set(name, 1)
+    dead_port = shards[2].port
+    victims = [k for k in names if where(shards, k) == [2]]
+    assert victims
+    shards[2].stop()
+    t0 = time.monotonic()
+    with pytest.raises(redis.ResponseError, match="legate: server .* unavailable"):
+        r.get(victims[0])
+    assert time.monotonic() - t0 < 5  # failed fast, not hung
+    # restart on the same port: the server rejoins on next use
+    proc = subprocess.Popen(["redis-server", "--port", str(dead_port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: command_ok(dead_port), what="restarted shard")
+        assert r.set(victims[0], "back")
+        assert r.get(victims[0]) == b"back"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def command_ok(port):
+    try:
+        return command(port, "PING") == ("+", b"PONG")
+    except OSError:
+        return False
+
+
+def test_timeout_answers_a_hung_server(legate, shards):
+    port = free_port()
+    legate(redis_pool(port, shards, extra="  timeout: 300\n", workers=1),
+           wait_addr=("127.0.0.1", port))
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    names = [f"t:{i * 2654435761 % 1000003}:{i}" for i in range(60)]
+    for name in names:
+        r.set(name, 1)
+    victim = next(k for k in names if where(shards, k) == [0])
+    shards[0].proc.send_signal(19)  # SIGSTOP: accepts, never answers
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(redis.ResponseError, match="timed out"):
+            r.get(victim)
+        assert time.monotonic() - t0 < 5
+        other = next(k for k in names if where_alive(shards, k, 0))
+        assert r.get(other) is not None
+    finally:
+        shards[0].proc.send_signal(18)  # SIGCONT
+
+
+def where_alive(shards, key, dead):
+    return [i for i, s in enumerate(shards) if i != dead and
+            command(s.port, "EXISTS", key) == (":", b"1")] != []
