@@ -117,6 +117,7 @@ build/bench/blast: bench/blast.c
 
 bench: bootstrap all build/bench/blast
 	bench/tcp
+	bench/redis
 
 demo: bootstrap all
 	scripts/demo
