@@ -93,6 +93,7 @@ struct redis_client {
     unsigned pending;
     bool quit;                    /* close once every reply is written */
     bool gone;
+    struct ev_defer flush;        /* write replies once per loop iteration */
     struct ev_defer release;
 };
 
@@ -352,8 +353,9 @@ static void redis_msg_complete(struct redis_pool *rp, struct redis_msg *m)
         return;
     }
     if (m == cl->head) {
-        redis_client_collect(cl);
-        redis_client_pump(cl);
+        /* Replies for this client may be arriving in a batch: write them
+         * together at the end of the loop iteration, in one writev. */
+        ev_defer(rp->wk->loop, &cl->flush);
     }
 }
 
@@ -911,6 +913,13 @@ static void redis_route(struct redis_client *cl)
 /* ---------------------------------------------------------------- */
 /* clients: reading and lifecycle                                    */
 
+static void redis_client_flush(struct ev_loop *loop, struct ev_defer *d)
+{
+    (void)loop;
+    struct redis_client *cl = d->data;
+    redis_client_pump(cl); /* collects finished replies and writes them */
+}
+
 static void redis_client_release(struct ev_loop *loop, struct ev_defer *d)
 {
     (void)loop;
@@ -1054,6 +1063,7 @@ int redis_client_start(struct pool *p, int fd)
     buf_queue_init(&cl->in);
     buf_queue_init(&cl->out);
     resp_req_init(&cl->req);
+    cl->flush = (struct ev_defer){ .fn = redis_client_flush, .data = cl };
     cl->release = (struct ev_defer){ .fn = redis_client_release, .data = cl };
     net_set_nodelay(fd, &p->cp->listen);
     if (conn_open(&cl->c, rp->wk->loop, fd, redis_client_io, cl) == -1) {
