@@ -14,9 +14,11 @@
 /* Spare buffer chunks a worker keeps for reuse before freeing them. */
 enum { WK_SPARE_CHUNKS = 64, WK_QUEUE_CHUNKS = 4, WK_QUEUE_MIN = 64 * 1024 };
 
-void wk_item_add(struct wk *w, struct wk_item *it, void (*abort)(struct wk_item *))
+void wk_item_add(struct wk *w, struct wk_item *it, void (*abort)(struct wk_item *),
+                 void (*drain)(struct wk_item *))
 {
     it->abort = abort;
+    it->drain = drain;
     it->prev = &w->items;
     it->next = w->items.next;
     w->items.next->prev = it;
@@ -55,6 +57,14 @@ static void wk_begin_drain(struct wk *w)
     w->draining = true;
     for (size_t i = 0; i < w->npools; i++) {
         pool_stop_listening(&w->pools[i]);
+    }
+    /* Items that know when they are idle end there (may unlink now). */
+    for (struct wk_item *it = w->items.next; it != &w->items;) {
+        struct wk_item *next = it->next;
+        if (it->drain != NULL) {
+            it->drain(it);
+        }
+        it = next;
     }
     log_notice(w->log, "worker %u: stopped accepting, draining %zu open connections "
                "(grace %llu ms)", w->id, w->nitems,

@@ -24,6 +24,9 @@ struct wk_item {
     struct wk_item *prev;
     struct wk_item *next;
     void (*abort)(struct wk_item *item);
+    /* Optional: drain has begun; end at the next point where nothing is in
+     * flight (may unlink the item at once). NULL: let it run its course. */
+    void (*drain)(struct wk_item *item);
 };
 
 struct wk {
@@ -73,7 +76,8 @@ void wk_fini(struct wk *w);
 
 /* Link/unlink a live item; unlinking the last one while draining ends the
  * worker's loop. */
-void wk_item_add(struct wk *w, struct wk_item *it, void (*abort)(struct wk_item *));
+void wk_item_add(struct wk *w, struct wk_item *it, void (*abort)(struct wk_item *),
+                 void (*drain)(struct wk_item *));
 void wk_item_del(struct wk *w, struct wk_item *it);
 
 #endif

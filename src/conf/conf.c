@@ -423,10 +423,6 @@ static int pk_redis_auth(struct conf_ctx *cx, struct conf_pool *p,
     if (v->value[0] == '\0' || strlen(v->value) > 512) {
         return conf_fail(cx, v, key, "expected a password of 1 to 512 bytes");
     }
-    if (p->proto == CONF_PROTO_REDIS) {
-        return conf_fail(cx, v, key, "AUTH toward clients and servers is not implemented "
-                         "yet in this version of legate");
-    }
     free(p->redis_auth);
     p->redis_auth = strdup(v->value);
     return p->redis_auth ? 0 : conf_fail(cx, v, key, "out of memory");
@@ -438,11 +434,21 @@ static int pk_redis_db(struct conf_ctx *cx, struct conf_pool *p, const struct co
     if (conf_read_unsigned(cx, v, key, 0, 1000000, &p->redis_db) == -1) {
         return -1;
     }
-    if (p->redis_db != 0) {
-        return conf_fail(cx, v, key, "selecting a database other than 0 is not implemented "
-                         "yet in this version of legate");
-    }
     return 0;
+}
+
+static int pk_redis_user(struct conf_ctx *cx, struct conf_pool *p,
+                         const struct conf_node *v, const char *key)
+{
+    if (conf_want_scalar(cx, v, key) == -1) {
+        return -1;
+    }
+    if (v->value[0] == '\0' || strlen(v->value) > 128 || strpbrk(v->value, " \t\r\n")) {
+        return conf_fail(cx, v, key, "expected a user name of 1 to 128 bytes without spaces");
+    }
+    free(p->redis_user);
+    p->redis_user = strdup(v->value);
+    return p->redis_user ? 0 : conf_fail(cx, v, key, "out of memory");
 }
 
 static int pk_servers(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
@@ -513,6 +519,7 @@ static const struct conf_pool_key conf_pool_keys[] = {
     { "server_failure_limit", P_SHARD, pk_server_failure_limit },
     { "redis_auth", P_REDIS, pk_redis_auth },
     { "redis_db", P_REDIS, pk_redis_db },
+    { "redis_user", P_REDIS, pk_redis_user },
     { "discovery", P_ANY, pk_later },
     { "health_check", P_ANY, pk_later },
     { "split", P_HTTP, pk_later },
@@ -602,6 +609,10 @@ static int conf_read_pool(struct conf_ctx *cx, const struct conf_node *name,
     if (p->nservers == 0) {
         return conf_fail(cx, name, "servers", "missing (every pool needs servers)");
     }
+    if (p->redis_user != NULL && p->redis_auth == NULL) {
+        return conf_fail(cx, conf_tree_get(body, "redis_user"), "redis_user",
+                         "needs redis_auth (the password)");
+    }
     if (((1u << p->proto) & P_IMPLEMENTED) == 0) {
         return conf_fail(cx, proto ? proto : redis ? redis : name, "protocol",
                          "%s pools are not implemented yet in this version of legate%s",
@@ -678,6 +689,7 @@ static void conf_free(struct conf *cf)
         free(p->name);
         free(p->listen_spec);
         free(p->redis_auth);
+        free(p->redis_user);
     }
     free(cf->pools);
     free(cf->path);

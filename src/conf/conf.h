@@ -89,6 +89,7 @@ struct conf_pool {
     uint64_t server_retry_timeout;
     unsigned server_failure_limit;
     char *redis_auth;
+    char *redis_user;           /* legate's: user for two-argument AUTH */
     unsigned redis_db;
 
     struct conf_server *servers;

@@ -7,6 +7,7 @@
 #include "../core/net.h"
 #include "../upstream/pool.h"
 #include "../upstream/ring.h"
+#include "../version.h"
 #include "../wk.h"
 
 #include <errno.h>
@@ -34,6 +35,7 @@ struct redis_msg {
     struct buf_queue reply;
     uint64_t sent_at;
     bool done;
+    bool internal;                /* legate's own AUTH/SELECT to a server */
     bool failed;                  /* parent: a fragment failed */
     uint8_t kind;                 /* parent: enum redis_kind, to merge */
     uint32_t nfrags;              /* parent: fragments not yet answered */
@@ -93,6 +95,8 @@ struct redis_client {
     unsigned pending;
     bool quit;                    /* close once every reply is written */
     bool gone;
+    bool authed;                  /* AUTH done, or no password configured */
+    bool draining;                /* legate is stopping: close when idle */
     struct ev_defer flush;        /* write replies once per loop iteration */
     struct ev_defer release;
 };
@@ -426,6 +430,62 @@ static void redis_sconn_timer(struct ev_loop *loop, struct ev_timer *t)
     redis_sconn_arm_timeout(sc);
 }
 
+static int redis_append_bulk(struct redis_pool *rp, struct buf_queue *q, const void *data,
+                             size_t len);
+
+/* Put a handshake command in front of everything queued on `sc`, with an
+ * internal message first in its FIFO to take the reply. */
+static int redis_sconn_prepend(struct redis_sconn *sc, const char *const *argv, int argc)
+{
+    struct redis_pool *rp = sc->rp;
+    struct buf_queue q;
+    buf_queue_init(&q);
+    char hdr[16];
+    int n = snprintf(hdr, sizeof(hdr), "*%d\r\n", argc);
+    int bad = buf_queue_append(&q, &rp->wk->bufs, hdr, (size_t)n) == -1;
+    for (int i = 0; i < argc && !bad; i++) {
+        bad = redis_append_bulk(rp, &q, argv[i], strlen(argv[i])) == -1;
+    }
+    struct redis_msg *m = bad ? NULL : redis_msg_new(NULL);
+    if (m == NULL) {
+        buf_queue_clear(&q, &rp->wk->bufs);
+        return -1;
+    }
+    m->internal = true;
+    m->sent_at = ev_now(rp->wk->loop);
+    buf_queue_splice(&q, &sc->out);
+    sc->out = q;
+    m->snext = sc->head;
+    sc->head = m;
+    if (sc->tail == NULL) {
+        sc->tail = m;
+    }
+    return 0;
+}
+
+/* AUTH and SELECT, in that order, ahead of the clients' requests. */
+static int redis_sconn_handshake(struct redis_sconn *sc)
+{
+    const struct conf_pool *cp = sc->rp->cp;
+    if (cp->redis_db != 0) {
+        char db[16];
+        snprintf(db, sizeof(db), "%u", cp->redis_db);
+        const char *const select[] = { "SELECT", db };
+        if (redis_sconn_prepend(sc, select, 2) == -1) {
+            return -1;
+        }
+    }
+    if (cp->redis_auth != NULL) {
+        const char *const auth2[] = { "AUTH", cp->redis_auth };
+        const char *const auth3[] = { "AUTH", cp->redis_user ? cp->redis_user : "", cp->redis_auth };
+        if (cp->redis_user != NULL ? redis_sconn_prepend(sc, auth3, 3) == -1
+                                   : redis_sconn_prepend(sc, auth2, 2) == -1) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int redis_sconn_connect(struct redis_sconn *sc)
 {
     struct redis_pool *rp = sc->rp;
@@ -441,6 +501,11 @@ static int redis_sconn_connect(struct redis_sconn *sc)
     }
     if (conn_open(&sc->c, rp->wk->loop, fd, redis_sconn_io, sc) == -1) {
         close(fd);
+        return -1;
+    }
+    if (redis_sconn_handshake(sc) == -1) {
+        conn_close(&sc->c, rp->wk->loop);
+        errno = ENOMEM;
         return -1;
     }
     sc->state = done ? SC_UP : SC_CONNECTING;
@@ -510,6 +575,20 @@ static void redis_sconn_replies(struct redis_sconn *sc)
             sc->tail = NULL;
         }
         m->snext = NULL;
+        if (m->internal) {
+            char first = 0;
+            buf_queue_peek(&sc->in, 0, &first, 1);
+            buf_queue_consume(&sc->in, &rp->wk->bufs, (size_t)size);
+            buf_cursor_reset(&sc->cur, &sc->in);
+            resp_rsp_init(&sc->rsp);
+            redis_msg_free(rp, m);
+            if (first == '-') {
+                redis_sconn_fail(sc, "refused legate's AUTH or SELECT (check redis_auth, "
+                                     "redis_user, redis_db)");
+                return;
+            }
+            continue;
+        }
         if (m->client != NULL || m->parent != NULL) {
             if (buf_queue_append_range(&m->reply, &rp->wk->bufs, &sc->in, 0, size) == -1) {
                 redis_reply_text(rp, m, "-ERR legate: out of memory\r\n");
@@ -729,6 +808,102 @@ static int redis_split(struct redis_client *cl, struct redis_msg *m, const struc
     return 0;
 }
 
+/* Whether argument `a` of the current request equals `s`, compared in
+ * time independent of where they differ. */
+static bool redis_arg_equals(struct redis_client *cl, const struct resp_arg *a, const char *s)
+{
+    size_t n = strlen(s);
+    const uint8_t *v = redis_arg(cl, a);
+    if (v == NULL || a->len != n) {
+        return false;
+    }
+    uint8_t diff = 0;
+    for (size_t i = 0; i < n; i++) {
+        diff |= (uint8_t)(v[i] ^ (uint8_t)s[i]);
+    }
+    return diff == 0;
+}
+
+/* Check AUTH [user] password given in `count` arguments starting at
+ * argument `at`; sets the reply (unless ok_silent) and cl->authed. */
+static bool redis_check_auth(struct redis_client *cl, struct redis_msg *m, uint32_t at,
+                             uint32_t count, bool ok_silent)
+{
+    struct redis_pool *rp = cl->rp;
+    const struct conf_pool *cp = rp->cp;
+    const struct resp_req *r = &cl->req;
+    if (cp->redis_auth == NULL) {
+        redis_reply_text(rp, m, "-ERR AUTH <password> called without any password configured "
+                                "for the default user. Are you sure your configuration is "
+                                "correct?\r\n");
+        return false;
+    }
+    if (count != 1 && count != 2) {
+        redis_reply_text(rp, m, "-ERR syntax error\r\n");
+        return false;
+    }
+    const char *user = cp->redis_user ? cp->redis_user : "default";
+    bool ok = redis_arg_equals(cl, &r->args[at + count - 1], cp->redis_auth) &&
+              (count == 1 || redis_arg_equals(cl, &r->args[at], user));
+    if (!ok) {
+        redis_reply_text(rp, m, "-WRONGPASS invalid username-password pair or user is "
+                                "disabled.\r\n");
+        return false;
+    }
+    cl->authed = true;
+    if (!ok_silent) {
+        redis_reply_text(rp, m, "+OK\r\n");
+    }
+    return true;
+}
+
+static void redis_auth(struct redis_client *cl, struct redis_msg *m, uint32_t at, uint32_t count)
+{
+    (void)redis_check_auth(cl, m, at, count, false);
+}
+
+/* HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only. */
+static void redis_hello(struct redis_client *cl, struct redis_msg *m)
+{
+    struct redis_pool *rp = cl->rp;
+    const struct resp_req *r = &cl->req;
+    if (r->nargs >= 2 && !redis_arg_equals(cl, &r->args[1], "2")) {
+        redis_reply_text(rp, m, "-NOPROTO legate speaks RESP2 only: use HELLO 2 (RESP3 "
+                                "replies are not supported)\r\n");
+        return;
+    }
+    for (uint32_t i = 2; i < r->nargs; i++) {
+        char opt[16] = "";
+        size_t n = r->args[i].len < sizeof(opt) - 1 ? (size_t)r->args[i].len : sizeof(opt) - 1;
+        buf_queue_peek(&cl->in, r->args[i].off, opt, n);
+        for (size_t k = 0; k < n; k++) {
+            opt[k] = (char)(opt[k] >= 'a' && opt[k] <= 'z' ? opt[k] - 32 : opt[k]);
+        }
+        if (strcmp(opt, "AUTH") == 0 && i + 2 < r->nargs) {
+            if (!redis_check_auth(cl, m, i + 1, 2, true)) {
+                return;
+            }
+            i += 2;
+        } else if (strcmp(opt, "SETNAME") == 0 && i + 1 < r->nargs) {
+            i += 1;
+        } else {
+            redis_reply_text(rp, m, "-ERR syntax error in HELLO option\r\n");
+            return;
+        }
+    }
+    if (!cl->authed) {
+        redis_reply_text(rp, m, "-NOAUTH HELLO must be called with the client already "
+                                "authenticated, otherwise the HELLO <proto> AUTH <user> <pass> "
+                                "option can be used to authenticate the client and select the "
+                                "RESP protocol version at the same time\r\n");
+        return;
+    }
+    redis_reply_text(rp, m, "*14\r\n$6\r\nserver\r\n$6\r\nlegate\r\n$7\r\nversion\r\n"
+                            "$5\r\n" LEGATE_VERSION "\r\n$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:0\r\n"
+                            "$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n"
+                            "$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n");
+}
+
 /* Answer a command legate handles itself. */
 static void redis_local(struct redis_client *cl, struct redis_msg *m, const struct redis_cmd *cmd)
 {
@@ -770,6 +945,12 @@ static void redis_local(struct redis_client *cl, struct redis_msg *m, const stru
         }
         break;
     }
+    case REDIS_LOCAL_AUTH:
+        redis_auth(cl, m, 1, r->nargs - 1);
+        break;
+    case REDIS_LOCAL_HELLO:
+        redis_hello(cl, m);
+        break;
     default:
         redis_reply_text(rp, m, "-ERR legate: internal error\r\n");
         break;
@@ -846,6 +1027,12 @@ static void redis_route(struct redis_client *cl)
     if (cmd == NULL || cmd->kind == REDIS_UNSUPPORTED) {
         redis_reply_fmt(rp, m, "-ERR legate: unsupported command '%.64s'\r\n",
                         r->name_too_long ? "(too long)" : r->name);
+        m->done = true;
+        return;
+    }
+    if (!cl->authed && cmd->local != REDIS_LOCAL_AUTH && cmd->local != REDIS_LOCAL_HELLO &&
+        cmd->local != REDIS_LOCAL_QUIT) {
+        redis_reply_text(rp, m, "-NOAUTH Authentication required.\r\n");
         m->done = true;
         return;
     }
@@ -962,6 +1149,15 @@ static void redis_client_abort(struct wk_item *it)
     redis_client_close((struct redis_client *)it);
 }
 
+/* Stopping: a client with nothing in flight is closed now, the others as
+ * soon as their last reply is written. */
+static void redis_client_drain(struct wk_item *it)
+{
+    struct redis_client *cl = (struct redis_client *)it;
+    cl->draining = true;
+    redis_client_pump(cl);
+}
+
 /* Parse and route every complete request in cl->in. */
 static void redis_client_parse(struct redis_client *cl)
 {
@@ -1033,7 +1229,8 @@ static void redis_client_pump(struct redis_client *cl)
         }
         /* After QUIT, a protocol error or the client's FIN: close once every
          * reply is written (an unfinished request can never complete). */
-        if (cl->pending == 0 && cl->out.bytes == 0 && (cl->quit || cl->c.eof)) {
+        if (cl->pending == 0 && cl->out.bytes == 0 &&
+            (cl->quit || cl->c.eof || (cl->draining && cl->in.bytes == 0))) {
             redis_client_close(cl);
             return;
         }
@@ -1060,6 +1257,7 @@ int redis_client_start(struct pool *p, int fd)
         return -1;
     }
     cl->rp = rp;
+    cl->authed = p->cp->redis_auth == NULL;
     buf_queue_init(&cl->in);
     buf_queue_init(&cl->out);
     resp_req_init(&cl->req);
@@ -1071,7 +1269,7 @@ int redis_client_start(struct pool *p, int fd)
         free(cl);
         return -1;
     }
-    wk_item_add(rp->wk, &cl->item, redis_client_abort);
+    wk_item_add(rp->wk, &cl->item, redis_client_abort, redis_client_drain);
     return 0;
 }
 

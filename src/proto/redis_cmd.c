@@ -12,7 +12,7 @@
 
 static const struct redis_cmd redis_cmds[] = {
     K("APPEND", 3, 1, 1, 1),
-    U("AUTH"),
+    L("AUTH", -2, REDIS_LOCAL_AUTH),
     U("BGREWRITEAOF"),
     U("BGSAVE"),
     K("BITCOUNT", -2, 1, 1, 1),
@@ -71,7 +71,7 @@ static const struct redis_cmd redis_cmds[] = {
     K("GETRANGE", 4, 1, 1, 1),
     K("GETSET", 3, 1, 1, 1),
     K("HDEL", -3, 1, 1, 1),
-    U("HELLO"),
+    L("HELLO", -1, REDIS_LOCAL_HELLO),
     K("HEXISTS", 3, 1, 1, 1),
     K("HGET", 3, 1, 1, 1),
     K("HGETALL", 2, 1, 1, 1),

@@ -24,6 +24,8 @@ enum redis_local {
     REDIS_LOCAL_ECHO,
     REDIS_LOCAL_QUIT,
     REDIS_LOCAL_SELECT,
+    REDIS_LOCAL_AUTH,
+    REDIS_LOCAL_HELLO,
 };
 
 struct redis_cmd {

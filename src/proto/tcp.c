@@ -293,7 +293,7 @@ int tcp_session_start(struct pool *p, int fd)
         free(s);
         return -1;
     }
-    wk_item_add(w, &s->item, tcp_abort);
+    wk_item_add(w, &s->item, tcp_abort, NULL); /* a byte stream is never known idle */
     tcp_connect_next(s);
     return 0;
 }

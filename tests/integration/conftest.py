@@ -210,12 +210,12 @@ def echo_server():
 
 
 class RedisServer:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, args=()):
         assert shutil.which("redis-server"), "redis-server missing: run scripts/bootstrap"
         self.port = free_port()
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+             "--save", "", "--appendonly", "no", "--dir", str(tmp_path), *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: can_connect(("127.0.0.1", self.port)), what="redis-server")
 

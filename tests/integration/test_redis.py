@@ -278,3 +278,20 @@ def test_timeout_answers_a_hung_server(legate, shards):
 def where_alive(shards, key, dead):
     return [i for i, s in enumerate(shards) if i != dead and
             command(s.port, "EXISTS", key) == (":", b"1")] != []
+
+
+def test_sigterm_answers_in_flight_requests_then_closes_idle_clients(legate, shards):
+    port = free_port()
+    lg = legate(redis_pool(port, shards, workers=1), wait_addr=("127.0.0.1", port))
+    idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+    idle.sendall(encode("PING"))
+    assert Reader(idle).reply() == ("+", b"PONG")
+    busy = socket.create_connection(("127.0.0.1", port), timeout=10)
+    n = 2000
+    busy.sendall(b"".join(encode("SET", f"drain:{i}", "v") for i in range(n)))
+    lg.proc.send_signal(15)
+    rd = Reader(busy)
+    assert all(rd.reply() == ("+", b"OK") for _ in range(n))  # in flight: answered
+    assert recv_all(busy) == b""        # then closed
+    assert recv_all(idle) == b""        # idle client closed at once, not after the grace
+    assert lg.proc.wait(10) == 0

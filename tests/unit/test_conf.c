@@ -172,10 +172,12 @@ static const struct {
       "http pools are not implemented yet" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  auto_eject_hosts: true\n"
       "  servers: [127.0.0.1:2:1]\n", "t.yml:4:21", "ejecting hosts is not implemented yet" },
-    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  redis_auth: pw\n"
-      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:15", "AUTH toward clients and servers" },
-    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  redis_db: 3\n"
-      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:13", "other than 0" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  redis_user: app\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:15", "key 'redis_user': needs redis_auth" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  redis_auth: \"\"\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:15", "expected a password" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  redis_auth: pw\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:3", "applies only to redis pools" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  servers:\n    - 127.0.0.1:2:1\n"
       "    - 127.0.0.1:2:1\n", "t.yml:6:7", "server address '127.0.0.1:2' used twice (line 5)" },
     { "p:\n  listen: 127.0.0.1:1\n  servers: [127.0.0.1:2:1]\n", "t.yml:1:1",
