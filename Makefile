@@ -11,7 +11,7 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE $(MODE_CFLAGS) $(WARN) $(EXTRA_CFLAGS)
 LDFLAGS  += $(EXTRA_LDFLAGS)
 LDLIBS   := -lyaml -lpthread -lm
 
-LIB_SRCS := $(wildcard src/core/*.c src/conf/*.c src/upstream/*.c src/proto/*.c) \
+LIB_SRCS := $(wildcard src/core/*.c src/conf/*.c src/upstream/*.c src/proto/*.c src/admin/*.c) \
             src/wk.c src/opt.c
 MAIN_SRC := src/main.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)

@@ -1,7 +1,10 @@
 /* main: command line, config, signals, daemonize; starts the workers and
  * waits for a signal to stop them (see docs/architecture.md). */
+#include "admin/stats.h"
 #include "conf/conf.h"
+#include "core/ev.h"
 #include "core/log.h"
+#include "core/net.h"
 #include "opt.h"
 #include "upstream/pool.h"
 #include "version.h"
@@ -13,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Everything main owns, freed in one place. */
@@ -26,14 +31,17 @@ struct legate {
     unsigned nworkers;          /* initialised */
     unsigned nstarted;          /* threads running */
     bool pid_written;
+    int64_t started;            /* wall clock, for the stats' uptime */
+    struct ev_loop *loop;       /* main's own: signals and the stats listener */
+    struct ev_io sigio;
+    struct ev_io statsio;
+    char host[256];
 };
 
 static void legate_describe_stats(void)
 {
-    printf("This is legate-%s\n\n"
-           "The nutcracker-compatible stats listener (-s, -a, -i) comes with the\n"
-           "redis and memcache pools; this version accepts the flags and serves no\n"
-           "stats yet.\n", LEGATE_VERSION);
+    printf("This is legate-%s\n\n", LEGATE_VERSION);
+    stats_describe(stdout);
 }
 
 static int legate_daemonize(void)
@@ -162,20 +170,18 @@ static void legate_stop(struct legate *lg)
     lg->conf = NULL;
 }
 
-/* Wait for signals until told to stop. */
-static void legate_signals(struct legate *lg, const sigset_t *set)
+/* A signal arrived on the signalfd: stop, reopen the log, or note HUP. */
+static void legate_signal(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
-    for (;;) {
-        siginfo_t si;
-        int sig = sigwaitinfo(set, &si);
-        if (sig == -1) {
-            continue; /* EINTR */
-        }
+    (void)events;
+    struct legate *lg = io->data;
+    struct signalfd_siginfo si;
+    while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        int sig = (int)si.ssi_signo;
         if (sig == SIGTERM || sig == SIGINT) {
             log_notice(&lg->log, "signal %d (%s) received, draining", sig, strsignal(sig));
-            return;
-        }
-        if (sig == SIGUSR1) {
+            ev_loop_stop(loop);
+        } else if (sig == SIGUSR1) {
             if (log_reopen(&lg->log) == -1) {
                 log_error(&lg->log, "cannot reopen log file: %s", strerror(errno));
             } else {
@@ -186,6 +192,88 @@ static void legate_signals(struct legate *lg, const sigset_t *set)
                      "keeping the running configuration");
         }
     }
+}
+
+/* A stats client connected: send nutcracker's JSON and close, as nutcracker. */
+static void legate_stats_accept(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+    (void)loop;
+    (void)events;
+    struct legate *lg = io->data;
+    for (;;) {
+        int fd = net_accept(io->fd);
+        if (fd < 0) {
+            return;
+        }
+        struct stats *ws[CONF_MAX_WORKERS];
+        for (unsigned i = 0; i < lg->nworkers; i++) {
+            ws[i] = &lg->workers[i].stats;
+        }
+        char *json = NULL;
+        long n = stats_json(&json, lg->conf, ws, lg->nworkers, lg->started, lg->host);
+        if (n > 0) {
+            /* Small and once per connection: a blocking send bounded by a
+             * one-second timeout, so a client that never reads costs 1 s. */
+            struct timeval tv = { .tv_sec = 1 };
+            (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+            (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+            const char *p = json;
+            while (n > 0) {
+                ssize_t w = send(fd, p, (size_t)n, MSG_NOSIGNAL);
+                if (w == -1 && errno == EINTR) {
+                    continue;
+                }
+                if (w <= 0) {
+                    break;
+                }
+                p += w;
+                n -= w;
+            }
+        }
+        free(json);
+        close(fd);
+    }
+}
+
+/* Serve signals and stats until told to stop. Returns 0, or -1 if the
+ * stats listener could not be opened (logged). */
+static int legate_serve(struct legate *lg, const sigset_t *set)
+{
+    lg->loop = ev_loop_new();
+    int sfd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (lg->loop == NULL || sfd == -1) {
+        log_error(&lg->log, "cannot set up signal handling: %s", strerror(errno));
+        if (sfd != -1) {
+            close(sfd);
+        }
+        return -1;
+    }
+    lg->sigio = (struct ev_io){ .fd = sfd, .fn = legate_signal, .data = lg };
+    char spec[300];
+    snprintf(spec, sizeof(spec), "%s%s%s:%u", strchr(lg->opt.stats_addr, ':') ? "[" : "",
+             lg->opt.stats_addr, strchr(lg->opt.stats_addr, ':') ? "]" : "", lg->opt.stats_port);
+    struct net_addr addr;
+    char why[256];
+    int lfd = -1;
+    if (net_addr_parse(spec, &addr, why, sizeof(why)) == -1) {
+        log_error(&lg->log, "stats address %s: %s", spec, why);
+    } else if ((lfd = net_listen(&addr, 128, false, 0)) == -1) {
+        log_error(&lg->log, "cannot listen for stats on %s: %s", spec, strerror(errno));
+    }
+    int rc = -1;
+    if (lfd != -1) {
+        lg->statsio = (struct ev_io){ .fd = lfd, .fn = legate_stats_accept, .data = lg };
+        if (ev_io_add(lg->loop, &lg->sigio, EV_READ) == 0 &&
+            ev_io_add_shared(lg->loop, &lg->statsio) == 0) {
+            log_notice(&lg->log, "stats on %s", spec);
+            rc = ev_loop_run(lg->loop);
+        }
+        close(lfd);
+    }
+    close(sfd);
+    ev_loop_free(lg->loop);
+    lg->loop = NULL;
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -251,11 +339,13 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+    lg.started = (int64_t)time(NULL);
+    if (gethostname(lg.host, sizeof(lg.host) - 1) == -1) {
+        snprintf(lg.host, sizeof(lg.host), "unknown");
+    }
     int rc = 0;
-    if (legate_start(&lg) == -1) {
+    if (legate_start(&lg) == -1 || legate_serve(&lg, &set) == -1) {
         rc = 1;
-    } else {
-        legate_signals(&lg, &set);
     }
     legate_stop(&lg);
     log_notice(&lg.log, "legate stopped");

@@ -114,6 +114,11 @@ int wk_init(struct wk *w, unsigned id, struct conf *cf, const struct log *log,
         return -1;
     }
     w->conf = conf_get(cf);
+    if (stats_init(&w->stats, cf) == -1) {
+        log_error(log, "worker %u: out of memory", id);
+        wk_fini(w);
+        return -1;
+    }
     w->evio = (struct ev_io){ .fd = w->evfd, .fn = wk_command, .data = w };
     if (ev_io_add(w->loop, &w->evio, EV_READ) == -1) {
         log_error(log, "worker %u: epoll: %s", id, strerror(errno));
@@ -151,6 +156,7 @@ void wk_fini(struct wk *w)
     ev_loop_free(w->loop);
     w->loop = NULL;
     buf_pool_drain(&w->bufs);
+    stats_free(&w->stats);
     conf_put(w->conf);
     w->conf = NULL;
 }

@@ -5,6 +5,7 @@
 #ifndef LEGATE_WK_H
 #define LEGATE_WK_H
 
+#include "admin/stats.h"
 #include "conf/conf.h"
 #include "core/buf.h"
 #include "core/ev.h"
@@ -45,6 +46,7 @@ struct wk {
     bool draining;
     struct ev_timer grace;
 
+    struct stats stats;         /* this worker's counters (it is their only writer) */
     struct wk_item items;       /* list head of live sessions */
     size_t nitems;
     uint64_t seed;

@@ -34,6 +34,8 @@ struct redis_msg {
     struct redis_msg *parent;     /* set on fragments */
     struct buf_queue reply;
     uint64_t sent_at;
+    uint64_t req_bytes;           /* bytes of this request on its connection */
+    uint64_t end;                 /* offset just past them in the connection's stream */
     bool done;
     bool internal;                /* legate's own AUTH/SELECT to a server */
     bool failed;                  /* parent: a fragment failed */
@@ -60,6 +62,9 @@ struct redis_sconn {
     struct resp_rsp rsp;
     struct redis_msg *head;       /* FIFO of messages awaiting a reply */
     struct redis_msg *tail;
+    struct redis_msg *unsent;     /* first message not fully written */
+    uint64_t appended;            /* request bytes queued since connect */
+    uint64_t written;             /* request bytes written since connect */
     struct ev_timer timer;        /* connect, then request timeout */
     struct ev_defer again;        /* pump after a failure, outside the event */
 };
@@ -366,6 +371,38 @@ static void redis_msg_complete(struct redis_pool *rp, struct redis_msg *m)
 /* ---------------------------------------------------------------- */
 /* server connections                                                */
 
+static stats_ctr *redis_sstat(struct redis_sconn *sc, enum stats_server_field f)
+{
+    return stats_server(sc->rp->pool->stats, sc->server, f);
+}
+
+/* Requests move from in_queue (not yet written) to out_queue (awaiting a
+ * reply) as their last byte is written, as nutcracker counts them. */
+static void redis_sconn_wrote(struct redis_sconn *sc, uint64_t n)
+{
+    sc->written += n;
+    while (sc->unsent != NULL && sc->unsent->end <= sc->written) {
+        struct redis_msg *m = sc->unsent;
+        stats_add(redis_sstat(sc, SS_IN_QUEUE), -1);
+        stats_add(redis_sstat(sc, SS_IN_QUEUE_BYTES), -(int64_t)m->req_bytes);
+        stats_add(redis_sstat(sc, SS_OUT_QUEUE), 1);
+        stats_add(redis_sstat(sc, SS_OUT_QUEUE_BYTES), (int64_t)m->req_bytes);
+        sc->unsent = m->snext;
+    }
+}
+
+/* Account for `m` leaving the connection (answered or failed). */
+static void redis_sconn_forget(struct redis_sconn *sc, struct redis_msg *m)
+{
+    bool sent = m->end <= sc->written;
+    stats_add(redis_sstat(sc, sent ? SS_OUT_QUEUE : SS_IN_QUEUE), -1);
+    stats_add(redis_sstat(sc, sent ? SS_OUT_QUEUE_BYTES : SS_IN_QUEUE_BYTES),
+              -(int64_t)m->req_bytes);
+    if (sc->unsent == m) {
+        sc->unsent = m->snext;
+    }
+}
+
 static void redis_sconn_io(struct ev_loop *loop, struct ev_io *io, unsigned events);
 
 static const char *redis_server_spec(const struct redis_sconn *sc)
@@ -373,14 +410,20 @@ static const char *redis_server_spec(const struct redis_sconn *sc)
     return sc->rp->cp->servers[sc->server].spec;
 }
 
-/* Close the connection and answer every message it held with `why`. */
-static void redis_sconn_fail(struct redis_sconn *sc, const char *why)
+/* Close the connection and answer every message it held with `why`;
+ * `what` is the counter it adds to (server_eof, _err or _timedout). */
+static void redis_sconn_fail(struct redis_sconn *sc, enum stats_server_field what,
+                             const char *why)
 {
     struct redis_pool *rp = sc->rp;
     struct ev_loop *loop = rp->wk->loop;
     if (sc->head != NULL || sc->state != SC_DOWN) {
         log_warn(rp->wk->log, "pool '%s': server %s: %s", rp->cp->name, redis_server_spec(sc),
                  why);
+        stats_add(redis_sstat(sc, what), 1);
+    }
+    if (sc->state == SC_UP) {
+        pool_server_conn(rp->pool, sc->server, -1);
     }
     conn_close(&sc->c, loop);
     ev_timer_stop(loop, &sc->timer);
@@ -395,10 +438,16 @@ static void redis_sconn_fail(struct redis_sconn *sc, const char *why)
     snprintf(text, sizeof(text), "server %s %s", redis_server_spec(sc), why);
     while (m != NULL) {
         struct redis_msg *next = m->snext;
+        redis_sconn_forget(sc, m);
         m->snext = NULL;
+        if (!m->internal) {
+            stats_add(&rp->pool->stats->f[SP_FORWARD_ERROR], 1);
+        }
         redis_msg_error(rp, m, text);
         m = next;
     }
+    sc->unsent = NULL;
+    sc->appended = sc->written = 0;
 }
 
 static void redis_sconn_arm_timeout(struct redis_sconn *sc)
@@ -419,12 +468,12 @@ static void redis_sconn_timer(struct ev_loop *loop, struct ev_timer *t)
     struct redis_sconn *sc = t->data;
     uint64_t limit = sc->rp->cp->timeout_request;
     if (sc->state == SC_CONNECTING) {
-        redis_sconn_fail(sc, "connect timed out");
+        redis_sconn_fail(sc, SS_SERVER_TIMEDOUT, "connect timed out");
         return;
     }
     if (sc->head != NULL && ev_now(loop) - sc->head->sent_at >= limit) {
         /* Replies on this connection can no longer be matched: start over. */
-        redis_sconn_fail(sc, "timed out");
+        redis_sconn_fail(sc, SS_SERVER_TIMEDOUT, "timed out");
         return;
     }
     redis_sconn_arm_timeout(sc);
@@ -460,6 +509,16 @@ static int redis_sconn_prepend(struct redis_sconn *sc, const char *const *argv, 
     if (sc->tail == NULL) {
         sc->tail = m;
     }
+    /* Nothing was written on this connection yet: renumber the stream. */
+    m->req_bytes = q.bytes - sc->appended;
+    sc->appended = 0;
+    for (struct redis_msg *x = sc->head; x != NULL; x = x->snext) {
+        sc->appended += x->req_bytes;
+        x->end = sc->appended;
+    }
+    sc->unsent = sc->head;
+    stats_add(redis_sstat(sc, SS_IN_QUEUE), 1);
+    stats_add(redis_sstat(sc, SS_IN_QUEUE_BYTES), (int64_t)m->req_bytes);
     return 0;
 }
 
@@ -509,17 +568,30 @@ static int redis_sconn_connect(struct redis_sconn *sc)
         return -1;
     }
     sc->state = done ? SC_UP : SC_CONNECTING;
+    if (done) {
+        pool_server_conn(rp->pool, sc->server, 1);
+    }
     if (!done && rp->cp->timeout_request != 0) {
         ev_timer_start(rp->wk->loop, &sc->timer, rp->cp->timeout_request);
     }
     return 0;
 }
 
-/* Queue `m` (its request bytes already in sc->out) for a reply. */
-static void redis_sconn_push(struct redis_sconn *sc, struct redis_msg *m)
+/* Queue `m` for a reply; its `bytes` of request are already in sc->out. */
+static void redis_sconn_push(struct redis_sconn *sc, struct redis_msg *m, uint64_t bytes)
 {
     m->sent_at = ev_now(sc->rp->wk->loop);
     m->snext = NULL;
+    m->req_bytes = bytes;
+    sc->appended += bytes;
+    m->end = sc->appended;
+    if (sc->unsent == NULL) {
+        sc->unsent = m;
+    }
+    stats_add(redis_sstat(sc, SS_REQUESTS), 1);
+    stats_add(redis_sstat(sc, SS_REQUEST_BYTES), (int64_t)bytes);
+    stats_add(redis_sstat(sc, SS_IN_QUEUE), 1);
+    stats_add(redis_sstat(sc, SS_IN_QUEUE_BYTES), (int64_t)bytes);
     if (sc->tail != NULL) {
         sc->tail->snext = m;
     } else {
@@ -561,15 +633,18 @@ static void redis_sconn_replies(struct redis_sconn *sc)
             continue;
         }
         if (rc == RESP_ERROR) {
-            redis_sconn_fail(sc, sc->rsp.error);
+            redis_sconn_fail(sc, SS_SERVER_ERR, sc->rsp.error);
             return;
         }
         struct redis_msg *m = sc->head;
         if (m == NULL) {
-            redis_sconn_fail(sc, "sent a reply nobody asked for");
+            redis_sconn_fail(sc, SS_SERVER_ERR, "sent a reply nobody asked for");
             return;
         }
         uint64_t size = sc->rsp.size;
+        redis_sconn_forget(sc, m);
+        stats_add(redis_sstat(sc, SS_RESPONSES), 1);
+        stats_add(redis_sstat(sc, SS_RESPONSE_BYTES), (int64_t)size);
         sc->head = m->snext;
         if (sc->head == NULL) {
             sc->tail = NULL;
@@ -583,8 +658,8 @@ static void redis_sconn_replies(struct redis_sconn *sc)
             resp_rsp_init(&sc->rsp);
             redis_msg_free(rp, m);
             if (first == '-') {
-                redis_sconn_fail(sc, "refused legate's AUTH or SELECT (check redis_auth, "
-                                     "redis_user, redis_db)");
+                redis_sconn_fail(sc, SS_SERVER_ERR, "refused legate's AUTH or SELECT (check "
+                                                    "redis_auth, redis_user, redis_db)");
                 return;
             }
             continue;
@@ -612,7 +687,7 @@ static void redis_sconn_pump(struct redis_sconn *sc)
         if (redis_sconn_connect(sc) == -1) {
             char why[128];
             snprintf(why, sizeof(why), "unavailable (%s)", strerror(errno));
-            redis_sconn_fail(sc, why);
+            redis_sconn_fail(sc, SS_SERVER_ERR, why);
             return;
         }
     }
@@ -624,16 +699,17 @@ static void redis_sconn_pump(struct redis_sconn *sc)
         if (sc->c.writable && sc->out.bytes > 0) {
             ssize_t w = conn_write(&sc->c, &sc->out, &rp->wk->bufs);
             if (w == -1) {
-                redis_sconn_fail(sc, "unavailable (write failed)");
+                redis_sconn_fail(sc, SS_SERVER_ERR, "unavailable (write failed)");
                 return;
             }
+            redis_sconn_wrote(sc, (uint64_t)w);
             moved = w > 0;
         }
         if (sc->c.readable && !sc->c.eof) {
             size_t limit = sc->in.bytes + rp->wk->queue_limit;
             ssize_t r = conn_read(&sc->c, &sc->in, &rp->wk->bufs, limit);
             if (r == -1) {
-                redis_sconn_fail(sc, "unavailable (connection reset)");
+                redis_sconn_fail(sc, SS_SERVER_ERR, "unavailable (connection reset)");
                 return;
             }
             if (r > 0) {
@@ -645,7 +721,7 @@ static void redis_sconn_pump(struct redis_sconn *sc)
             }
         }
         if (sc->c.eof) {
-            redis_sconn_fail(sc, "unavailable (closed the connection)");
+            redis_sconn_fail(sc, SS_SERVER_EOF, "unavailable (closed the connection)");
             return;
         }
         if (!moved) {
@@ -664,10 +740,11 @@ static void redis_sconn_io(struct ev_loop *loop, struct ev_io *io, unsigned even
         if (err != 0) {
             char why[128];
             snprintf(why, sizeof(why), "unavailable (%s)", strerror(err));
-            redis_sconn_fail(sc, why);
+            redis_sconn_fail(sc, SS_SERVER_ERR, why);
             return;
         }
         sc->state = SC_UP;
+        pool_server_conn(sc->rp->pool, sc->server, 1);
         ev_timer_stop(sc->rp->wk->loop, &sc->timer);
         redis_sconn_arm_timeout(sc);
     }
@@ -730,7 +807,7 @@ static int redis_forward(struct redis_client *cl, struct redis_msg *m, int srv)
     if (buf_queue_append_range(&sc->out, &rp->wk->bufs, &cl->in, 0, cl->req.size) == -1) {
         return -1;
     }
-    redis_sconn_push(sc, m);
+    redis_sconn_push(sc, m, cl->req.size);
     redis_sconn_kick(sc);
     return 0;
 }
@@ -779,6 +856,7 @@ static int redis_split(struct redis_client *cl, struct redis_msg *m, const struc
         m->frags[m->nallfrags++] = fr;
         m->nfrags++;
         struct redis_sconn *sc = redis_pick_conn(rp, s);
+        uint64_t before = sc->out.bytes;
         char hdr[32];
         int n = snprintf(hdr, sizeof(hdr), "*%" PRIu32 "\r\n", 1 + count[s] * per);
         int bad = buf_queue_append(&sc->out, &rp->wk->bufs, hdr, (size_t)n) == -1 ||
@@ -801,7 +879,8 @@ static int redis_split(struct redis_client *cl, struct redis_msg *m, const struc
             free(count);
             return -1;
         }
-        redis_sconn_push(sc, fr);
+        stats_add(&rp->pool->stats->f[SP_FRAGMENTS], 1);
+        redis_sconn_push(sc, fr, sc->out.bytes - before);
         redis_sconn_kick(sc);
     }
     free(count);
@@ -1117,7 +1196,7 @@ static void redis_client_release(struct ev_loop *loop, struct ev_defer *d)
 
 /* End the client. Messages still out at servers are orphaned: their
  * replies are read and dropped when they come. */
-static void redis_client_close(struct redis_client *cl)
+static void redis_client_close(struct redis_client *cl, bool err)
 {
     if (cl->gone) {
         return;
@@ -1139,14 +1218,14 @@ static void redis_client_close(struct redis_client *cl)
     cl->head = cl->tail = NULL;
     buf_queue_clear(&cl->in, &rp->wk->bufs);
     buf_queue_clear(&cl->out, &rp->wk->bufs);
-    pool_client_closed(rp->pool);
+    pool_client_closed(rp->pool, err);
     wk_item_del(rp->wk, &cl->item);
     ev_defer(rp->wk->loop, &cl->release);
 }
 
 static void redis_client_abort(struct wk_item *it)
 {
-    redis_client_close((struct redis_client *)it);
+    redis_client_close((struct redis_client *)it, false);
 }
 
 /* Stopping: a client with nothing in flight is closed now, the others as
@@ -1212,7 +1291,7 @@ static void redis_client_pump(struct redis_client *cl)
             size_t limit = (size_t)cl->req.size + rp->wk->queue_limit;
             ssize_t r = conn_read(&cl->c, &cl->in, bufs, limit);
             if (r == -1) {
-                redis_client_close(cl);
+                redis_client_close(cl, true);
                 return;
             }
             moved = r >= 0;
@@ -1222,7 +1301,7 @@ static void redis_client_pump(struct redis_client *cl)
         if (cl->c.writable && cl->out.bytes > 0) {
             ssize_t w = conn_write(&cl->c, &cl->out, bufs);
             if (w == -1) {
-                redis_client_close(cl);
+                redis_client_close(cl, true);
                 return;
             }
             moved = moved || w > 0;
@@ -1231,7 +1310,7 @@ static void redis_client_pump(struct redis_client *cl)
          * reply is written (an unfinished request can never complete). */
         if (cl->pending == 0 && cl->out.bytes == 0 &&
             (cl->quit || cl->c.eof || (cl->draining && cl->in.bytes == 0))) {
-            redis_client_close(cl);
+            redis_client_close(cl, false);
             return;
         }
         if (!moved) {

@@ -28,6 +28,7 @@ struct tcp_session {
     struct ev_defer release;  /* free, after this batch */
     uint64_t last_active;
     int server_idx;           /* index in the pool's servers, -1 none */
+    bool reset;               /* ended by a reset or write error */
     int tried[CONF_MAX_RETRIES + 1];
     unsigned ntried;
 };
@@ -58,14 +59,18 @@ static void tcp_close(struct tcp_session *s)
     struct ev_loop *loop = s->wk->loop;
     if (s->server_idx != -1 && s->server.open) {
         bal_closed(&s->pool->bal, s->server_idx);
+        if (s->state == TCP_OPEN) {
+            pool_server_conn(s->pool, (size_t)s->server_idx, -1);
+        }
     }
+    bool err = s->reset;
     s->state = TCP_DONE;
     conn_close(&s->client, loop);
     conn_close(&s->server, loop);
     ev_timer_stop(loop, &s->timer);
     buf_queue_clear(&s->up, &s->wk->bufs);
     buf_queue_clear(&s->down, &s->wk->bufs);
-    pool_client_closed(s->pool);
+    pool_client_closed(s->pool, err);
     wk_item_del(s->wk, &s->item);
     ev_defer(loop, &s->release);
 }
@@ -89,6 +94,7 @@ static void tcp_timer_fired(struct ev_loop *loop, struct ev_timer *t)
                  (unsigned long long)s->pool->cp->timeout_connect);
         bal_closed(&s->pool->bal, s->server_idx);
         conn_close(&s->server, loop);
+        stats_add(stats_server(s->pool->stats, (size_t)s->server_idx, SS_SERVER_TIMEDOUT), 1);
         tcp_connect_next(s);
         return;
     }
@@ -107,6 +113,7 @@ static void tcp_opened(struct tcp_session *s)
 {
     struct ev_loop *loop = s->wk->loop;
     s->state = TCP_OPEN;
+    pool_server_conn(s->pool, (size_t)s->server_idx, 1);
     s->server.writable = true;
     ev_timer_stop(loop, &s->timer);
     if (s->pool->cp->timeout_idle != 0) {
@@ -136,6 +143,7 @@ static void tcp_server_io(struct ev_loop *loop, struct ev_io *io, unsigned event
              tcp_server_spec(s), strerror(err ? err : ECONNRESET));
     bal_closed(&s->pool->bal, s->server_idx);
     conn_close(&s->server, s->wk->loop);
+    stats_add(stats_server(s->pool->stats, (size_t)s->server_idx, SS_SERVER_ERR), 1);
     ev_timer_stop(s->wk->loop, &s->timer);
     /* Events for the closed socket may follow in this batch and point at
      * s->server: connect the next server once the batch is over. */
@@ -161,12 +169,14 @@ static void tcp_connect_next(struct tcp_session *s)
         if (s->ntried > cp->retries) {
             log_warn(s->wk->log, "pool '%s': no server reachable after %u attempts, "
                      "closing client", cp->name, s->ntried);
+            stats_add(&s->pool->stats->f[SP_FORWARD_ERROR], 1);
             tcp_close(s);
             return;
         }
         int i = bal_pick(&s->pool->bal, s->tried, s->ntried);
         if (i == -1) {
             log_warn(s->wk->log, "pool '%s': every server failed, closing client", cp->name);
+            stats_add(&s->pool->stats->f[SP_FORWARD_ERROR], 1);
             tcp_close(s);
             return;
         }
@@ -177,6 +187,7 @@ static void tcp_connect_next(struct tcp_session *s)
         if (fd == -1) {
             log_warn(s->wk->log, "pool '%s': connect to %s failed: %s", cp->name,
                      cp->servers[i].spec, strerror(errno));
+            stats_add(stats_server(s->pool->stats, (size_t)i, SS_SERVER_ERR), 1);
             continue;
         }
         if (cp->tcpkeepalive) {

@@ -132,7 +132,11 @@ static void pool_accept(struct ev_loop *loop, struct ev_io *io, unsigned events)
         if (pool_protos[p->cp->proto].start(p, fd) == -1) {
             atomic_fetch_sub(&p->shared->clients, 1);
             close(fd);
+            continue;
         }
+        stats_add(&p->wk->stats.total_connections, 1);
+        stats_add(&p->wk->stats.curr_connections, 1);
+        stats_add(&p->stats->f[SP_CLIENT_CONNECTIONS], 1);
     }
 }
 
@@ -148,6 +152,7 @@ int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
         return -1;
     }
     p->proto = NULL;
+    p->stats = &w->stats.pools[cp - w->conf->pools];
     const struct pool_proto *pp = &pool_protos[cp->proto];
     if (pp->init != NULL && pp->init(p) == -1) {
         log_error(w->log, "pool '%s': cannot set up the %s pool", cp->name,
@@ -200,7 +205,19 @@ void pool_fini(struct pool *p)
     bal_free(&p->bal);
 }
 
-void pool_client_closed(struct pool *p)
+void pool_client_closed(struct pool *p, bool err)
 {
     atomic_fetch_sub(&p->shared->clients, 1);
+    stats_add(&p->wk->stats.curr_connections, -1);
+    stats_add(&p->stats->f[SP_CLIENT_CONNECTIONS], -1);
+    stats_add(&p->stats->f[err ? SP_CLIENT_ERR : SP_CLIENT_EOF], 1);
+}
+
+void pool_server_conn(struct pool *p, size_t server, int delta)
+{
+    stats_add(stats_server(p->stats, server, SS_SERVER_CONNECTIONS), delta);
+    stats_add(&p->wk->stats.curr_connections, delta);
+    if (delta > 0) {
+        stats_add(&p->wk->stats.total_connections, delta);
+    }
 }

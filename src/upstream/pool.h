@@ -7,6 +7,7 @@
 #ifndef LEGATE_POOL_H
 #define LEGATE_POOL_H
 
+#include "../admin/stats.h"
 #include "../conf/conf.h"
 #include "../core/ev.h"
 #include "bal.h"
@@ -34,6 +35,7 @@ struct pool {
     bool accept_failing;    /* in a streak of failed accepts (logged once) */
     struct bal bal;
     void *proto;            /* the protocol's per-worker state, if any */
+    struct stats_pool *stats; /* this worker's counters for the pool */
 };
 
 /* Open the listening sockets of `cp` for `nworkers`. Returns 0, or -1 with
@@ -55,7 +57,11 @@ void pool_stop_listening(struct pool *p);
 
 void pool_fini(struct pool *p);
 
-/* A client of this pool went away: release its slot. */
-void pool_client_closed(struct pool *p);
+/* A client of this pool went away (`err`: on an error, else an orderly
+ * end): release its slot and count it. */
+void pool_client_closed(struct pool *p, bool err);
+
+/* A server connection of this worker opened (+1) or closed (-1). */
+void pool_server_conn(struct pool *p, size_t server, int delta);
 
 #endif

@@ -68,9 +68,11 @@ class Legate:
 
     def start(self, wait_addr=None, family=socket.AF_INET):
         self.err = open(self.err_path, "w")
+        extra = [] if "-s" in self.args else ["-s", str(free_port())]
+        self.stats_port = None if "-s" in self.args else int(extra[1])
         self.proc = subprocess.Popen(
             [LEGATE_BIN, "-c", str(self.conf_path), "-o", str(self.log_path),
-             "-v", "6"] + self.args,
+             "-v", "6"] + extra + self.args,
             stdout=self.err, stderr=self.err)
         if wait_addr is not None:
             # Listeners are bound before this line is logged; probing with a

@@ -385,7 +385,8 @@ def test_out_of_file_descriptors_pauses_and_recovers(tmp_path, echo_server, nofi
 
 def _legate_cmd(lg):
     from conftest import LEGATE_BIN
-    return [LEGATE_BIN, "-c", str(lg.conf_path), "-o", str(lg.log_path), "-v", "6"]
+    return [LEGATE_BIN, "-c", str(lg.conf_path), "-o", str(lg.log_path), "-v", "6",
+            "-s", str(free_port())]
 
 
 @pytest.mark.parametrize("mbuf", ["512", "1024"])

@@ -1,0 +1,206 @@
+/* stats: per-worker counters and nutcracker's JSON (see stats.h). */
+#include "stats.h"
+#include "../version.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct stats_field {
+    const char *name;
+    const char *desc;
+};
+
+static const struct stats_field stats_pool_fields[SP_N] = {
+    [SP_CLIENT_EOF] = { "client_eof", "# eof on client connections" },
+    [SP_CLIENT_ERR] = { "client_err", "# errors on client connections" },
+    [SP_CLIENT_CONNECTIONS] = { "client_connections", "# active client connections" },
+    [SP_SERVER_EJECTS] = { "server_ejects", "# times backend server was ejected" },
+    [SP_FORWARD_ERROR] = { "forward_error", "# times we encountered a forwarding error" },
+    [SP_FRAGMENTS] = { "fragments", "# fragments created from a multi-vector request" },
+};
+
+static const struct stats_field stats_server_fields[SS_N] = {
+    [SS_SERVER_EOF] = { "server_eof", "# eof on server connections" },
+    [SS_SERVER_ERR] = { "server_err", "# errors on server connections" },
+    [SS_SERVER_TIMEDOUT] = { "server_timedout", "# timeouts on server connections" },
+    [SS_SERVER_CONNECTIONS] = { "server_connections", "# active server connections" },
+    [SS_SERVER_EJECTED_AT] = { "server_ejected_at",
+                               "timestamp when server was ejected in usec since epoch" },
+    [SS_REQUESTS] = { "requests", "# requests" },
+    [SS_REQUEST_BYTES] = { "request_bytes", "total request bytes" },
+    [SS_RESPONSES] = { "responses", "# responses" },
+    [SS_RESPONSE_BYTES] = { "response_bytes", "total response bytes" },
+    [SS_IN_QUEUE] = { "in_queue", "# requests in incoming queue" },
+    [SS_IN_QUEUE_BYTES] = { "in_queue_bytes", "current request bytes in incoming queue" },
+    [SS_OUT_QUEUE] = { "out_queue", "# requests in outgoing queue" },
+    [SS_OUT_QUEUE_BYTES] = { "out_queue_bytes", "current request bytes in outgoing queue" },
+};
+
+int stats_init(struct stats *s, const struct conf *cf)
+{
+    memset(s, 0, sizeof(*s));
+    s->pools = calloc(cf->npools, sizeof(*s->pools));
+    if (s->pools == NULL) {
+        return -1;
+    }
+    s->npools = cf->npools;
+    for (size_t i = 0; i < cf->npools; i++) {
+        s->pools[i].nservers = cf->pools[i].nservers;
+        s->pools[i].servers = calloc(cf->pools[i].nservers * SS_N, sizeof(stats_ctr));
+        if (s->pools[i].servers == NULL) {
+            stats_free(s);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void stats_free(struct stats *s)
+{
+    for (size_t i = 0; s->pools != NULL && i < s->npools; i++) {
+        free(s->pools[i].servers);
+    }
+    free(s->pools);
+    s->pools = NULL;
+    s->npools = 0;
+}
+
+/* A growable string. */
+struct stats_buf {
+    char *p;
+    size_t len;
+    size_t cap;
+    int failed;
+};
+
+static void stats_put(struct stats_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void stats_put(struct stats_buf *b, const char *fmt, ...)
+{
+    for (int attempt = 0; attempt < 2 && !b->failed; attempt++) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = 1;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap + (size_t)n + 1) * 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+/* A JSON string: the characters names may hold, escaped. */
+static void stats_put_name(struct stats_buf *b, const char *s)
+{
+    stats_put(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            stats_put(b, "\\%c", c);
+        } else if (c < 0x20) {
+            stats_put(b, "\\u%04x", c);
+        } else {
+            stats_put(b, "%c", c);
+        }
+    }
+    stats_put(b, "\"");
+}
+
+static int64_t stats_sum(stats_ctr *const *cells, size_t n)
+{
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        v += atomic_load_explicit(cells[i], memory_order_relaxed);
+    }
+    return v;
+}
+
+long stats_json(char **out, const struct conf *cf, struct stats *const *workers,
+                size_t nworkers, int64_t started, const char *source)
+{
+    struct stats_buf b = { .cap = 4096 };
+    stats_ctr **cells = calloc(nworkers ? nworkers : 1, sizeof(*cells));
+    b.p = malloc(b.cap);
+    if (b.p == NULL || cells == NULL) {
+        free(b.p);
+        free(cells);
+        return -1;
+    }
+    b.p[0] = '\0';
+    int64_t now = (int64_t)time(NULL);
+    stats_put(&b, "{\"service\":\"legate\", \"source\":");
+    stats_put_name(&b, source);
+    stats_put(&b, ", \"version\":\"%s\", \"uptime\":%" PRId64 ", \"timestamp\":%" PRId64,
+              LEGATE_VERSION, now - started, now);
+    for (size_t w = 0; w < nworkers; w++) {
+        cells[w] = &workers[w]->total_connections;
+    }
+    stats_put(&b, ", \"total_connections\":%" PRId64, stats_sum(cells, nworkers));
+    for (size_t w = 0; w < nworkers; w++) {
+        cells[w] = &workers[w]->curr_connections;
+    }
+    stats_put(&b, ", \"curr_connections\":%" PRId64, stats_sum(cells, nworkers));
+    for (size_t p = 0; p < cf->npools; p++) {
+        const struct conf_pool *cp = &cf->pools[p];
+        stats_put(&b, ", ");
+        stats_put_name(&b, cp->name);
+        stats_put(&b, ": {");
+        for (int f = 0; f < SP_N; f++) {
+            for (size_t w = 0; w < nworkers; w++) {
+                cells[w] = &workers[w]->pools[p].f[f];
+            }
+            stats_put(&b, "%s\"%s\":%" PRId64, f ? ", " : "", stats_pool_fields[f].name,
+                      stats_sum(cells, nworkers));
+        }
+        for (size_t s = 0; s < cp->nservers; s++) {
+            stats_put(&b, ", ");
+            stats_put_name(&b, cp->servers[s].ident);
+            stats_put(&b, ": {");
+            for (int f = 0; f < SS_N; f++) {
+                for (size_t w = 0; w < nworkers; w++) {
+                    cells[w] = stats_server(&workers[w]->pools[p], s,
+                                            (enum stats_server_field)f);
+                }
+                stats_put(&b, "%s\"%s\":%" PRId64, f ? ", " : "", stats_server_fields[f].name,
+                          stats_sum(cells, nworkers));
+            }
+            stats_put(&b, "}");
+        }
+        stats_put(&b, "}");
+    }
+    stats_put(&b, "}\n");
+    free(cells);
+    if (b.failed) {
+        free(b.p);
+        return -1;
+    }
+    *out = b.p;
+    return (long)b.len;
+}
+
+void stats_describe(FILE *f)
+{
+    fprintf(f, "pool stats:\n");
+    for (int i = 0; i < SP_N; i++) {
+        fprintf(f, "  %-20s\"%s\"\n", stats_pool_fields[i].name, stats_pool_fields[i].desc);
+    }
+    fprintf(f, "\nserver stats:\n");
+    for (int i = 0; i < SS_N; i++) {
+        fprintf(f, "  %-20s\"%s\"\n", stats_server_fields[i].name, stats_server_fields[i].desc);
+    }
+}

@@ -1,0 +1,85 @@
+/* stats: nutcracker's counters, per worker, summed on read.
+ *
+ * Each worker owns a `struct stats` and is its only writer; counters are
+ * atomics updated with relaxed single-writer stores (no locked
+ * instruction on the hot path) so the reader (main's stats listener) may
+ * load them at any time. Field names and meanings are nutcracker's; the
+ * tables below drive both the JSON and `legate -D`. */
+#ifndef LEGATE_STATS_H
+#define LEGATE_STATS_H
+
+#include "../conf/conf.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef _Atomic int64_t stats_ctr;
+
+enum stats_pool_field {
+    SP_CLIENT_EOF,
+    SP_CLIENT_ERR,
+    SP_CLIENT_CONNECTIONS,
+    SP_SERVER_EJECTS,
+    SP_FORWARD_ERROR,
+    SP_FRAGMENTS,
+    SP_N,
+};
+
+enum stats_server_field {
+    SS_SERVER_EOF,
+    SS_SERVER_ERR,
+    SS_SERVER_TIMEDOUT,
+    SS_SERVER_CONNECTIONS,
+    SS_SERVER_EJECTED_AT,
+    SS_REQUESTS,
+    SS_REQUEST_BYTES,
+    SS_RESPONSES,
+    SS_RESPONSE_BYTES,
+    SS_IN_QUEUE,
+    SS_IN_QUEUE_BYTES,
+    SS_OUT_QUEUE,
+    SS_OUT_QUEUE_BYTES,
+    SS_N,
+};
+
+struct stats_pool {
+    stats_ctr f[SP_N];
+    stats_ctr *servers;   /* nservers rows of SS_N */
+    size_t nservers;
+};
+
+struct stats {
+    stats_ctr total_connections;
+    stats_ctr curr_connections;
+    struct stats_pool *pools;
+    size_t npools;
+};
+
+/* Add `d` (may be negative, for gauges). Only the owning worker calls it. */
+static inline void stats_add(stats_ctr *c, int64_t d)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
+
+static inline stats_ctr *stats_server(struct stats_pool *p, size_t server,
+                                      enum stats_server_field f)
+{
+    return &p->servers[server * SS_N + f];
+}
+
+/* Zeroed counters for every pool and server of `cf`. Returns 0 or -1. */
+int stats_init(struct stats *s, const struct conf *cf);
+void stats_free(struct stats *s);
+
+/* nutcracker's JSON for all workers' counters, into a malloc'd string.
+ * Returns its length, or -1 when out of memory. */
+long stats_json(char **out, const struct conf *cf, struct stats *const *workers,
+                size_t nworkers, int64_t started, const char *source);
+
+/* The description of every field, as `nutcracker -D` prints it. */
+void stats_describe(FILE *f);
+
+#endif
