@@ -64,6 +64,12 @@ static inline void stats_add(stats_ctr *c, int64_t d)
                           memory_order_relaxed);
 }
 
+/* Set a value (timestamps). Only the owning worker calls it. */
+static inline void stats_set(stats_ctr *c, int64_t v)
+{
+    atomic_store_explicit(c, v, memory_order_relaxed);
+}
+
 static inline stats_ctr *stats_server(struct stats_pool *p, size_t server,
                                       enum stats_server_field f)
 {

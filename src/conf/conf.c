@@ -392,14 +392,7 @@ static int pk_server_connections(struct conf_ctx *cx, struct conf_pool *p,
 static int pk_auto_eject_hosts(struct conf_ctx *cx, struct conf_pool *p,
                                const struct conf_node *v, const char *key)
 {
-    if (conf_read_bool(cx, v, key, &p->auto_eject_hosts) == -1) {
-        return -1;
-    }
-    if (p->auto_eject_hosts) {
-        return conf_fail(cx, v, key, "ejecting hosts is not implemented yet in this "
-                         "version of legate (use false)");
-    }
-    return 0;
+    return conf_read_bool(cx, v, key, &p->auto_eject_hosts);
 }
 
 static int pk_server_retry_timeout(struct conf_ctx *cx, struct conf_pool *p,

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -70,9 +71,14 @@ struct redis_sconn {
 };
 
 struct redis_server {
+    struct redis_pool *rp;
+    size_t index;
     struct redis_sconn *conns;
     unsigned nconns;
     unsigned next;
+    unsigned failures;            /* consecutive, reset by any reply */
+    bool ejected;                 /* out of the ring until `readmit` fires */
+    struct ev_timer readmit;
 };
 
 struct redis_pool {
@@ -82,6 +88,7 @@ struct redis_pool {
     struct ring ring;
     struct redis_server *servers;
     size_t nservers;
+    bool *live;                   /* per server: in the ring (not ejected) */
     struct resp_limits limits;
     uint8_t *scratch;             /* contiguous copy of a key split across chunks */
     size_t scratch_cap;
@@ -410,6 +417,57 @@ static const char *redis_server_spec(const struct redis_sconn *sc)
     return sc->rp->cp->servers[sc->server].spec;
 }
 
+/* Rebuild the ring from the servers not ejected. */
+static void redis_ring_rebuild(struct redis_pool *rp)
+{
+    struct ring fresh;
+    if (ring_build(&fresh, rp->cp, rp->live) == -1) {
+        log_error(rp->wk->log, "pool '%s': out of memory rebuilding the ring; keeping the "
+                  "old one", rp->cp->name);
+        return;
+    }
+    ring_free(&rp->ring);
+    rp->ring = fresh;
+}
+
+static void redis_server_readmit(struct ev_loop *loop, struct ev_timer *t)
+{
+    (void)loop;
+    struct redis_server *s = t->data;
+    struct redis_pool *rp = s->rp;
+    s->ejected = false;
+    rp->live[s->index] = true;
+    redis_ring_rebuild(rp);
+    log_notice(rp->wk->log, "pool '%s': server %s back in the ring after %llu ms",
+               rp->cp->name, rp->cp->servers[s->index].spec,
+               (unsigned long long)rp->cp->server_retry_timeout);
+}
+
+/* A connection to server `s` failed. With auto_eject_hosts, after
+ * server_failure_limit failures in a row the server leaves the ring (its
+ * keys go to the others) for server_retry_timeout, as in twemproxy. */
+static void redis_server_failed(struct redis_server *s)
+{
+    struct redis_pool *rp = s->rp;
+    const struct conf_pool *cp = rp->cp;
+    s->failures++;
+    if (!cp->auto_eject_hosts || s->ejected || s->failures < cp->server_failure_limit) {
+        return;
+    }
+    s->ejected = true;
+    rp->live[s->index] = false;
+    redis_ring_rebuild(rp);
+    stats_add(&rp->pool->stats->f[SP_SERVER_EJECTS], 1);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    stats_set(stats_server(rp->pool->stats, s->index, SS_SERVER_EJECTED_AT),
+              (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+    ev_timer_start(rp->wk->loop, &s->readmit, cp->server_retry_timeout);
+    log_warn(rp->wk->log, "pool '%s': server %s ejected for %llu ms after %u failures",
+             cp->name, cp->servers[s->index].spec,
+             (unsigned long long)cp->server_retry_timeout, s->failures);
+}
+
 /* Close the connection and answer every message it held with `why`;
  * `what` is the counter it adds to (server_eof, _err or _timedout). */
 static void redis_sconn_fail(struct redis_sconn *sc, enum stats_server_field what,
@@ -421,6 +479,7 @@ static void redis_sconn_fail(struct redis_sconn *sc, enum stats_server_field wha
         log_warn(rp->wk->log, "pool '%s': server %s: %s", rp->cp->name, redis_server_spec(sc),
                  why);
         stats_add(redis_sstat(sc, what), 1);
+        redis_server_failed(&rp->servers[sc->server]);
     }
     if (sc->state == SC_UP) {
         pool_server_conn(rp->pool, sc->server, -1);
@@ -643,6 +702,7 @@ static void redis_sconn_replies(struct redis_sconn *sc)
         }
         uint64_t size = sc->rsp.size;
         redis_sconn_forget(sc, m);
+        rp->servers[sc->server].failures = 0;
         stats_add(redis_sstat(sc, SS_RESPONSES), 1);
         stats_add(redis_sstat(sc, SS_RESPONSE_BYTES), (int64_t)size);
         sc->head = m->snext;
@@ -1368,13 +1428,19 @@ int redis_pool_init(struct pool *p)
     rp->limits = resp_default_limits;
     rp->nservers = cp->nservers;
     rp->servers = calloc(cp->nservers, sizeof(*rp->servers));
-    if (rp->servers == NULL || ring_build(&rp->ring, cp, NULL) == -1) {
+    rp->live = calloc(cp->nservers, sizeof(*rp->live));
+    if (rp->servers == NULL || rp->live == NULL || ring_build(&rp->ring, cp, NULL) == -1) {
         free(rp->servers);
+        free(rp->live);
         free(rp);
         return -1;
     }
     for (size_t i = 0; i < cp->nservers; i++) {
         struct redis_server *s = &rp->servers[i];
+        rp->live[i] = true;
+        s->rp = rp;
+        s->index = i;
+        s->readmit = (struct ev_timer){ .fn = redis_server_readmit, .data = s };
         s->nconns = cp->server_connections;
         s->conns = calloc(s->nconns, sizeof(*s->conns));
         if (s->conns == NULL) {
@@ -1414,6 +1480,7 @@ void redis_pool_fini(struct pool *p)
     }
     for (size_t i = 0; i < rp->nservers; i++) {
         struct redis_server *s = &rp->servers[i];
+        ev_timer_stop(rp->wk->loop, &s->readmit);
         for (unsigned k = 0; s->conns != NULL && k < s->nconns; k++) {
             struct redis_sconn *sc = &s->conns[k];
             conn_close(&sc->c, rp->wk->loop);
@@ -1434,6 +1501,7 @@ void redis_pool_fini(struct pool *p)
         free(s->conns);
     }
     free(rp->servers);
+    free(rp->live);
     ring_free(&rp->ring);
     free(rp->scratch);
     free(rp);

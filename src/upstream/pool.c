@@ -124,9 +124,9 @@ static void pool_accept(struct ev_loop *loop, struct ev_io *io, unsigned events)
         unsigned now = atomic_fetch_add(&p->shared->clients, 1) + 1;
         if (limit != 0 && now > limit) {
             atomic_fetch_sub(&p->shared->clients, 1);
-            close(fd);
             log_warn(lg, "pool '%s': client_connections limit %u reached, closing new client",
                      p->cp->name, limit);
+            close(fd);
             continue;
         }
         if (pool_protos[p->cp->proto].start(p, fd) == -1) {

@@ -2,6 +2,7 @@
 and raw sockets: routing, multi-key split and merge, pipelining, local and
 unsupported commands, malformed input, and server failure."""
 
+import json
 import os
 import socket
 import subprocess
@@ -295,3 +296,48 @@ def test_sigterm_answers_in_flight_requests_then_closes_idle_clients(legate, sha
     assert recv_all(busy) == b""        # then closed
     assert recv_all(idle) == b""        # idle client closed at once, not after the grace
     assert lg.proc.wait(10) == 0
+
+
+def test_auto_eject_moves_keys_and_readmits(legate, shards, tmp_path):
+    """auto_eject_hosts as twemproxy: after server_failure_limit failures the
+    server leaves the ring, its keys go to the others, and it comes back
+    after server_retry_timeout."""
+    port = free_port()
+    lg = legate(redis_pool(port, shards, workers=1,
+                           extra="  auto_eject_hosts: true\n  server_failure_limit: 1\n"
+                                 "  server_retry_timeout: 800\n  timeout: 1000\n"),
+                wait_addr=("127.0.0.1", port))
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    names = [f"e:{i * 2654435761 % 1000003}:{i}" for i in range(100)]
+    for name in names:
+        r.set(name, "before")
+    victim = next(k for k in names if where(shards, k) == [1])
+    dead_port = shards[1].port
+    shards[1].stop()  # its connection closes: with the limit at 1, that failure ejects it
+    try:
+        r.get(victim)  # an error if legate had not seen the close yet; it counts too
+    except redis.ResponseError as e:
+        assert "legate: server" in str(e)
+    wait_for(lambda: "ejected for 800 ms" in lg.log(), what="ejection")
+    assert r.get(victim) is None           # now served by another shard: a miss, not an error
+    assert r.set(victim, "moved") and r.get(victim) == b"moved"
+    assert where([s for i, s in enumerate(shards) if i != 1], victim) != []
+    st = json.loads(stats(lg.stats_port))
+    assert st["cache"]["server_ejects"] >= 1
+    assert st["cache"][f"shard1"]["server_ejected_at"] > 0
+    # back after server_retry_timeout, once it answers again
+    proc = subprocess.Popen(["redis-server", "--port", str(dead_port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "back in the ring" in lg.log(), what="readmission")
+        wait_for(lambda: command_ok(dead_port), what="restarted shard")
+        assert r.set(victim, "home") and command(dead_port, "GET", victim) == b"home"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def stats(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        return recv_all(s)

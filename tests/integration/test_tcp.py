@@ -207,7 +207,7 @@ def test_client_connections_limit(legate, echo_server):
     except ConnectionResetError:
         pass
     c.close()
-    assert "client_connections limit 2 reached" in lg.log()
+    wait_for(lambda: "client_connections limit 2 reached" in lg.log(), what="the limit log line")
     a.close()
     # the slot comes back once legate sees the close
     def third_works():

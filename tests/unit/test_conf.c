@@ -170,8 +170,10 @@ static const struct {
       "  servers: [127.0.0.1:2:1]\n", "t.yml:4:23", "value out of range" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  servers: [127.0.0.1:2:1]\n", "t.yml:3:13",
       "http pools are not implemented yet" },
-    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  auto_eject_hosts: true\n"
-      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:21", "ejecting hosts is not implemented yet" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  auto_eject_hosts: maybe\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:21", "key 'auto_eject_hosts': expected true" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  server_retry_timeout: soon\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:25", "key 'server_retry_timeout'" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  redis_user: app\n"
       "  servers: [127.0.0.1:2:1]\n", "t.yml:4:15", "key 'redis_user': needs redis_auth" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  redis_auth: \"\"\n"
