@@ -50,7 +50,9 @@ int stats_init(struct stats *s, const struct conf *cf)
     for (size_t i = 0; i < cf->npools; i++) {
         s->pools[i].nservers = cf->pools[i].nservers;
         s->pools[i].servers = calloc(cf->pools[i].nservers * SS_N, sizeof(stats_ctr));
-        if (s->pools[i].servers == NULL) {
+        s->pools[i].latency = calloc(cf->pools[i].nservers * STATS_LAT_BUCKETS,
+                                     sizeof(stats_ctr));
+        if (s->pools[i].servers == NULL || s->pools[i].latency == NULL) {
             stats_free(s);
             return -1;
         }
@@ -62,6 +64,7 @@ void stats_free(struct stats *s)
 {
     for (size_t i = 0; s->pools != NULL && i < s->npools; i++) {
         free(s->pools[i].servers);
+        free(s->pools[i].latency);
     }
     free(s->pools);
     s->pools = NULL;
@@ -130,6 +133,49 @@ static int64_t stats_sum(stats_ctr *const *cells, size_t n)
     return v;
 }
 
+uint64_t stats_lat_bound(unsigned bucket)
+{
+    if (bucket < 16) {
+        return bucket;
+    }
+    unsigned exp = 4 + (bucket - 16) / 8;
+    unsigned sub = (bucket - 16) % 8;
+    return ((uint64_t)(8 + sub + 1) << (exp - 3)) - 1;
+}
+
+/* Latency percentiles of one server over all workers, in microseconds (0
+ * when nothing was measured): p50, p90, p99. */
+static void stats_percentiles(struct stats *const *workers, size_t nworkers, size_t pool,
+                              size_t server, uint64_t out[3])
+{
+    static const double want[3] = { 0.50, 0.90, 0.99 };
+    uint64_t counts[STATS_LAT_BUCKETS];
+    uint64_t total = 0;
+    for (unsigned b = 0; b < STATS_LAT_BUCKETS; b++) {
+        counts[b] = 0;
+        for (size_t w = 0; w < nworkers; w++) {
+            const stats_ctr *row = &workers[w]->pools[pool].latency[server * STATS_LAT_BUCKETS];
+            counts[b] += (uint64_t)atomic_load_explicit(&row[b], memory_order_relaxed);
+        }
+        total += counts[b];
+    }
+    for (int i = 0; i < 3; i++) {
+        out[i] = 0;
+        if (total == 0) {
+            continue;
+        }
+        uint64_t rank = (uint64_t)(want[i] * (double)total + 0.999999);
+        uint64_t seen = 0;
+        for (unsigned b = 0; b < STATS_LAT_BUCKETS; b++) {
+            seen += counts[b];
+            if (seen >= rank) {
+                out[i] = stats_lat_bound(b);
+                break;
+            }
+        }
+    }
+}
+
 long stats_json(char **out, const struct conf *cf, struct stats *const *workers,
                 size_t nworkers, int64_t started, const char *source)
 {
@@ -179,6 +225,10 @@ long stats_json(char **out, const struct conf *cf, struct stats *const *workers,
                 stats_put(&b, "%s\"%s\":%" PRId64, f ? ", " : "", stats_server_fields[f].name,
                           stats_sum(cells, nworkers));
             }
+            uint64_t pct[3];
+            stats_percentiles(workers, nworkers, p, s, pct);
+            stats_put(&b, ", \"latency_p50_us\":%" PRIu64 ", \"latency_p90_us\":%" PRIu64
+                      ", \"latency_p99_us\":%" PRIu64, pct[0], pct[1], pct[2]);
             stats_put(&b, "}");
         }
         stats_put(&b, "}");
@@ -203,4 +253,8 @@ void stats_describe(FILE *f)
     for (int i = 0; i < SS_N; i++) {
         fprintf(f, "  %-20s\"%s\"\n", stats_server_fields[i].name, stats_server_fields[i].desc);
     }
+    fprintf(f, "  %-20s\"%s\"\n", "latency_p50_us",
+            "median reply time since start, usec (legate's; upper bucket bound)");
+    fprintf(f, "  %-20s\"%s\"\n", "latency_p90_us", "90th percentile reply time, usec");
+    fprintf(f, "  %-20s\"%s\"\n", "latency_p99_us", "99th percentile reply time, usec");
 }

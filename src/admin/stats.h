@@ -44,9 +44,14 @@ enum stats_server_field {
     SS_N,
 };
 
+/* Latency histogram: exact below 16 us, then 8 buckets per power of two
+ * (12.5% wide), up to 2^40 us. */
+enum { STATS_LAT_BUCKETS = 16 + 37 * 8 };
+
 struct stats_pool {
     stats_ctr f[SP_N];
     stats_ctr *servers;   /* nservers rows of SS_N */
+    stats_ctr *latency;   /* nservers rows of STATS_LAT_BUCKETS */
     size_t nservers;
 };
 
@@ -74,6 +79,28 @@ static inline stats_ctr *stats_server(struct stats_pool *p, size_t server,
                                       enum stats_server_field f)
 {
     return &p->servers[server * SS_N + f];
+}
+
+/* The bucket of a latency in microseconds. */
+static inline unsigned stats_lat_bucket(uint64_t us)
+{
+    if (us < 16) {
+        return (unsigned)us;
+    }
+    unsigned exp = 63u - (unsigned)__builtin_clzll(us); /* >= 4 */
+    if (exp > 40) {
+        return STATS_LAT_BUCKETS - 1;
+    }
+    return 16u + (exp - 4u) * 8u + (unsigned)((us >> (exp - 3u)) & 7u);
+}
+
+/* The largest latency a bucket holds (its upper bound), in microseconds. */
+uint64_t stats_lat_bound(unsigned bucket);
+
+/* Count one reply from `server` that took `us` microseconds. */
+static inline void stats_latency(struct stats_pool *p, size_t server, uint64_t us)
+{
+    stats_add(&p->latency[server * STATS_LAT_BUCKETS + stats_lat_bucket(us)], 1);
 }
 
 /* Zeroed counters for every pool and server of `cf`. Returns 0 or -1. */

@@ -13,6 +13,14 @@ static inline uint64_t tm_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Microseconds on the monotonic clock (vDSO: no system call). */
+static inline uint64_t tm_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* Seconds since the Unix epoch, for logs and stats. */
 static inline int64_t tm_wall_s(void)
 {

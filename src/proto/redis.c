@@ -5,6 +5,7 @@
 #include "../core/conn.h"
 #include "../core/log.h"
 #include "../core/net.h"
+#include "../core/tm.h"
 #include "../upstream/pool.h"
 #include "../upstream/ring.h"
 #include "../version.h"
@@ -34,7 +35,8 @@ struct redis_msg {
     struct redis_client *client;  /* NULL once the client is gone */
     struct redis_msg *parent;     /* set on fragments */
     struct buf_queue reply;
-    uint64_t sent_at;
+    uint64_t sent_at;             /* ms, loop time: for the timeout */
+    uint64_t sent_us;             /* us, for the latency histogram */
     uint64_t req_bytes;           /* bytes of this request on its connection */
     uint64_t end;                 /* offset just past them in the connection's stream */
     bool done;
@@ -640,6 +642,7 @@ static int redis_sconn_connect(struct redis_sconn *sc)
 static void redis_sconn_push(struct redis_sconn *sc, struct redis_msg *m, uint64_t bytes)
 {
     m->sent_at = ev_now(sc->rp->wk->loop);
+    m->sent_us = tm_now_us();
     m->snext = NULL;
     m->req_bytes = bytes;
     sc->appended += bytes;
@@ -703,6 +706,7 @@ static void redis_sconn_replies(struct redis_sconn *sc)
         uint64_t size = sc->rsp.size;
         redis_sconn_forget(sc, m);
         rp->servers[sc->server].failures = 0;
+        stats_latency(rp->pool->stats, sc->server, tm_now_us() - m->sent_us);
         stats_add(redis_sstat(sc, SS_RESPONSES), 1);
         stats_add(redis_sstat(sc, SS_RESPONSE_BYTES), (int64_t)size);
         sc->head = m->snext;

@@ -43,9 +43,10 @@ def test_same_structure_as_nutcracker(legate, tmp_path):
     assert set(ours) == set(theirs)
     assert ours["service"] == "legate" and theirs["service"] == "nutcracker"
     assert set(ours["alpha"]) == set(theirs["alpha"])  # pool fields and server names
+    extra = {"latency_p50_us", "latency_p90_us", "latency_p99_us"}  # legate's additions
     for name, fields in theirs["alpha"].items():
         if isinstance(fields, dict):
-            assert set(ours["alpha"][name]) == set(fields), name
+            assert set(ours["alpha"][name]) == set(fields) | extra, name
 
 
 def test_counters_follow_traffic(legate, tmp_path):
@@ -67,6 +68,9 @@ def test_counters_follow_traffic(legate, tmp_path):
             assert sum(v["responses"] for v in servers) == n
             assert sum(v["response_bytes"] for v in servers) == 5 * n  # "+OK\r\n"
             assert all(v["in_queue"] == 0 and v["out_queue"] == 0 for v in servers)
+            for v in servers:
+                assert 0 < v["latency_p50_us"] <= v["latency_p90_us"] <= v["latency_p99_us"]
+                assert v["latency_p99_us"] < 10_000_000
             assert pool["client_connections"] == 1
             assert sum(v["server_connections"] for v in servers) >= 2
             assert st["curr_connections"] >= 3

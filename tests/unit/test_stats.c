@@ -1,0 +1,80 @@
+/* Unit tests for stats: latency buckets and the JSON. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "admin/stats.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void test_latency_buckets(void **state)
+{
+    (void)state;
+    uint64_t prev = 0;
+    for (unsigned b = 1; b < STATS_LAT_BUCKETS; b++) {
+        uint64_t bound = stats_lat_bound(b);
+        assert_true(bound > prev); /* strictly increasing */
+        prev = bound;
+    }
+    static const uint64_t samples[] = { 0, 1, 15, 16, 17, 100, 999, 1000, 123456, 1ull << 39 };
+    for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
+        unsigned b = stats_lat_bucket(samples[i]);
+        assert_true(b < STATS_LAT_BUCKETS);
+        assert_true(samples[i] <= stats_lat_bound(b));
+        if (b > 0) {
+            assert_true(samples[i] > stats_lat_bound(b - 1));
+        }
+        /* buckets are at most 12.5% wide above 16 us */
+        if (samples[i] >= 16) {
+            assert_true(stats_lat_bound(b) - samples[i] <= samples[i] / 8 + 1);
+        }
+    }
+}
+
+static void test_json_sums_workers(void **state)
+{
+    (void)state;
+    struct conf_server srv[1];
+    memset(srv, 0, sizeof(srv));
+    srv[0].ident = (char *)"s1";
+    struct conf_pool pool;
+    memset(&pool, 0, sizeof(pool));
+    pool.name = (char *)"alpha";
+    pool.servers = srv;
+    pool.nservers = 1;
+    struct conf cf;
+    memset(&cf, 0, sizeof(cf));
+    cf.pools = &pool;
+    cf.npools = 1;
+    struct stats a, b;
+    assert_int_equal(stats_init(&a, &cf), 0);
+    assert_int_equal(stats_init(&b, &cf), 0);
+    stats_add(stats_server(&a.pools[0], 0, SS_REQUESTS), 3);
+    stats_add(stats_server(&b.pools[0], 0, SS_REQUESTS), 4);
+    for (int i = 0; i < 100; i++) {
+        stats_latency(&a.pools[0], 0, (uint64_t)(i < 90 ? 100 : 5000));
+    }
+    struct stats *ws[2] = { &a, &b };
+    char *json = NULL;
+    long n = stats_json(&json, &cf, ws, 2, 0, "host\"x");
+    assert_true(n > 0);
+    assert_non_null(strstr(json, "\"requests\":7"));
+    assert_non_null(strstr(json, "\"source\":\"host\\\"x\""));
+    assert_non_null(strstr(json, "\"latency_p50_us\":103"));  /* bucket bound of 100 us */
+    assert_non_null(strstr(json, "\"latency_p99_us\":5119"));
+    free(json);
+    stats_free(&a);
+    stats_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_latency_buckets),
+        cmocka_unit_test(test_json_sums_workers),
+    };
+    return cmocka_run_group_tests_name("stats", tests, NULL, NULL);
+}
