@@ -113,3 +113,43 @@ def test_placement_matches_nutcracker(case, redis3, tmp_path):
     assert not mismatches, f"{len(mismatches)} of {len(KEYS)} keys differ, e.g. {mismatches[:5]}"
     # and the keys are really spread (the comparison is not vacuous)
     assert len(set(want)) == 3
+
+
+def legate_end_to_end(tmp_path, servers, hash_name, dist, tag, lines):
+    """Where keys land when written through a running legate."""
+    from conftest import Legate
+    for s in servers:
+        command(s.port, "FLUSHALL")
+    port = free_port()
+    body = (f"legate:\n  workers: 2\nalpha:\n  listen: 127.0.0.1:{port}\n  redis: true\n"
+            f"  hash: {hash_name}\n  distribution: {dist}\n")
+    if tag:
+        body += f"  hash_tag: \"{tag}\"\n"
+    body += "  servers:\n" + "".join(f"    - {line}\n" for line in lines)
+    lg = Legate(tmp_path, body, name="e2e")
+    lg.start(wait_addr=("127.0.0.1", port))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"".join(encode("SET", k, "v") for k in KEYS))
+            r = Reader(s)
+            for k in KEYS:
+                assert r.reply() == ("+", b"OK"), k
+    finally:
+        lg.stop()
+    where = {}
+    for i, srv in enumerate(servers):
+        for k in command(srv.port, "KEYS", "*"):
+            where[k] = i
+    return [where[k] for k in KEYS]
+
+
+@pytest.mark.parametrize("case", ["ketama_fnv1a_64", "ketama_md5", "modula_crc32a",
+                                  "ketama_hash_tag", "ketama_weights", "ketama_named"])
+def test_keys_written_through_legate_land_where_nutcracker_puts_them(case, redis3, tmp_path):
+    hash_name, dist, tag, weights, named = CASES[case]
+    lines = [f"127.0.0.1:{s.port}:{w}" + (f" shard{i}" if named else "")
+             for i, (s, w) in enumerate(zip(redis3, weights))]
+    want = nutcracker_placement(tmp_path, redis3, hash_name, dist, tag, lines)
+    got = legate_end_to_end(tmp_path, redis3, hash_name, dist, tag, lines)
+    diff = sum(1 for a, b in zip(want, got) if a != b)
+    assert diff == 0, f"{diff} of {len(KEYS)} keys land elsewhere through legate"
