@@ -147,11 +147,7 @@ void buf_queue_consume(struct buf_queue *q, struct buf_pool *pool, size_t n)
 int buf_queue_append_range(struct buf_queue *dst, struct buf_pool *pool,
                            const struct buf_queue *src, uint64_t off, uint64_t len)
 {
-    const struct buf *b = src->head;
-    while (b != NULL && off >= buf_unread(b)) {
-        off -= buf_unread(b);
-        b = b->next;
-    }
+    const struct buf *b = buf_queue_find(src, &off);
     while (b != NULL && len > 0) {
         size_t n = buf_unread(b) - (size_t)off;
         if (n > len) {
@@ -170,11 +166,7 @@ int buf_queue_append_range(struct buf_queue *dst, struct buf_pool *pool,
 void buf_queue_peek(const struct buf_queue *q, uint64_t off, void *out, size_t len)
 {
     uint8_t *o = out;
-    const struct buf *b = q->head;
-    while (b != NULL && off >= buf_unread(b)) {
-        off -= buf_unread(b);
-        b = b->next;
-    }
+    const struct buf *b = buf_queue_find(q, &off);
     while (b != NULL && len > 0) {
         size_t n = buf_unread(b) - (size_t)off;
         if (n > len) {

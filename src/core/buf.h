@@ -91,6 +91,18 @@ int buf_queue_append(struct buf_queue *q, struct buf_pool *pool,
  * emptied queue holds no chunk at all (idle connections cost no buffer). */
 void buf_queue_consume(struct buf_queue *q, struct buf_pool *pool, size_t n);
 
+/* The chunk holding the byte `*off` bytes after the head; *off becomes
+ * the offset inside that chunk. NULL when the queue is shorter. */
+static inline const struct buf *buf_queue_find(const struct buf_queue *q, uint64_t *off)
+{
+    const struct buf *b = q->head;
+    while (b != NULL && *off >= buf_unread(b)) {
+        *off -= buf_unread(b);
+        b = b->next;
+    }
+    return b;
+}
+
 /* Copy `len` bytes starting `off` bytes after the head of `src` to the end
  * of `dst`. The range must be within src->bytes. Returns 0, or -1 when out
  * of memory (dst then holds a prefix of the range). */

@@ -215,12 +215,7 @@ static int redis_frame(const struct buf_queue *q, uint64_t off, uint64_t *len)
 {
     struct resp_rsp r;
     resp_rsp_init(&r);
-    const struct buf *b = q->head;
-    while (b != NULL && off >= buf_unread(b)) {
-        off -= buf_unread(b);
-        b = b->next;
-    }
-    for (; b != NULL; b = b->next, off = 0) {
+    for (const struct buf *b = buf_queue_find(q, &off); b != NULL; b = b->next, off = 0) {
         size_t used;
         int rc = resp_rsp_feed(&r, b->pos + off, buf_unread(b) - (size_t)off, &used,
                                &resp_default_limits);
@@ -831,12 +826,8 @@ static struct redis_sconn *redis_pick_conn(struct redis_pool *rp, size_t i)
  * contiguous (pointing into the buffer, or copied to scratch). */
 static const uint8_t *redis_arg(struct redis_client *cl, const struct resp_arg *a)
 {
-    const struct buf *b = cl->in.head;
     uint64_t off = a->off;
-    while (b != NULL && off >= buf_unread(b)) {
-        off -= buf_unread(b);
-        b = b->next;
-    }
+    const struct buf *b = buf_queue_find(&cl->in, &off);
     if (b != NULL && off + a->len <= buf_unread(b)) {
         return b->pos + off;
     }

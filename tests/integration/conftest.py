@@ -268,3 +268,21 @@ def recv_all(s):
         if not d:
             return bytes(buf)
         buf += d
+
+
+def echo_roundtrip(s, payload, timeout=30):
+    """Send `payload` on `s` while a thread reads the echo; return what came back."""
+    got = bytearray()
+
+    def reader():
+        while len(got) < len(payload):
+            d = s.recv(65536)
+            if not d:
+                break
+            got.extend(d)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    s.sendall(payload)
+    t.join(timeout)
+    return bytes(got)

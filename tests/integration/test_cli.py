@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from conftest import (LEGATE_BIN, SANITIZED, Legate, can_connect, free_port, recv_exactly,
-                      rss_kib, tcp_pool, wait_for)
+from conftest import (LEGATE_BIN, SANITIZED, Legate, can_connect, echo_roundtrip, free_port,
+                      recv_exactly, rss_kib, tcp_pool, wait_for)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 BAD = os.path.join(os.path.dirname(__file__), "bad_configs")
@@ -120,20 +120,7 @@ def test_sigterm_lets_open_transfer_finish(legate, echo_server):
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     payload = os.urandom(5 * 1024 * 1024)
-    got = bytearray()
-
-    def reader():
-        while len(got) < len(payload):
-            d = s.recv(65536)
-            if not d:
-                break
-            got.extend(d)
-
-    t = threading.Thread(target=reader)
-    t.start()
-    s.sendall(payload)
-    t.join(30)
-    assert bytes(got) == payload
+    assert echo_roundtrip(s, payload) == payload
     assert lg.proc.poll() is None  # still draining while the client is connected
     s.close()
     assert lg.proc.wait(10) == 0

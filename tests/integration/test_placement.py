@@ -77,14 +77,24 @@ def nutcracker_placement(tmp_path, servers, hash_name, dist, tag, lines):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: can_connect(("127.0.0.1", port)), what="nutcracker")
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-            s.sendall(b"".join(encode("SET", k, "v") for k in KEYS))
-            r = Reader(s)
-            for k in KEYS:
-                assert r.reply() == ("+", b"OK"), k
+        write_keys(port)
     finally:
         proc.terminate()
         proc.wait(10)
+    return placement(servers)
+
+
+def write_keys(port):
+    """SET every key through the proxy on `port`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"".join(encode("SET", k, "v") for k in KEYS))
+        r = Reader(s)
+        for k in KEYS:
+            assert r.reply() == ("+", b"OK"), k
+
+
+def placement(servers):
+    """The index of the server each key is stored on, in KEYS order."""
     where = {}
     for i, srv in enumerate(servers):
         for k in command(srv.port, "KEYS", "*"):
@@ -129,18 +139,10 @@ def legate_end_to_end(tmp_path, servers, hash_name, dist, tag, lines):
     lg = Legate(tmp_path, body, name="e2e")
     lg.start(wait_addr=("127.0.0.1", port))
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-            s.sendall(b"".join(encode("SET", k, "v") for k in KEYS))
-            r = Reader(s)
-            for k in KEYS:
-                assert r.reply() == ("+", b"OK"), k
+        write_keys(port)
     finally:
         lg.stop()
-    where = {}
-    for i, srv in enumerate(servers):
-        for k in command(srv.port, "KEYS", "*"):
-            where[k] = i
-    return [where[k] for k in KEYS]
+    return placement(servers)
 
 
 @pytest.mark.parametrize("case", ["ketama_fnv1a_64", "ketama_md5", "modula_crc32a",

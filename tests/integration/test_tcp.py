@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import (SANITIZED, free_port, recv_all, recv_exactly, rss_kib,
+from conftest import (SANITIZED, echo_roundtrip, free_port, recv_all, recv_exactly, rss_kib,
                       tcp_pool, wait_for)
 
 
@@ -399,17 +399,4 @@ def test_small_mbuf_chunks(legate, echo_server, mbuf):
            wait_addr=("127.0.0.1", port), args=("-m", mbuf))
     payload = os.urandom(3 * 1024 * 1024 + 7)
     with connect(port) as s:
-        got = bytearray()
-
-        def reader():
-            while len(got) < len(payload):
-                d = s.recv(65536)
-                if not d:
-                    break
-                got.extend(d)
-
-        t = threading.Thread(target=reader)
-        t.start()
-        s.sendall(payload)
-        t.join(30)
-        assert bytes(got) == payload
+        assert echo_roundtrip(s, payload) == payload
