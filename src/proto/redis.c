@@ -35,7 +35,7 @@ struct redis_msg {
     struct redis_client *client;  /* NULL once the client is gone */
     struct redis_msg *parent;     /* set on fragments */
     struct buf_queue reply;
-    uint64_t sent_at;             /* ms, loop time: for the timeout */
+    uint64_t sent_at;             /* ms, loop time: queued, then written */
     uint64_t sent_us;             /* us, for the latency histogram */
     uint64_t req_bytes;           /* bytes of this request on its connection */
     uint64_t end;                 /* offset just past them in the connection's stream */
@@ -387,6 +387,9 @@ static void redis_sconn_wrote(struct redis_sconn *sc, uint64_t n)
     sc->written += n;
     while (sc->unsent != NULL && sc->unsent->end <= sc->written) {
         struct redis_msg *m = sc->unsent;
+        /* The timeout runs from now that it is sent; until then from when
+         * it was queued, so a server that stops reading still times out. */
+        m->sent_at = ev_now(sc->rp->wk->loop);
         stats_add(redis_sstat(sc, SS_IN_QUEUE), -1);
         stats_add(redis_sstat(sc, SS_IN_QUEUE_BYTES), -(int64_t)m->req_bytes);
         stats_add(redis_sstat(sc, SS_OUT_QUEUE), 1);
