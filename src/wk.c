@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 /* Spare buffer chunks a worker keeps for reuse before freeing them. */
-enum { WK_SPARE_CHUNKS = 64, WK_QUEUE_CHUNKS = 4, WK_QUEUE_MIN = 64 * 1024 };
+enum { WK_SPARE_CHUNKS = 64, WK_QUEUE_CHUNKS = 8, WK_QUEUE_MIN = 128 * 1024 };
 
 void wk_item_add(struct wk *w, struct wk_item *it, void (*abort)(struct wk_item *),
                  void (*drain)(struct wk_item *))

@@ -9,7 +9,7 @@
 
 enum {
     BUF_IOV_MAX = 64, /* regions per writev */
-    BUF_READ_IOV = 4, /* chunks filled per readv */
+    BUF_READ_IOV = 8, /* chunks filled per readv */
 };
 
 void buf_pool_init(struct buf_pool *pool, size_t size, size_t max_free)
