@@ -1,0 +1,143 @@
+/* redis_int: what the files of the redis pool share (private to
+ * src/proto/redis*.c): its types and the functions they call across files.
+ *
+ *   redis_msg.c     messages, replies in client order, fragment merging
+ *   redis_server.c  server connections, ejection, the pool's setup
+ *   redis.c         clients: parsing, routing, commands answered locally */
+#ifndef LEGATE_REDIS_INT_H
+#define LEGATE_REDIS_INT_H
+
+#include "redis.h"
+#include "redis_cmd.h"
+#include "resp.h"
+#include "../core/conn.h"
+#include "../core/log.h"
+#include "../core/net.h"
+#include "../core/tm.h"
+#include "../upstream/pool.h"
+#include "../upstream/ring.h"
+#include "../wk.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum {
+    REDIS_MAX_PENDING = 4096, /* requests in flight per client before reads pause */
+    REDIS_SCRATCH_MIN = 256,
+};
+
+struct redis_pool;
+struct redis_client;
+struct redis_sconn;
+
+struct redis_msg {
+    struct redis_msg *cnext;      /* client order */
+    struct redis_msg *snext;      /* server connection FIFO */
+    struct redis_client *client;  /* NULL once the client is gone */
+    struct redis_msg *parent;     /* set on fragments */
+    struct buf_queue reply;
+    uint64_t sent_at;             /* ms, loop time: queued, then written */
+    uint64_t sent_us;             /* us, for the latency histogram */
+    uint64_t req_bytes;           /* bytes of this request on its connection */
+    uint64_t end;                 /* offset just past them in the connection's stream */
+    bool done;
+    bool internal;                /* legate's own AUTH/SELECT to a server */
+    bool failed;                  /* parent: a fragment failed */
+    uint8_t kind;                 /* parent: enum redis_kind, to merge */
+    uint32_t nfrags;              /* parent: fragments not yet answered */
+    uint32_t nkeys;               /* parent: keys of the command */
+    struct redis_msg **frags;     /* parent: every fragment, in server order */
+    uint32_t nallfrags;
+    int64_t sum;                  /* parent: SPLIT_SUM total */
+    uint32_t *keyidx;             /* fragment: original key positions */
+    uint32_t nfragkeys;
+};
+
+enum redis_sc_state { SC_DOWN, SC_CONNECTING, SC_UP };
+
+struct redis_sconn {
+    struct conn c;
+    struct redis_pool *rp;
+    size_t server;                /* index in the pool's servers */
+    enum redis_sc_state state;
+    struct buf_queue out;
+    struct buf_queue in;
+    struct buf_cursor cur;        /* how far `in` has been parsed */
+    struct resp_rsp rsp;
+    struct redis_msg *head;       /* FIFO of messages awaiting a reply */
+    struct redis_msg *tail;
+    struct redis_msg *unsent;     /* first message not fully written */
+    uint64_t appended;            /* request bytes queued since connect */
+    uint64_t written;             /* request bytes written since connect */
+    struct ev_timer timer;        /* connect, then request timeout */
+    struct ev_defer again;        /* pump after a failure, outside the event */
+};
+
+struct redis_server {
+    struct redis_pool *rp;
+    size_t index;
+    struct redis_sconn *conns;
+    unsigned nconns;
+    unsigned next;
+    unsigned failures;            /* consecutive, reset by any reply */
+    bool ejected;                 /* out of the ring until `readmit` fires */
+    struct ev_timer readmit;
+};
+
+struct redis_pool {
+    struct pool *pool;
+    struct wk *wk;
+    const struct conf_pool *cp;
+    struct ring ring;
+    struct redis_server *servers;
+    size_t nservers;
+    bool *live;                   /* per server: in the ring (not ejected) */
+    struct resp_limits limits;
+    uint8_t *scratch;             /* contiguous copy of a key split across chunks */
+    size_t scratch_cap;
+};
+
+struct redis_client {
+    struct wk_item item;          /* first: the worker's list links to it */
+    struct redis_pool *rp;
+    struct conn c;
+    struct buf_queue in;
+    struct buf_queue out;
+    struct buf_cursor cur;
+    struct resp_req req;
+    struct redis_msg *head;
+    struct redis_msg *tail;
+    unsigned pending;
+    bool quit;                    /* close once every reply is written */
+    bool gone;
+    bool authed;                  /* AUTH done, or no password configured */
+    bool draining;                /* legate is stopping: close when idle */
+    struct ev_defer flush;        /* write replies once per loop iteration */
+    struct ev_defer release;
+};
+
+/* redis_msg.c */
+struct redis_msg *redis_msg_new(struct redis_client *cl);
+void redis_msg_free(struct redis_pool *rp, struct redis_msg *m);
+void redis_reply_text(struct redis_pool *rp, struct redis_msg *m, const char *text);
+void redis_reply_fmt(struct redis_pool *rp, struct redis_msg *m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Answer `m` with "-ERR legate: why" and complete it. */
+void redis_msg_error(struct redis_pool *rp, struct redis_msg *m, const char *why);
+/* `m` has its reply: merge it into its parent, or schedule its client's write. */
+void redis_msg_complete(struct redis_pool *rp, struct redis_msg *m);
+void redis_client_link(struct redis_client *cl, struct redis_msg *m);
+/* Move finished replies at the head of the client's order to its output. */
+void redis_client_collect(struct redis_client *cl);
+/* Append a RESP bulk string. Returns 0, or -1 when out of memory. */
+int redis_append_bulk(struct redis_pool *rp, struct buf_queue *q, const void *data, size_t len);
+
+/* redis_server.c */
+/* The connection to use for server `i` (round robin over its conns). */
+struct redis_sconn *redis_pick_conn(struct redis_pool *rp, size_t i);
+/* Queue `m` for a reply; its `bytes` of request are already in sc->out. */
+void redis_sconn_push(struct redis_sconn *sc, struct redis_msg *m, uint64_t bytes);
+/* Send what is queued at the end of this loop iteration (connecting first). */
+void redis_sconn_kick(struct redis_sconn *sc);
+
+#endif

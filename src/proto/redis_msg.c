@@ -1,0 +1,272 @@
+/* redis_msg: messages of the redis pool — their replies, the client order
+ * they are written in, and the merging of fragments (see redis_int.h). */
+#include "redis_int.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- */
+/* messages                                                          */
+
+struct redis_msg *redis_msg_new(struct redis_client *cl)
+{
+    struct redis_msg *m = calloc(1, sizeof(*m));
+    if (m != NULL) {
+        m->client = cl;
+        buf_queue_init(&m->reply);
+    }
+    return m;
+}
+
+void redis_msg_free(struct redis_pool *rp, struct redis_msg *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    for (uint32_t i = 0; i < m->nallfrags; i++) {
+        redis_msg_free(rp, m->frags[i]);
+    }
+    free(m->frags);
+    free(m->keyidx);
+    buf_queue_clear(&m->reply, &rp->wk->bufs);
+    free(m);
+}
+
+void redis_reply_text(struct redis_pool *rp, struct redis_msg *m, const char *text)
+{
+    buf_queue_clear(&m->reply, &rp->wk->bufs);
+    if (buf_queue_append(&m->reply, &rp->wk->bufs, text, strlen(text)) == -1) {
+        log_error(rp->wk->log, "pool '%s': out of memory for a reply", rp->cp->name);
+    }
+}
+
+void redis_reply_fmt(struct redis_pool *rp, struct redis_msg *m, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    redis_reply_text(rp, m, text);
+}
+
+/* Answer `m` with an error of legate's and complete it. */
+void redis_msg_error(struct redis_pool *rp, struct redis_msg *m, const char *why)
+{
+    redis_reply_fmt(rp, m, "-ERR legate: %s\r\n", why);
+    if (m->parent != NULL) {
+        m->parent->failed = true;
+    }
+    redis_msg_complete(rp, m);
+}
+
+/* ---------------------------------------------------------------- */
+/* clients: queueing and writing replies in order                    */
+
+void redis_client_link(struct redis_client *cl, struct redis_msg *m)
+{
+    if (cl->tail != NULL) {
+        cl->tail->cnext = m;
+    } else {
+        cl->head = m;
+    }
+    cl->tail = m;
+    cl->pending++;
+}
+
+/* Move finished replies at the head of the client's order to its output. */
+void redis_client_collect(struct redis_client *cl)
+{
+    struct redis_pool *rp = cl->rp;
+    while (cl->head != NULL && cl->head->done) {
+        struct redis_msg *m = cl->head;
+        cl->head = m->cnext;
+        if (cl->head == NULL) {
+            cl->tail = NULL;
+        }
+        cl->pending--;
+        buf_queue_splice(&cl->out, &m->reply);
+        redis_msg_free(rp, m);
+    }
+}
+
+/* ---------------------------------------------------------------- */
+/* merging fragments                                                 */
+
+/* Length of the one RESP value starting `off` bytes into `q`, or -1. */
+static int redis_frame(const struct buf_queue *q, uint64_t off, uint64_t *len)
+{
+    struct resp_rsp r;
+    resp_rsp_init(&r);
+    for (const struct buf *b = buf_queue_find(q, &off); b != NULL; b = b->next, off = 0) {
+        size_t used;
+        int rc = resp_rsp_feed(&r, b->pos + off, buf_unread(b) - (size_t)off, &used,
+                               &resp_default_limits);
+        if (rc == RESP_DONE) {
+            *len = r.size;
+            return 0;
+        }
+        if (rc == RESP_ERROR) {
+            return -1;
+        }
+    }
+    return -1;
+}
+
+/* Header length of an array reply "*N\r\n" at the head of `q`, or -1. */
+static int redis_array_header(const struct buf_queue *q, uint64_t *hdr)
+{
+    char h[32];
+    size_t n = q->bytes < sizeof(h) ? (size_t)q->bytes : sizeof(h);
+    buf_queue_peek(q, 0, h, n);
+    if (n < 4 || h[0] != '*') {
+        return -1;
+    }
+    for (size_t i = 1; i + 1 < n; i++) {
+        if (h[i] == '\r' && h[i + 1] == '\n') {
+            *hdr = i + 2;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* MGET: the values of every fragment, put back in the order of the keys. */
+static int redis_merge_values(struct redis_pool *rp, struct redis_msg *p)
+{
+    struct buf_pool *bufs = &rp->wk->bufs;
+    uint64_t *offs = calloc(p->nkeys, sizeof(*offs));
+    uint64_t *lens = calloc(p->nkeys, sizeof(*lens));
+    struct redis_msg **from = calloc(p->nkeys, sizeof(*from));
+    int rc = -1;
+    if (offs == NULL || lens == NULL || from == NULL) {
+        goto out;
+    }
+    for (uint32_t f = 0; f < p->nallfrags; f++) {
+        struct redis_msg *fr = p->frags[f];
+        uint64_t at;
+        if (redis_array_header(&fr->reply, &at) == -1) {
+            goto out;
+        }
+        for (uint32_t k = 0; k < fr->nfragkeys; k++) {
+            uint64_t len;
+            if (redis_frame(&fr->reply, at, &len) == -1) {
+                goto out;
+            }
+            uint32_t slot = fr->keyidx[k];
+            offs[slot] = at;
+            lens[slot] = len;
+            from[slot] = fr;
+            at += len;
+        }
+    }
+    char hdr[32];
+    int n = snprintf(hdr, sizeof(hdr), "*%" PRIu32 "\r\n", p->nkeys);
+    if (buf_queue_append(&p->reply, bufs, hdr, (size_t)n) == -1) {
+        goto out;
+    }
+    for (uint32_t i = 0; i < p->nkeys; i++) {
+        if (from[i] == NULL ||
+            buf_queue_append_range(&p->reply, bufs, &from[i]->reply, offs[i], lens[i]) == -1) {
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(offs);
+    free(lens);
+    free(from);
+    return rc;
+}
+
+/* All fragments of `p` are answered: build its one reply. */
+static void redis_merge(struct redis_pool *rp, struct redis_msg *p)
+{
+    if (p->failed) {
+        /* Pass on the first error a fragment got. */
+        for (uint32_t i = 0; i < p->nallfrags; i++) {
+            struct redis_msg *fr = p->frags[i];
+            char first;
+            if (fr->reply.bytes > 0 && (buf_queue_peek(&fr->reply, 0, &first, 1), first == '-')) {
+                buf_queue_clear(&p->reply, &rp->wk->bufs);
+                buf_queue_splice(&p->reply, &fr->reply);
+                return;
+            }
+        }
+        redis_reply_text(rp, p, "-ERR legate: a fragment of the command failed\r\n");
+        return;
+    }
+    if (p->kind == REDIS_SPLIT_SUM) {
+        redis_reply_fmt(rp, p, ":%" PRId64 "\r\n", p->sum);
+    } else if (p->kind == REDIS_SPLIT_PAIRS) {
+        redis_reply_text(rp, p, "+OK\r\n");
+    } else if (redis_merge_values(rp, p) == -1) {
+        redis_reply_text(rp, p, "-ERR legate: could not merge the replies\r\n");
+    }
+}
+
+/* A fragment's reply arrived: check it, account for it, merge when last. */
+static void redis_fragment_done(struct redis_pool *rp, struct redis_msg *fr)
+{
+    struct redis_msg *p = fr->parent;
+    struct resp_rsp r;
+    resp_rsp_init(&r);
+    uint64_t len;
+    char first = 0;
+    if (fr->reply.bytes > 0) {
+        buf_queue_peek(&fr->reply, 0, &first, 1);
+    }
+    if (first == '-') {
+        p->failed = true;
+    } else if (p->kind == REDIS_SPLIT_SUM) {
+        char num[32];
+        size_t n = fr->reply.bytes < sizeof(num) - 1 ? (size_t)fr->reply.bytes : sizeof(num) - 1;
+        buf_queue_peek(&fr->reply, 0, num, n);
+        num[n] = '\0';
+        if (first != ':' || redis_frame(&fr->reply, 0, &len) == -1) {
+            p->failed = true;
+        } else {
+            p->sum += strtoll(num + 1, NULL, 10);
+        }
+    }
+    if (--p->nfrags == 0) {
+        redis_merge(rp, p);
+        redis_msg_complete(rp, p);
+    }
+}
+
+/* `m` has its reply (or error): hand it on. */
+void redis_msg_complete(struct redis_pool *rp, struct redis_msg *m)
+{
+    m->done = true;
+    if (m->parent != NULL) {
+        redis_fragment_done(rp, m);
+        return;
+    }
+    struct redis_client *cl = m->client;
+    if (cl == NULL) {
+        redis_msg_free(rp, m); /* nobody waits: drop */
+        return;
+    }
+    if (m == cl->head) {
+        /* Replies for this client may be arriving in a batch: write them
+         * together at the end of the loop iteration, in one writev. */
+        ev_defer(rp->wk->loop, &cl->flush);
+    }
+}
+
+int redis_append_bulk(struct redis_pool *rp, struct buf_queue *q, const void *data,
+                             size_t len)
+{
+    char hdr[32];
+    int n = snprintf(hdr, sizeof(hdr), "$%zu\r\n", len);
+    return buf_queue_append(q, &rp->wk->bufs, hdr, (size_t)n) == -1 ||
+                   buf_queue_append(q, &rp->wk->bufs, data, len) == -1 ||
+                   buf_queue_append(q, &rp->wk->bufs, "\r\n", 2) == -1
+               ? -1
+               : 0;
+}
+
