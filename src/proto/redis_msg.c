@@ -252,8 +252,10 @@ void redis_msg_complete(struct redis_pool *rp, struct redis_msg *m)
         return;
     }
     if (m == cl->head) {
-        /* Replies for this client may be arriving in a batch: write them
+        /* Move it (and any finished ones behind it) to the output now, so
+         * the next reply finds its message at the head; write them all
          * together at the end of the loop iteration, in one writev. */
+        redis_client_collect(cl);
         ev_defer(rp->wk->loop, &cl->flush);
     }
 }
