@@ -341,3 +341,49 @@ def test_auto_eject_moves_keys_and_readmits(legate, shards, tmp_path):
 def stats(port):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         return recv_all(s)
+
+
+def test_server_sending_garbage_is_answered_as_an_error(legate):
+    """A backend that answers with something that is not RESP: the client
+    gets legate's error, the connection to that backend is dropped, and
+    legate keeps serving."""
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    bad_port = lsock.getsockname()[1]
+    stop = threading.Event()
+
+    def garbage_server():
+        lsock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                continue
+            try:
+                c.settimeout(5)
+                if c.recv(65536):
+                    c.sendall(b"?this is not resp\r\n")
+                c.recv(65536)  # wait for legate to drop us
+            except OSError:
+                pass
+            finally:
+                c.close()
+
+    t = threading.Thread(target=garbage_server, daemon=True)
+    t.start()
+    try:
+        port = free_port()
+        lg = legate(f"legate:\n  workers: 1\ncache:\n  listen: 127.0.0.1:{port}\n  redis: true\n"
+                    f"  timeout: 2000\n  servers:\n    - 127.0.0.1:{bad_port}:1\n",
+                    wait_addr=("127.0.0.1", port))
+        for _ in range(2):  # and again on a fresh connection
+            reply = command(port, "GET", "k")
+            assert reply[0] == "-" and b"legate: server" in reply[1], reply
+        assert "unknown reply type" in lg.log()
+        assert command(port, "PING") == ("+", b"PONG")
+    finally:
+        stop.set()
+        t.join(5)
+        lsock.close()
