@@ -484,6 +484,38 @@ static int pk_servers(struct conf_ctx *cx, struct conf_pool *p, const struct con
     return 0;
 }
 
+/* limits: { args, bulk, request, inline } — bounds on what a client may
+ * send in one request. */
+static int pk_limits(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
+                     const char *key)
+{
+    static const char *const names[] = { "args", "bulk", "request", "inline", NULL };
+    static const uint64_t max[] = { 16u * 1024 * 1024, 4ull << 30, 16ull << 30, 1u << 30 };
+    uint64_t *slots[] = { &p->limit_args, &p->limit_bulk, &p->limit_request, &p->limit_inline };
+    if (v->kind != CONF_MAP) {
+        return conf_fail(cx, v, key, "expected a mapping of args, bulk, request, inline");
+    }
+    for (size_t i = 0; i + 1 < v->n; i += 2) {
+        const struct conf_node *k = v->items[i], *val = v->items[i + 1];
+        unsigned which;
+        const char *why;
+        if (conf_value_enum(k->value, names, &which, &why) == -1) {
+            return conf_fail(cx, k, key, "unknown limit '%s' (one of: args, bulk, request, "
+                             "inline)", k->value);
+        }
+        if (conf_want_scalar(cx, val, k->value) == -1) {
+            return -1;
+        }
+        int rc = which == 0 ? conf_value_uint(val->value, 1, max[0], slots[0], &why)
+                            : conf_value_size(val->value, max[which], slots[which], &why);
+        if (rc == -1 || *slots[which] == 0) {
+            return conf_fail(cx, val, k->value, "%s, got '%s'", rc == -1 ? why : "must be > 0",
+                             val->value);
+        }
+    }
+    return 0;
+}
+
 static int pk_later(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
                     const char *key)
 {
@@ -513,6 +545,7 @@ static const struct conf_pool_key conf_pool_keys[] = {
     { "redis_auth", P_REDIS, pk_redis_auth },
     { "redis_db", P_REDIS, pk_redis_db },
     { "redis_user", P_REDIS, pk_redis_user },
+    { "limits", P_REDIS, pk_limits },
     { "discovery", P_ANY, pk_later },
     { "health_check", P_ANY, pk_later },
     { "split", P_HTTP, pk_later },

@@ -92,6 +92,12 @@ struct conf_pool {
     char *redis_user;           /* legate's: user for two-argument AUTH */
     unsigned redis_db;
 
+    /* Request parser limits (redis): 0 = the protocol's default. */
+    uint64_t limit_args;
+    uint64_t limit_bulk;
+    uint64_t limit_request;
+    uint64_t limit_inline;
+
     struct conf_server *servers;
     size_t nservers;
 };

@@ -44,6 +44,34 @@ int conf_value_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out,
     return 0;
 }
 
+int conf_value_size(const char *s, uint64_t max, uint64_t *out, const char **why)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mult;
+    } units[] = {
+        { "", 1 }, { "b", 1 }, { "kb", 1024 }, { "mb", 1024 * 1024 }, { "gb", 1024 * 1024 * 1024 },
+    };
+    const char *end;
+    uint64_t v;
+    if (conf_digits(s, &end, &v) == -1) {
+        *why = "expected a size (bytes, or e.g. \"64kb\", \"512mb\")";
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(end, units[i].unit) == 0) {
+            if (v > max / units[i].mult) {
+                *why = "size too large";
+                return -1;
+            }
+            *out = v * units[i].mult;
+            return 0;
+        }
+    }
+    *why = "unknown size unit (use kb, mb or gb)";
+    return -1;
+}
+
 int conf_value_bool(const char *s, bool *out, const char **why)
 {
     static const char *const yes[] = { "true", "yes", "on", NULL };

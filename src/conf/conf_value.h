@@ -16,6 +16,10 @@ enum { CONF_MAX_DURATION_MS = 7 * 24 * 3600 * 1000 }; /* a week */
 int conf_value_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out,
                     const char **why);
 
+/* A size in bytes: an integer, or an integer with kb, mb or gb (powers of
+ * 1024), at most `max`. */
+int conf_value_size(const char *s, uint64_t max, uint64_t *out, const char **why);
+
 /* true/false (also yes/no). */
 int conf_value_bool(const char *s, bool *out, const char **why);
 

@@ -92,7 +92,7 @@ struct redis_pool {
     struct redis_server *servers;
     size_t nservers;
     bool *live;                   /* per server: in the ring (not ejected) */
-    struct resp_limits limits;
+    struct resp_limits limits;    /* on client requests (replies: the defaults) */
     uint8_t *scratch;             /* contiguous copy of a key split across chunks */
     size_t scratch_cap;
 };

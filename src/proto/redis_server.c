@@ -325,7 +325,7 @@ static void redis_sconn_replies(struct redis_sconn *sc)
             return;
         }
         size_t used;
-        int rc = resp_rsp_feed(&sc->rsp, sc->cur.p, avail, &used, &rp->limits);
+        int rc = resp_rsp_feed(&sc->rsp, sc->cur.p, avail, &used, &resp_default_limits);
         sc->cur.p += used;
         if (rc == RESP_AGAIN) {
             continue;
@@ -478,6 +478,18 @@ int redis_pool_init(struct pool *p)
     rp->wk = p->wk;
     rp->cp = cp;
     rp->limits = resp_default_limits;
+    if (cp->limit_args != 0) {
+        rp->limits.max_args = (uint32_t)cp->limit_args;
+    }
+    if (cp->limit_bulk != 0) {
+        rp->limits.max_bulk = cp->limit_bulk;
+    }
+    if (cp->limit_request != 0) {
+        rp->limits.max_request = cp->limit_request;
+    }
+    if (cp->limit_inline != 0) {
+        rp->limits.max_inline = (uint32_t)cp->limit_inline;
+    }
     rp->nservers = cp->nservers;
     rp->servers = calloc(cp->nservers, sizeof(*rp->servers));
     rp->live = calloc(cp->nservers, sizeof(*rp->live));

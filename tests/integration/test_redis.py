@@ -387,3 +387,32 @@ def test_server_sending_garbage_is_answered_as_an_error(legate):
         stop.set()
         t.join(5)
         lsock.close()
+
+
+def test_configured_limits_are_enforced(legate, shards):
+    port = free_port()
+    legate(redis_pool(port, shards, workers=1,
+                      extra="  limits: { args: 4, bulk: 1kb, request: 3kb, inline: 64 }\n"),
+           wait_addr=("127.0.0.1", port))
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    assert r.set("small", "x" * 1024)            # exactly at the bulk limit
+    big = "y" * 100000
+    for s in shards:                              # a big value written behind legate's back
+        command(s.port, "SET", "big", big)
+    assert r.get("big") == big.encode()           # replies are not limited
+    # 4 arguments, about 2 KB in all: within every limit
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(encode("HSET", "h", "f" * 1000, "v" * 1000))
+        assert Reader(s).reply() == (":", b"1")
+    over = {
+        "bulk string too long": encode("SET", "k", "x" * 1025),
+        "too many arguments": encode("MGET", "a", "b", "c", "d"),
+        "inline command too long": b"GET " + b"k" * 100 + b"\r\n",
+        # 4 arguments of at most 1 KiB, over 3 KiB in all
+        "request too large": encode("HSET", "a" * 1024, "b" * 1024, "c" * 1024),
+    }
+    for why, bad in over.items():
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(bad)
+            out = recv_all(s)
+        assert out.startswith(b"-ERR legate: protocol error") and why.encode() in out, (why, out)

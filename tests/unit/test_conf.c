@@ -52,6 +52,24 @@ static void test_durations(void **state)
     }
 }
 
+static void test_sizes(void **state)
+{
+    (void)state;
+    uint64_t v;
+    const char *why;
+    assert_int_equal(conf_value_size("512", 1ull << 40, &v, &why), 0);
+    assert_int_equal(v, 512);
+    assert_int_equal(conf_value_size("64kb", 1ull << 40, &v, &why), 0);
+    assert_int_equal(v, 65536);
+    assert_int_equal(conf_value_size("512mb", 1ull << 40, &v, &why), 0);
+    assert_int_equal(v, 512ull << 20);
+    assert_int_equal(conf_value_size("2gb", 1ull << 40, &v, &why), 0);
+    assert_int_equal(v, 2ull << 30);
+    assert_int_equal(conf_value_size("5gb", 4ull << 30, &v, &why), -1);
+    assert_int_equal(conf_value_size("1.5mb", 1ull << 40, &v, &why), -1);
+    assert_int_equal(conf_value_size("mb", 1ull << 40, &v, &why), -1);
+}
+
 static void test_server_lines(void **state)
 {
     (void)state;
@@ -172,6 +190,14 @@ static const struct {
       "http pools are not implemented yet" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  auto_eject_hosts: maybe\n"
       "  servers: [127.0.0.1:2:1]\n", "t.yml:4:21", "key 'auto_eject_hosts': expected true" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  limits: { bulk: 10tb }\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:19", "key 'bulk': unknown size unit" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  limits: { args: 0 }\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:19", "key 'args'" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  limits: { keys: 5 }\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:13", "unknown limit 'keys'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  limits: { args: 5 }\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:3", "applies only to redis pools" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  server_retry_timeout: soon\n"
       "  servers: [127.0.0.1:2:1]\n", "t.yml:4:25", "key 'server_retry_timeout'" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  redis_user: app\n"
@@ -268,6 +294,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_server_lines),
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_bad_configs_name_their_line),
