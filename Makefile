@@ -32,7 +32,7 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 
 
 .PHONY: tools all legate check asan unit integration integration-asan fuzz fuzz-short \
-        bench demo clean bootstrap lint
+        bench demo soak clean bootstrap lint
 
 all: build/legate
 
@@ -121,6 +121,10 @@ bench: bootstrap all build/bench/blast
 
 demo: bootstrap all
 	scripts/demo
+
+# ASan+UBSan build under load while shards die and clients vanish (~60 s).
+soak: bootstrap asan
+	scripts/soak
 
 clean:
 	rm -rf build
