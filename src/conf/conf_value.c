@@ -44,32 +44,56 @@ int conf_value_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out,
     return 0;
 }
 
-int conf_value_size(const char *s, uint64_t max, uint64_t *out, const char **why)
+/* An integer followed by one of `units` (the first may be ""), scaled by
+ * its multiplier and at most `max`. The reasons name what was expected. */
+struct conf_unit {
+    const char *unit;
+    uint64_t mult;
+};
+
+struct conf_scale {
+    const struct conf_unit *units;
+    size_t nunits;
+    uint64_t max;
+    const char *expected;   /* no number */
+    const char *too_large;  /* over max */
+    const char *bad_unit;   /* unknown unit */
+};
+
+static int conf_value_scaled(const char *s, const struct conf_scale *sc, uint64_t *out,
+                             const char **why)
 {
-    static const struct {
-        const char *unit;
-        uint64_t mult;
-    } units[] = {
-        { "", 1 }, { "b", 1 }, { "kb", 1024 }, { "mb", 1024 * 1024 }, { "gb", 1024 * 1024 * 1024 },
-    };
     const char *end;
     uint64_t v;
     if (conf_digits(s, &end, &v) == -1) {
-        *why = "expected a size (bytes, or e.g. \"64kb\", \"512mb\")";
+        *why = sc->expected;
         return -1;
     }
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(end, units[i].unit) == 0) {
-            if (v > max / units[i].mult) {
-                *why = "size too large";
+    for (size_t i = 0; i < sc->nunits; i++) {
+        if (strcmp(end, sc->units[i].unit) == 0) {
+            if (v > sc->max / sc->units[i].mult) {
+                *why = sc->too_large;
                 return -1;
             }
-            *out = v * units[i].mult;
+            *out = v * sc->units[i].mult;
             return 0;
         }
     }
-    *why = "unknown size unit (use kb, mb or gb)";
+    *why = sc->bad_unit;
     return -1;
+}
+
+int conf_value_size(const char *s, uint64_t max, uint64_t *out, const char **why)
+{
+    static const struct conf_unit units[] = {
+        { "", 1 }, { "b", 1 }, { "kb", 1024 }, { "mb", 1024 * 1024 }, { "gb", 1024 * 1024 * 1024 },
+    };
+    const struct conf_scale sc = {
+        units, sizeof(units) / sizeof(units[0]), max,
+        "expected a size (bytes, or e.g. \"64kb\", \"512mb\")", "size too large",
+        "unknown size unit (use kb, mb or gb)",
+    };
+    return conf_value_scaled(s, &sc, out, why);
 }
 
 int conf_value_bool(const char *s, bool *out, const char **why)
@@ -92,30 +116,15 @@ int conf_value_bool(const char *s, bool *out, const char **why)
 
 int conf_value_duration(const char *s, uint64_t *ms, const char **why)
 {
-    static const struct {
-        const char *unit;
-        uint64_t mult;
-    } units[] = {
+    static const struct conf_unit units[] = {
         { "", 1 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
     };
-    const char *end;
-    uint64_t v;
-    if (conf_digits(s, &end, &v) == -1) {
-        *why = "expected a duration (ms as an integer, or e.g. \"500ms\", \"5s\")";
-        return -1;
-    }
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(end, units[i].unit) == 0) {
-            if (v > CONF_MAX_DURATION_MS / units[i].mult) {
-                *why = "duration longer than a week";
-                return -1;
-            }
-            *ms = v * units[i].mult;
-            return 0;
-        }
-    }
-    *why = "unknown duration unit (use ms, s, m or h)";
-    return -1;
+    const struct conf_scale sc = {
+        units, sizeof(units) / sizeof(units[0]), CONF_MAX_DURATION_MS,
+        "expected a duration (ms as an integer, or e.g. \"500ms\", \"5s\")",
+        "duration longer than a week", "unknown duration unit (use ms, s, m or h)",
+    };
+    return conf_value_scaled(s, &sc, ms, why);
 }
 
 int conf_value_enum(const char *s, const char *const *names, unsigned *out,

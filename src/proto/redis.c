@@ -273,10 +273,12 @@ static void redis_local(struct redis_client *cl, struct redis_msg *m, const stru
     m->done = true;
 }
 
-/* The server of every key of `cmd`, in `where`; returns the number of
- * keys, or -1 (reply already set on `m`). */
+/* The server of every key of `cmd`, in *where_out: `small` (room for
+ * REDIS_KEYS_INLINE) when the keys fit, else a malloc'd array the caller
+ * frees if it differs from `small`. Returns the number of keys, or -1
+ * (reply already set on `m`). */
 static int redis_keys(struct redis_client *cl, struct redis_msg *m, const struct redis_cmd *cmd,
-                      int **where_out)
+                      int *small, int **where_out)
 {
     struct redis_pool *rp = cl->rp;
     const struct resp_req *r = &cl->req;
@@ -307,7 +309,7 @@ static int redis_keys(struct redis_client *cl, struct redis_msg *m, const struct
         return 0;
     }
     uint32_t nkeys = (last - first) / step + 1;
-    int *where = malloc(nkeys * sizeof(*where));
+    int *where = nkeys <= REDIS_KEYS_INLINE ? small : malloc(nkeys * sizeof(*where));
     if (where == NULL) {
         redis_reply_text(rp, m, "-ERR legate: out of memory\r\n");
         return -1;
@@ -315,7 +317,9 @@ static int redis_keys(struct redis_client *cl, struct redis_msg *m, const struct
     for (uint32_t k = 0; k < nkeys; k++) {
         where[k] = redis_key_server(cl, &r->args[first + k * step]);
         if (where[k] < 0) {
-            free(where);
+            if (where != small) {
+                free(where);
+            }
             redis_reply_text(rp, m, "-ERR legate: server unavailable (no live server for the "
                                     "key)\r\n");
             return -1;
@@ -375,8 +379,9 @@ static void redis_route(struct redis_client *cl)
         }
         return;
     }
+    int small[REDIS_KEYS_INLINE];
     int *where = NULL;
-    int nkeys = redis_keys(cl, m, cmd, &where);
+    int nkeys = redis_keys(cl, m, cmd, small, &where);
     if (nkeys < 0) {
         m->done = true;
         return;
@@ -405,7 +410,9 @@ static void redis_route(struct redis_client *cl)
             rc = 0;
         }
     }
-    free(where);
+    if (where != small) {
+        free(where); /* NULL-safe */
+    }
     if (rc == -1) {
         redis_reply_text(rp, m, "-ERR legate: out of memory\r\n");
         m->done = true;

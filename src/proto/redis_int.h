@@ -24,6 +24,7 @@
 enum {
     REDIS_MAX_PENDING = 4096, /* requests in flight per client before reads pause */
     REDIS_SCRATCH_MIN = 256,
+    REDIS_KEYS_INLINE = 16,   /* keys routed without allocating */
 };
 
 struct redis_pool;
