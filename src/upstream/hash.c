@@ -37,15 +37,25 @@ static uint32_t hash_md5(const uint8_t *key, size_t len)
     return (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
 }
 
-/* CRC-16/ARC: reflected polynomial 0xA001, initial value 0. */
+/* nutcracker 0.5.0's "crc16": the CRC-16/XMODEM step (polynomial 0x1021,
+ * not reflected, initial value 0) applied to a 32-bit accumulator that is
+ * never truncated, so the bits shifted past 16 stay in the result.  This is
+ * what its binary computes (the table is XMODEM's, the accumulator a
+ * uint32_t); it is not a standard CRC-16 and is kept for placement. */
+static uint32_t crc16_xmodem_step(uint32_t index)
+{
+    uint32_t v = (index & 0xffu) << 8;
+    for (int b = 0; b < 8; b++) {
+        v = (v & 0x8000u) ? ((v << 1) ^ 0x1021u) : (v << 1);
+    }
+    return v & 0xffffu;
+}
+
 static uint32_t hash_crc16(const uint8_t *key, size_t len)
 {
-    uint16_t crc = 0;
+    uint32_t crc = 0;
     for (size_t i = 0; i < len; i++) {
-        crc ^= key[i];
-        for (int b = 0; b < 8; b++) {
-            crc = (crc & 1) ? (uint16_t)((crc >> 1) ^ 0xA001) : (uint16_t)(crc >> 1);
-        }
+        crc = (crc << 8) ^ crc16_xmodem_step((crc >> 8) ^ key[i]);
     }
     return crc;
 }

@@ -38,11 +38,10 @@ CASES = {
     "ketama_named": ("murmur", "ketama", None, [1, 1, 1], True),
     "modula_weights_tag": ("crc32a", "modula", "{}", [3, 1, 2], False),
     "ketama_one_at_a_time": ("one_at_a_time", "ketama", None, [1, 1, 1], False),
-    # Not here: crc16 (either distribution) and crc32 under ketama, where
-    # nutcracker 0.5.0 places keys differently from these functions' values;
-    # an open difference recorded in docs/architecture.md ("Known
-    # differences"). crc32 is checked under modula, crc32a under both.
     "modula_crc32": ("crc32", "modula", None, [2, 3, 5], False),
+    "ketama_crc16": ("crc16", "ketama", None, [1, 1, 1], False),
+    "modula_crc16": ("crc16", "modula", None, [1, 1, 1], False),
+    "ketama_crc32": ("crc32", "ketama", None, [1, 1, 1], False),
     "ketama_crc32a": ("crc32a", "ketama", None, [1, 1, 1], False),
     "ketama_fnv1_64": ("fnv1_64", "ketama", None, [1, 1, 1], False),
     "ketama_fnv1_32": ("fnv1_32", "ketama", None, [1, 1, 1], False),
@@ -51,6 +50,11 @@ CASES = {
     "ketama_jenkins": ("jenkins", "ketama", None, [1, 1, 1], False),
     "modula_md5_weights": ("md5", "modula", None, [2, 1, 1], True),
 }
+
+# crc32 is libmemcached's 15-bit value; on a ketama ring of 32-bit points
+# every key falls before the first point, so nutcracker puts them all on the
+# server owning that point, and so must legate.
+SPREAD = {"ketama_crc32": 1}
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +125,9 @@ def test_placement_matches_nutcracker(case, redis3, tmp_path):
     got = legate_placement(hash_name, dist, tag, lines)
     mismatches = [(KEYS[i], want[i], got[i]) for i in range(len(KEYS)) if want[i] != got[i]]
     assert not mismatches, f"{len(mismatches)} of {len(KEYS)} keys differ, e.g. {mismatches[:5]}"
-    # and the keys are really spread (the comparison is not vacuous)
-    assert len(set(want)) == 3
+    # and the keys are really spread (the comparison is not vacuous), except
+    # where nutcracker itself does not spread them
+    assert len(set(want)) == SPREAD.get(case, 3)
 
 
 def legate_end_to_end(tmp_path, servers, hash_name, dist, tag, lines):
