@@ -12,13 +12,21 @@ enum { EV_BATCH = 256 };
 struct ev_loop {
     int epfd;
     bool stop;
-    uint64_t now;
+    uint64_t now;    /* ms */
+    uint64_t now_us; /* the same instant in us */
     struct ev_timer **heap; /* min-heap on `when` */
     size_t nheap;
     size_t capheap;
     struct ev_defer *defer_head;
     struct ev_defer **defer_tail;
 };
+
+/* Read the clock once for the whole iteration. */
+static void ev_loop_tick(struct ev_loop *loop)
+{
+    loop->now_us = tm_now_us();
+    loop->now = loop->now_us / 1000u;
+}
 
 struct ev_loop *ev_loop_new(void)
 {
@@ -31,7 +39,7 @@ struct ev_loop *ev_loop_new(void)
         free(loop);
         return NULL;
     }
-    loop->now = tm_now_ms();
+    ev_loop_tick(loop);
     loop->defer_tail = &loop->defer_head;
     return loop;
 }
@@ -49,6 +57,11 @@ void ev_loop_free(struct ev_loop *loop)
 uint64_t ev_now(const struct ev_loop *loop)
 {
     return loop->now;
+}
+
+uint64_t ev_now_us(const struct ev_loop *loop)
+{
+    return loop->now_us;
 }
 
 void ev_loop_stop(struct ev_loop *loop)
@@ -223,7 +236,7 @@ int ev_loop_run(struct ev_loop *loop)
         if (n == -1 && errno != EINTR) {
             return -1;
         }
-        loop->now = tm_now_ms();
+        ev_loop_tick(loop);
         for (int i = 0; i < n; i++) {
             struct ev_io *io = events[i].data.ptr;
             if (io->fd == -1) {

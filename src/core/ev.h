@@ -61,6 +61,8 @@ void ev_loop_stop(struct ev_loop *loop);
 
 /* Time cached at the start of the current iteration (ms, monotonic). */
 uint64_t ev_now(const struct ev_loop *loop);
+/* The same instant in microseconds (for latency histograms). */
+uint64_t ev_now_us(const struct ev_loop *loop);
 
 /* Watch io->fd for `events` (EV_READ|EV_WRITE), edge-triggered.
  * Returns 0, or -1 with errno set. */

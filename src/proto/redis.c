@@ -82,9 +82,9 @@ static int redis_split(struct redis_client *cl, struct redis_msg *m, const struc
         if (count[s] == 0) {
             continue;
         }
-        struct redis_msg *fr = redis_msg_new(NULL);
+        struct redis_msg *fr = redis_msg_new(rp, NULL);
         if (fr == NULL || (fr->keyidx = calloc(count[s], sizeof(uint32_t))) == NULL) {
-            free(fr);
+            redis_msg_free(rp, fr);
             free(count);
             return -1;
         }
@@ -335,14 +335,22 @@ static void redis_route(struct redis_client *cl)
 {
     struct redis_pool *rp = cl->rp;
     const struct resp_req *r = &cl->req;
-    struct redis_msg *m = redis_msg_new(cl);
+    struct redis_msg *m = redis_msg_new(rp, cl);
     if (m == NULL) {
         log_error(rp->wk->log, "pool '%s': out of memory for a request", rp->cp->name);
         cl->quit = true;
         return;
     }
     redis_client_link(cl, m);
-    const struct redis_cmd *cmd = r->name_too_long ? NULL : redis_cmd_find(r->name);
+    const struct redis_cmd *cmd = rp->last_cmd;
+    if (r->name_too_long) {
+        cmd = NULL;
+    } else if (cmd == NULL || strcmp(cmd->name, r->name) != 0) {
+        cmd = redis_cmd_find(r->name);
+        if (cmd != NULL) {
+            rp->last_cmd = cmd;
+        }
+    }
     if (cmd == NULL || cmd->kind == REDIS_UNSUPPORTED) {
         redis_reply_fmt(rp, m, "-ERR legate: unsupported command '%.64s'\r\n",
                         r->name_too_long ? "(too long)" : r->name);
@@ -496,7 +504,7 @@ static void redis_client_parse(struct redis_client *cl)
             continue;
         }
         if (rc == RESP_ERROR) {
-            struct redis_msg *m = redis_msg_new(cl);
+            struct redis_msg *m = redis_msg_new(rp, cl);
             if (m != NULL) {
                 redis_client_link(cl, m);
                 redis_reply_fmt(rp, m, "-ERR legate: protocol error: %s\r\n", cl->req.error);

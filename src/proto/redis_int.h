@@ -38,7 +38,7 @@ struct redis_msg {
     struct redis_msg *parent;     /* set on fragments */
     struct buf_queue reply;
     uint64_t sent_at;             /* ms, loop time: queued, then written */
-    uint64_t sent_us;             /* us, for the latency histogram */
+    uint64_t sent_us;             /* us, loop time when queued: latency */
     uint64_t req_bytes;           /* bytes of this request on its connection */
     uint64_t end;                 /* offset just past them in the connection's stream */
     bool done;
@@ -96,6 +96,9 @@ struct redis_pool {
     struct resp_limits limits;    /* on client requests (replies: the defaults) */
     uint8_t *scratch;             /* contiguous copy of a key split across chunks */
     size_t scratch_cap;
+    const struct redis_cmd *last_cmd; /* memo: clients repeat commands */
+    struct redis_msg *spare;      /* freed messages kept for reuse (via cnext) */
+    unsigned nspare;
 };
 
 struct redis_client {
@@ -118,7 +121,11 @@ struct redis_client {
 };
 
 /* redis_msg.c */
-struct redis_msg *redis_msg_new(struct redis_client *cl);
+/* A zeroed message for `cl` (NULL: legate's own or a fragment), reusing a
+ * spare one of `rp` when there is one. NULL when out of memory. */
+struct redis_msg *redis_msg_new(struct redis_pool *rp, struct redis_client *cl);
+/* Release every spare message (pool teardown). */
+void redis_msg_spares_free(struct redis_pool *rp);
 void redis_msg_free(struct redis_pool *rp, struct redis_msg *m);
 void redis_reply_text(struct redis_pool *rp, struct redis_msg *m, const char *text);
 void redis_reply_fmt(struct redis_pool *rp, struct redis_msg *m, const char *fmt, ...)

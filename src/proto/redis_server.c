@@ -192,7 +192,7 @@ static int redis_sconn_prepend(struct redis_sconn *sc, const char *const *argv, 
     for (int i = 0; i < argc && !bad; i++) {
         bad = redis_append_bulk(rp, &q, argv[i], strlen(argv[i])) == -1;
     }
-    struct redis_msg *m = bad ? NULL : redis_msg_new(NULL);
+    struct redis_msg *m = bad ? NULL : redis_msg_new(rp, NULL);
     if (m == NULL) {
         buf_queue_clear(&q, &rp->wk->bufs);
         return -1;
@@ -278,7 +278,7 @@ static int redis_sconn_connect(struct redis_sconn *sc)
 void redis_sconn_push(struct redis_sconn *sc, struct redis_msg *m, uint64_t bytes)
 {
     m->sent_at = ev_now(sc->rp->wk->loop);
-    m->sent_us = tm_now_us();
+    m->sent_us = ev_now_us(sc->rp->wk->loop);
     m->snext = NULL;
     m->req_bytes = bytes;
     sc->appended += bytes;
@@ -342,7 +342,7 @@ static void redis_sconn_replies(struct redis_sconn *sc)
         uint64_t size = sc->rsp.size;
         redis_sconn_forget(sc, m);
         rp->servers[sc->server].failures = 0;
-        stats_latency(rp->pool->stats, sc->server, tm_now_us() - m->sent_us);
+        stats_latency(rp->pool->stats, sc->server, ev_now_us(rp->wk->loop) - m->sent_us);
         stats_add(redis_sstat(sc, SS_RESPONSES), 1);
         stats_add(redis_sstat(sc, SS_RESPONSE_BYTES), (int64_t)size);
         sc->head = m->snext;
@@ -568,6 +568,7 @@ void redis_pool_fini(struct pool *p)
     free(rp->live);
     ring_free(&rp->ring);
     free(rp->scratch);
+    redis_msg_spares_free(rp);
     free(rp);
     p->proto = NULL;
 }
