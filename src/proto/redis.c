@@ -60,6 +60,16 @@ static int redis_forward(struct redis_client *cl, struct redis_msg *m, int srv)
     return 0;
 }
 
+/* Pools of up to this many servers count keys per server on the stack. */
+enum { REDIS_SPLIT_INLINE = 64 };
+
+static void redis_split_count_free(uint32_t *count, uint32_t *count_small)
+{
+    if (count != count_small) {
+        free(count);
+    }
+}
+
 /* Split a multi-key command into one fragment per server. `per` is 1 for
  * keys alone, 2 for key/value pairs (MSET). */
 static int redis_split(struct redis_client *cl, struct redis_msg *m, const struct redis_cmd *cmd,
@@ -69,12 +79,16 @@ static int redis_split(struct redis_client *cl, struct redis_msg *m, const struc
     const struct resp_req *r = &cl->req;
     m->kind = cmd->kind;
     m->nkeys = nkeys;
-    uint32_t *count = calloc(rp->nservers, sizeof(*count));
+    uint32_t count_small[REDIS_SPLIT_INLINE] = { 0 };
+    uint32_t *count = rp->nservers <= REDIS_SPLIT_INLINE
+                          ? count_small : calloc(rp->nservers, sizeof(*count));
     m->frags = calloc(rp->nservers, sizeof(*m->frags));
-    if (count == NULL || m->frags == NULL) {
-        free(count);
+    m->keyidx = malloc(nkeys * sizeof(*m->keyidx)); /* fragments take slices */
+    if (count == NULL || m->frags == NULL || m->keyidx == NULL) {
+        redis_split_count_free(count, count_small);
         return -1;
     }
+    uint32_t slice = 0;
     for (uint32_t k = 0; k < nkeys; k++) {
         count[where[k]]++;
     }
@@ -83,19 +97,20 @@ static int redis_split(struct redis_client *cl, struct redis_msg *m, const struc
             continue;
         }
         struct redis_msg *fr = redis_msg_new(rp, NULL);
-        if (fr == NULL || (fr->keyidx = calloc(count[s], sizeof(uint32_t))) == NULL) {
-            redis_msg_free(rp, fr);
-            free(count);
+        if (fr == NULL) {
+            redis_split_count_free(count, count_small);
             return -1;
         }
+        fr->keyidx = m->keyidx + slice;
+        slice += count[s];
         fr->parent = m;
         m->frags[m->nallfrags++] = fr;
         m->nfrags++;
         struct redis_sconn *sc = redis_pick_conn(rp, s);
         uint64_t before = sc->out.bytes;
-        char hdr[32];
-        int n = snprintf(hdr, sizeof(hdr), "*%" PRIu32 "\r\n", 1 + count[s] * per);
-        int bad = buf_queue_append(&sc->out, &rp->wk->bufs, hdr, (size_t)n) == -1 ||
+        char hdr[RESP_HEADER_MAX];
+        size_t n = resp_header(hdr, '*', 1 + (uint64_t)count[s] * per);
+        int bad = buf_queue_append(&sc->out, &rp->wk->bufs, hdr, n) == -1 ||
                   redis_append_bulk(rp, &sc->out, cmd->name, strlen(cmd->name)) == -1;
         for (uint32_t k = 0; k < nkeys && !bad; k++) {
             if ((size_t)where[k] != s) {
@@ -104,22 +119,22 @@ static int redis_split(struct redis_client *cl, struct redis_msg *m, const struc
             fr->keyidx[fr->nfragkeys++] = k;
             for (uint32_t j = 0; j < per && !bad; j++) {
                 const struct resp_arg *a = &r->args[1 + k * per + j];
-                n = snprintf(hdr, sizeof(hdr), "$%" PRIu64 "\r\n", a->len);
-                bad = buf_queue_append(&sc->out, &rp->wk->bufs, hdr, (size_t)n) == -1 ||
+                n = resp_header(hdr, '$', a->len);
+                bad = buf_queue_append(&sc->out, &rp->wk->bufs, hdr, n) == -1 ||
                       buf_queue_append_range(&sc->out, &rp->wk->bufs, &cl->in, a->off,
                                              a->len) == -1 ||
                       buf_queue_append(&sc->out, &rp->wk->bufs, "\r\n", 2) == -1;
             }
         }
         if (bad) {
-            free(count);
+            redis_split_count_free(count, count_small);
             return -1;
         }
         stats_add(&rp->pool->stats->f[SP_FRAGMENTS], 1);
         redis_sconn_push(sc, fr, sc->out.bytes - before);
         redis_sconn_kick(sc);
     }
-    free(count);
+    redis_split_count_free(count, count_small);
     return 0;
 }
 

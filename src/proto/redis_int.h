@@ -50,7 +50,8 @@ struct redis_msg {
     struct redis_msg **frags;     /* parent: every fragment, in server order */
     uint32_t nallfrags;
     int64_t sum;                  /* parent: SPLIT_SUM total */
-    uint32_t *keyidx;             /* fragment: original key positions */
+    uint32_t *keyidx;             /* parent: owns it; fragment: its slice, the
+                                   * original positions of its keys */
     uint32_t nfragkeys;
 };
 

@@ -41,7 +41,9 @@ void redis_msg_free(struct redis_pool *rp, struct redis_msg *m)
         redis_msg_free(rp, m->frags[i]);
     }
     free(m->frags);
-    free(m->keyidx);
+    if (m->parent == NULL) {
+        free(m->keyidx); /* a fragment's is a slice of its parent's */
+    }
     buf_queue_clear(&m->reply, &rp->wk->bufs);
     if (rp->nspare < REDIS_SPARE_MAX) {
         m->cnext = rp->spare;
@@ -190,9 +192,9 @@ static int redis_merge_values(struct redis_pool *rp, struct redis_msg *p)
             at += len;
         }
     }
-    char hdr[32];
-    int n = snprintf(hdr, sizeof(hdr), "*%" PRIu32 "\r\n", p->nkeys);
-    if (buf_queue_append(&p->reply, bufs, hdr, (size_t)n) == -1) {
+    char hdr[RESP_HEADER_MAX];
+    size_t n = resp_header(hdr, '*', p->nkeys);
+    if (buf_queue_append(&p->reply, bufs, hdr, n) == -1) {
         goto out;
     }
     for (uint32_t i = 0; i < p->nkeys; i++) {
@@ -290,9 +292,9 @@ void redis_msg_complete(struct redis_pool *rp, struct redis_msg *m)
 int redis_append_bulk(struct redis_pool *rp, struct buf_queue *q, const void *data,
                              size_t len)
 {
-    char hdr[32];
-    int n = snprintf(hdr, sizeof(hdr), "$%zu\r\n", len);
-    return buf_queue_append(q, &rp->wk->bufs, hdr, (size_t)n) == -1 ||
+    char hdr[RESP_HEADER_MAX];
+    size_t n = resp_header(hdr, '$', len);
+    return buf_queue_append(q, &rp->wk->bufs, hdr, n) == -1 ||
                    buf_queue_append(q, &rp->wk->bufs, data, len) == -1 ||
                    buf_queue_append(q, &rp->wk->bufs, "\r\n", 2) == -1
                ? -1

@@ -499,3 +499,21 @@ int resp_rsp_feed(struct resp_rsp *r, const uint8_t *data, size_t n, size_t *use
     *used = i;
     return rc;
 }
+
+size_t resp_header(char *out, char type, uint64_t n)
+{
+    char digits[20];
+    size_t nd = 0;
+    do {
+        digits[nd++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n != 0);
+    size_t len = 0;
+    out[len++] = type;
+    while (nd > 0) {
+        out[len++] = digits[--nd];
+    }
+    out[len++] = '\r';
+    out[len++] = '\n';
+    return len;
+}

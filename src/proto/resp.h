@@ -25,6 +25,7 @@ enum { RESP_DONE = 0, RESP_ERROR = -1, RESP_AGAIN = -2 };
 enum {
     RESP_NAME_MAX = 32,   /* longest command name kept (longer: unknown) */
     RESP_MAX_DEPTH = 32,  /* response nesting */
+    RESP_HEADER_MAX = 24, /* "*" + 20 digits + CRLF, with room to spare */
 };
 
 struct resp_limits {
@@ -97,5 +98,9 @@ struct resp_rsp {
 void resp_rsp_init(struct resp_rsp *r);
 int resp_rsp_feed(struct resp_rsp *r, const uint8_t *data, size_t n, size_t *used,
                   const struct resp_limits *lim);
+
+/* Write the header "<type><n>\r\n" (type '*', '$', ':') into `out`, which
+ * holds RESP_HEADER_MAX bytes; returns its length. No NUL is written. */
+size_t resp_header(char *out, char type, uint64_t n);
 
 #endif

@@ -62,6 +62,14 @@ static int ring_build_ketama(struct ring *r, const struct conf_pool *cp, const b
         }
     }
     qsort(r->points, r->npoints, sizeof(*r->points), ring_point_cmp);
+    size_t i = 0;
+    for (uint32_t b = 0; b <= (1u << RING_BUCKET_BITS); b++) {
+        uint64_t floor = (uint64_t)b << (32 - RING_BUCKET_BITS);
+        while (i < r->npoints && r->points[i].value < floor) {
+            i++;
+        }
+        r->bucket[b] = (uint32_t)i;
+    }
     return 0;
 }
 
@@ -164,7 +172,8 @@ void ring_key_span(const struct ring *r, const uint8_t *key, size_t len,
 /* The first point at or after `hash`, wrapping to the first point. */
 static uint32_t ring_ketama_find(const struct ring *r, uint32_t hash)
 {
-    size_t lo = 0, hi = r->npoints;
+    uint32_t b = hash >> (32 - RING_BUCKET_BITS);
+    size_t lo = r->bucket[b], hi = r->bucket[b + 1];
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (r->points[mid].value < hash) {

@@ -14,7 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { RING_KETAMA_POINTS = 160 };
+enum {
+    RING_KETAMA_POINTS = 160,
+    RING_BUCKET_BITS = 8, /* ketama lookup index: top bits of the hash */
+};
 
 struct ring_point {
     uint32_t value;
@@ -29,6 +32,9 @@ struct ring {
     size_t nservers;          /* configured, live or not */
     struct ring_point *points;
     size_t npoints;           /* 0: no live server */
+    /* ketama: bucket[b] is the first point whose value's top bits are >= b,
+     * so a lookup searches only bucket[b]..bucket[b + 1]. */
+    uint32_t bucket[(1u << RING_BUCKET_BITS) + 1];
 };
 
 /* Build the ring of `cp`; `live[i]` false leaves server i out (NULL: all

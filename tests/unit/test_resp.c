@@ -308,6 +308,21 @@ static void test_big_bulk_is_skipped_not_scanned(void **state)
     free(buf);
 }
 
+static void test_header_formatting(void **state)
+{
+    (void)state;
+    char out[RESP_HEADER_MAX];
+    size_t n = resp_header(out, '*', 0);
+    assert_int_equal(n, 4);
+    assert_memory_equal(out, "*0\r\n", 4);
+    n = resp_header(out, '$', 1234567);
+    assert_int_equal(n, 10);
+    assert_memory_equal(out, "$1234567\r\n", 10);
+    n = resp_header(out, ':', UINT64_MAX);
+    assert_int_equal(n, 23);
+    assert_memory_equal(out, ":18446744073709551615\r\n", 23);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_responses_every_type_and_split),
         cmocka_unit_test(test_responses_malformed),
         cmocka_unit_test(test_big_bulk_is_skipped_not_scanned),
+        cmocka_unit_test(test_header_formatting),
     };
     return cmocka_run_group_tests_name("resp", tests, NULL, NULL);
 }
