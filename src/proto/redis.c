@@ -82,12 +82,14 @@ static int redis_split(struct redis_client *cl, struct redis_msg *m, const struc
     uint32_t count_small[REDIS_SPLIT_INLINE] = { 0 };
     uint32_t *count = rp->nservers <= REDIS_SPLIT_INLINE
                           ? count_small : calloc(rp->nservers, sizeof(*count));
-    m->frags = calloc(rp->nservers, sizeof(*m->frags));
-    m->keyidx = malloc(nkeys * sizeof(*m->keyidx)); /* fragments take slices */
-    if (count == NULL || m->frags == NULL || m->keyidx == NULL) {
+    /* One block: the fragment pointers, then the key positions (each
+     * fragment takes a slice); freed with m->frags. */
+    m->frags = malloc(rp->nservers * sizeof(*m->frags) + nkeys * sizeof(*m->keyidx));
+    if (count == NULL || m->frags == NULL) {
         redis_split_count_free(count, count_small);
         return -1;
     }
+    m->keyidx = (uint32_t *)(void *)(m->frags + rp->nservers);
     uint32_t slice = 0;
     for (uint32_t k = 0; k < nkeys; k++) {
         count[where[k]]++;

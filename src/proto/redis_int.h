@@ -50,8 +50,8 @@ struct redis_msg {
     struct redis_msg **frags;     /* parent: every fragment, in server order */
     uint32_t nallfrags;
     int64_t sum;                  /* parent: SPLIT_SUM total */
-    uint32_t *keyidx;             /* parent: owns it; fragment: its slice, the
-                                   * original positions of its keys */
+    uint32_t *keyidx;             /* parent: all, in the frags block; fragment:
+                                   * its slice, the original key positions */
     uint32_t nfragkeys;
 };
 

@@ -40,10 +40,7 @@ void redis_msg_free(struct redis_pool *rp, struct redis_msg *m)
     for (uint32_t i = 0; i < m->nallfrags; i++) {
         redis_msg_free(rp, m->frags[i]);
     }
-    free(m->frags);
-    if (m->parent == NULL) {
-        free(m->keyidx); /* a fragment's is a slice of its parent's */
-    }
+    free(m->frags); /* and the key positions, allocated with it */
     buf_queue_clear(&m->reply, &rp->wk->bufs);
     if (rp->nspare < REDIS_SPARE_MAX) {
         m->cnext = rp->spare;

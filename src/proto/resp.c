@@ -290,7 +290,7 @@ enum {
 
 void resp_rsp_init(struct resp_rsp *r)
 {
-    memset(r, 0, sizeof(*r));
+    memset(r, 0, offsetof(struct resp_rsp, left));
 }
 
 static int resp_rsp_fail(struct resp_rsp *r, const char *why)

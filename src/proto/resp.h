@@ -84,8 +84,6 @@ struct resp_rsp {
     /* parse state */
     int phase;
     int depth;
-    uint64_t left[RESP_MAX_DEPTH];   /* elements still due per level */
-    bool attr[RESP_MAX_DEPTH];       /* level is an attribute map */
     uint8_t cur;                     /* type being read */
     uint64_t num;
     bool digits;
@@ -93,6 +91,9 @@ struct resp_rsp {
     uint64_t line;                   /* bytes of the current line */
     uint64_t bulk_left;
     bool top_seen;
+    /* last: written when a level opens, so init need not clear them */
+    uint64_t left[RESP_MAX_DEPTH];   /* elements still due per level */
+    bool attr[RESP_MAX_DEPTH];       /* level is an attribute map */
 };
 
 void resp_rsp_init(struct resp_rsp *r);
