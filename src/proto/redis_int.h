@@ -31,12 +31,18 @@ struct redis_pool;
 struct redis_client;
 struct redis_sconn;
 
+/* Replies up to this size that arrive before the ones ahead of them wait
+ * inside their message rather than in a buffer chunk of their own. */
+enum { REDIS_SMALL_REPLY = 46 };
+
 struct redis_msg {
     struct redis_msg *cnext;      /* client order */
     struct redis_msg *snext;      /* server connection FIFO */
     struct redis_client *client;  /* NULL once the client is gone */
     struct redis_msg *parent;     /* set on fragments */
     struct buf_queue reply;
+    uint8_t nsmall;               /* or: a short reply kept here, after `reply` */
+    uint8_t small[REDIS_SMALL_REPLY];
     uint64_t sent_at;             /* ms, loop time: queued, then written */
     uint64_t sent_us;             /* us, loop time when queued: latency */
     uint64_t req_bytes;           /* bytes of this request on its connection */

@@ -64,6 +64,7 @@ void redis_msg_spares_free(struct redis_pool *rp)
 void redis_reply_text(struct redis_pool *rp, struct redis_msg *m, const char *text)
 {
     buf_queue_clear(&m->reply, &rp->wk->bufs);
+    m->nsmall = 0;
     if (buf_queue_append(&m->reply, &rp->wk->bufs, text, strlen(text)) == -1) {
         log_error(rp->wk->log, "pool '%s': out of memory for a reply", rp->cp->name);
     }
@@ -115,6 +116,12 @@ void redis_client_collect(struct redis_client *cl)
         }
         cl->pending--;
         buf_queue_splice(&cl->out, &m->reply);
+        if (m->nsmall > 0 &&
+            buf_queue_append(&cl->out, &rp->wk->bufs, m->small, m->nsmall) == -1) {
+            /* the reply stream would have a hole: end the connection */
+            log_error(rp->wk->log, "pool '%s': out of memory for a reply", rp->cp->name);
+            cl->quit = true;
+        }
         redis_msg_free(rp, m);
     }
 }

@@ -366,11 +366,15 @@ static void redis_sconn_replies(struct redis_sconn *sc)
         }
         /* Next in its client's order (the usual case): straight to the
          * client's output, without a buffer of its own. Otherwise it waits
-         * in m->reply for the replies before it. */
+         * for the replies before it: inside the message when short, else
+         * in m->reply. */
         struct redis_client *cl = m->parent == NULL ? m->client : NULL;
         struct buf_queue *to = cl != NULL && cl->head == m ? &cl->out : &m->reply;
-        if ((m->client != NULL || m->parent != NULL) &&
-            buf_queue_append_range(to, &rp->wk->bufs, &sc->in, 0, size) == -1) {
+        if (cl != NULL && to == &m->reply && size <= REDIS_SMALL_REPLY) {
+            buf_queue_peek(&sc->in, 0, m->small, (size_t)size);
+            m->nsmall = (uint8_t)size;
+        } else if ((m->client != NULL || m->parent != NULL) &&
+                   buf_queue_append_range(to, &rp->wk->bufs, &sc->in, 0, size) == -1) {
             redis_reply_text(rp, m, "-ERR legate: out of memory\r\n");
         }
         buf_queue_consume(&sc->in, &rp->wk->bufs, (size_t)size);

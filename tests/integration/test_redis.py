@@ -159,6 +159,28 @@ def test_deep_pipeline_keeps_order(proxy):
             assert rd.reply() == str(i).encode()
 
 
+def test_pipeline_of_short_and_long_replies_across_shards_keeps_order(proxy, shards):
+    """Replies that arrive ahead of their turn wait inside their message when
+    short (up to 46 bytes on the wire) and in buffers when long; sizes
+    around that boundary, interleaved over three shards, come back in
+    order."""
+    port, lg, r = proxy
+    sizes = [0, 1, 3, 36, 37, 38, 39, 40, 200, 20000, 300000]
+    keys = [f"mix:{i}" for i in range(600)]
+    values = {k: (k.encode() * 40000)[: sizes[i % len(sizes)]] for i, k in enumerate(keys)}
+    for k, v in values.items():
+        r.set(k, v)
+    assert len({w for k in keys[::20] for w in where(shards, k)}) == 3
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"".join(encode("GET", k) for k in keys) +
+                  b"".join(encode("STRLEN", k) for k in keys))
+        rd = Reader(s)
+        for k in keys:
+            assert rd.reply() == values[k], k
+        for k in keys:
+            assert rd.reply() == (":", str(len(values[k])).encode()), k
+
+
 def test_byte_at_a_time_client(proxy):
     port, lg, r = proxy
     req = encode("SET", "slow", "value") + encode("GET", "slow") + b"PING\r\n"
