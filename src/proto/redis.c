@@ -60,6 +60,30 @@ static int redis_forward(struct redis_client *cl, struct redis_msg *m, int srv)
     return 0;
 }
 
+/* Append arguments args[0..n) to `out` as bulk strings. Arguments that
+ * came in multibulk form are copied with their own headers in one range
+ * (they are contiguous in the request); inline ones get headers made. */
+static int redis_copy_args(struct redis_client *cl, struct buf_queue *out,
+                           const struct resp_arg *args, uint32_t n)
+{
+    struct buf_pool *bufs = &cl->rp->wk->bufs;
+    if (args[0].hdr > 0) {
+        uint64_t from = args[0].off - args[0].hdr;
+        uint64_t to = args[n - 1].off + args[n - 1].len + 2;
+        return buf_queue_append_range(out, bufs, &cl->in, from, to - from);
+    }
+    for (uint32_t j = 0; j < n; j++) {
+        char hdr[RESP_HEADER_MAX];
+        size_t hn = resp_header(hdr, '$', args[j].len);
+        if (buf_queue_append(out, bufs, hdr, hn) == -1 ||
+            buf_queue_append_range(out, bufs, &cl->in, args[j].off, args[j].len) == -1 ||
+            buf_queue_append(out, bufs, "\r\n", 2) == -1) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Pools of up to this many servers count keys per server on the stack. */
 enum { REDIS_SPLIT_INLINE = 64 };
 
@@ -114,19 +138,18 @@ static int redis_split(struct redis_client *cl, struct redis_msg *m, const struc
         size_t n = resp_header(hdr, '*', 1 + (uint64_t)count[s] * per);
         int bad = buf_queue_append(&sc->out, &rp->wk->bufs, hdr, n) == -1 ||
                   redis_append_bulk(rp, &sc->out, cmd->name, strlen(cmd->name)) == -1;
-        for (uint32_t k = 0; k < nkeys && !bad; k++) {
+        /* Runs of neighbouring keys for this server go over as one range. */
+        for (uint32_t k = 0; k < nkeys && !bad;) {
             if ((size_t)where[k] != s) {
+                k++;
                 continue;
             }
-            fr->keyidx[fr->nfragkeys++] = k;
-            for (uint32_t j = 0; j < per && !bad; j++) {
-                const struct resp_arg *a = &r->args[1 + k * per + j];
-                n = resp_header(hdr, '$', a->len);
-                bad = buf_queue_append(&sc->out, &rp->wk->bufs, hdr, n) == -1 ||
-                      buf_queue_append_range(&sc->out, &rp->wk->bufs, &cl->in, a->off,
-                                             a->len) == -1 ||
-                      buf_queue_append(&sc->out, &rp->wk->bufs, "\r\n", 2) == -1;
+            uint32_t run = k;
+            while (run < nkeys && (size_t)where[run] == s) {
+                fr->keyidx[fr->nfragkeys++] = run++;
             }
+            bad = redis_copy_args(cl, &sc->out, &r->args[1 + k * per], (run - k) * per) == -1;
+            k = run;
         }
         if (bad) {
             redis_split_count_free(count, count_small);

@@ -167,6 +167,32 @@ static int redis_array_header(const struct buf_queue *q, uint64_t *hdr)
     return -1;
 }
 
+/* Up to `len` bytes from the start of m's reply, wherever it is kept.
+ * Returns how many were copied. */
+static size_t redis_reply_peek(const struct redis_msg *m, char *out, size_t len)
+{
+    if (m->nsmall > 0) {
+        size_t n = len < m->nsmall ? len : m->nsmall;
+        memcpy(out, m->small, n);
+        return n;
+    }
+    size_t n = len < m->reply.bytes ? len : (size_t)m->reply.bytes;
+    buf_queue_peek(&m->reply, 0, out, n);
+    return n;
+}
+
+/* Move a short reply kept inside `m` into m->reply, so the buffer-queue
+ * code can walk it. Returns 0, or -1 when out of memory. */
+static int redis_reply_unsmall(struct redis_pool *rp, struct redis_msg *m)
+{
+    if (m->nsmall == 0) {
+        return 0;
+    }
+    int rc = buf_queue_append(&m->reply, &rp->wk->bufs, m->small, m->nsmall);
+    m->nsmall = 0;
+    return rc;
+}
+
 /* MGET: the values of every fragment, put back in the order of the keys. */
 static int redis_merge_values(struct redis_pool *rp, struct redis_msg *p)
 {
@@ -181,7 +207,7 @@ static int redis_merge_values(struct redis_pool *rp, struct redis_msg *p)
     for (uint32_t f = 0; f < p->nallfrags; f++) {
         struct redis_msg *fr = p->frags[f];
         uint64_t at;
-        if (redis_array_header(&fr->reply, &at) == -1) {
+        if (redis_reply_unsmall(rp, fr) == -1 || redis_array_header(&fr->reply, &at) == -1) {
             goto out;
         }
         for (uint32_t k = 0; k < fr->nfragkeys; k++) {
@@ -223,7 +249,8 @@ static void redis_merge(struct redis_pool *rp, struct redis_msg *p)
         for (uint32_t i = 0; i < p->nallfrags; i++) {
             struct redis_msg *fr = p->frags[i];
             char first;
-            if (fr->reply.bytes > 0 && (buf_queue_peek(&fr->reply, 0, &first, 1), first == '-')) {
+            if (redis_reply_peek(fr, &first, 1) == 1 && first == '-' &&
+                redis_reply_unsmall(rp, fr) == 0) {
                 buf_queue_clear(&p->reply, &rp->wk->bufs);
                 buf_queue_splice(&p->reply, &fr->reply);
                 return;
@@ -245,24 +272,19 @@ static void redis_merge(struct redis_pool *rp, struct redis_msg *p)
 static void redis_fragment_done(struct redis_pool *rp, struct redis_msg *fr)
 {
     struct redis_msg *p = fr->parent;
-    struct resp_rsp r;
-    resp_rsp_init(&r);
-    uint64_t len;
-    char first = 0;
-    if (fr->reply.bytes > 0) {
-        buf_queue_peek(&fr->reply, 0, &first, 1);
-    }
-    if (first == '-') {
+    char head[32];
+    size_t n = redis_reply_peek(fr, head, sizeof(head) - 1);
+    head[n] = '\0';
+    if (n == 0 || head[0] == '-') {
         p->failed = true;
     } else if (p->kind == REDIS_SPLIT_SUM) {
-        char num[32];
-        size_t n = fr->reply.bytes < sizeof(num) - 1 ? (size_t)fr->reply.bytes : sizeof(num) - 1;
-        buf_queue_peek(&fr->reply, 0, num, n);
-        num[n] = '\0';
-        if (first != ':' || redis_frame(&fr->reply, 0, &len) == -1) {
+        /* ":<integer>\r\n" */
+        char *end = NULL;
+        long long v = head[0] == ':' ? strtoll(head + 1, &end, 10) : 0;
+        if (end == NULL || end == head + 1 || end[0] != '\r' || end[1] != '\n') {
             p->failed = true;
         } else {
-            p->sum += strtoll(num + 1, NULL, 10);
+            p->sum += v;
         }
     }
     if (--p->nfrags == 0) {

@@ -370,7 +370,8 @@ static void redis_sconn_replies(struct redis_sconn *sc)
          * in m->reply. */
         struct redis_client *cl = m->parent == NULL ? m->client : NULL;
         struct buf_queue *to = cl != NULL && cl->head == m ? &cl->out : &m->reply;
-        if (cl != NULL && to == &m->reply && size <= REDIS_SMALL_REPLY) {
+        if ((cl != NULL || m->parent != NULL) && to == &m->reply &&
+            size <= REDIS_SMALL_REPLY) {
             buf_queue_peek(&sc->in, 0, m->small, (size_t)size);
             m->nsmall = (uint8_t)size;
         } else if ((m->client != NULL || m->parent != NULL) &&

@@ -130,6 +130,7 @@ static int resp_req_inline(struct resp_req *r, uint8_t c, const struct resp_limi
         }
         r->args[r->nargs].off = here;
         r->args[r->nargs].len = 0;
+        r->args[r->nargs].hdr = 0;
         r->nargs++;
         r->digits = true;
     }
@@ -195,6 +196,7 @@ int resp_req_feed(struct resp_req *r, const uint8_t *data, size_t n, size_t *use
             } else {
                 r->num = 0;
                 r->digits = false;
+                r->dollar = here;
                 r->phase = RQ_LEN;
             }
             break;
@@ -216,6 +218,7 @@ int resp_req_feed(struct resp_req *r, const uint8_t *data, size_t n, size_t *use
             }
             r->args[r->nargs].off = here + 1;
             r->args[r->nargs].len = r->num;
+            r->args[r->nargs].hdr = here + 1 - r->dollar;
             r->bulk_left = r->num;
             r->phase = r->num == 0 ? RQ_DATA_CR : RQ_DATA;
             break;

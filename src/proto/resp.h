@@ -42,6 +42,8 @@ extern const struct resp_limits resp_default_limits;
 struct resp_arg {
     uint64_t off;          /* from the request's first byte */
     uint64_t len;
+    uint64_t hdr;          /* bytes of its "$<len>\r\n" just before `off`,
+                            * as the client wrote it; 0 in an inline command */
 };
 
 struct resp_req {
@@ -61,6 +63,7 @@ struct resp_req {
     uint64_t num;
     bool digits;
     uint64_t bulk_left;
+    uint64_t dollar;       /* offset of the current bulk's '$' */
 };
 
 void resp_req_init(struct resp_req *r);

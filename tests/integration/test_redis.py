@@ -91,6 +91,30 @@ def test_multi_key_split_and_merge(proxy, shards):
     assert r.mget(keys[:3]) == [None, None, None]
 
 
+def test_split_commands_in_inline_and_multibulk_form(proxy, shards):
+    """Fragments are built from the client's own bytes when it sent
+    multibulk (headers and all, neighbouring keys of one shard as one
+    range) and from scratch for inline commands; both give the same data."""
+    port, lg, r = proxy
+    keys = [f"in:{i * 2654435761 % 1000003}:{i}" for i in range(40)]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        rd = Reader(s)
+        # inline MSET, then inline MGET
+        s.sendall(b"MSET " + b" ".join(f"{k} val{i}".encode() for i, k in enumerate(keys)) +
+                  b"\r\n")
+        assert rd.reply() == ("+", b"OK")
+        s.sendall(b"MGET " + " ".join(keys).encode() + b"\r\n")
+        assert rd.reply() == [f"val{i}".encode() for i in range(40)]
+        # multibulk written by hand, one key per shard run
+        s.sendall(encode("MSET", "in:00", "A", "in:01", "BB"))
+        assert rd.reply() == ("+", b"OK")
+        s.sendall(b"DEL " + " ".join(keys[:20]).encode() + b"\r\n")
+        assert rd.reply() == (":", b"20")
+    assert len({where(shards, k)[0] for k in keys[20:]}) == 3
+    assert r.mget("in:00", "in:01", keys[20], keys[0]) == [b"A", b"BB", b"val20", None]
+    assert r.delete(*keys[20:], "in:00", "in:01") == 22
+
+
 def test_mget_of_ten_thousand_keys(proxy):
     port, lg, r = proxy
     keys = [f"big:{i}" for i in range(10000)]

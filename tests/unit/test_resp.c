@@ -37,6 +37,15 @@ static void check_args(const struct resp_req *r, const char *s, const char *cons
     for (uint32_t i = 0; i < n; i++) {
         assert_int_equal(r->args[i].len, strlen(want[i]));
         assert_memory_equal(s + r->args[i].off, want[i], strlen(want[i]));
+        if (r->inline_form) {
+            assert_int_equal(r->args[i].hdr, 0);
+        } else {
+            /* the header the client wrote sits right before the data */
+            char hdr[RESP_HEADER_MAX];
+            size_t hn = resp_header(hdr, '$', r->args[i].len);
+            assert_int_equal(r->args[i].hdr, hn);
+            assert_memory_equal(s + r->args[i].off - hn, hdr, hn);
+        }
     }
 }
 
