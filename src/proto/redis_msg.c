@@ -64,8 +64,14 @@ void redis_msg_spares_free(struct redis_pool *rp)
 void redis_reply_text(struct redis_pool *rp, struct redis_msg *m, const char *text)
 {
     buf_queue_clear(&m->reply, &rp->wk->bufs);
+    size_t len = strlen(text);
+    if (len <= REDIS_SMALL_REPLY) {
+        memcpy(m->small, text, len);
+        m->nsmall = (uint8_t)len;
+        return;
+    }
     m->nsmall = 0;
-    if (buf_queue_append(&m->reply, &rp->wk->bufs, text, strlen(text)) == -1) {
+    if (buf_queue_append(&m->reply, &rp->wk->bufs, text, len) == -1) {
         log_error(rp->wk->log, "pool '%s': out of memory for a reply", rp->cp->name);
     }
 }
@@ -252,6 +258,7 @@ static void redis_merge(struct redis_pool *rp, struct redis_msg *p)
             if (redis_reply_peek(fr, &first, 1) == 1 && first == '-' &&
                 redis_reply_unsmall(rp, fr) == 0) {
                 buf_queue_clear(&p->reply, &rp->wk->bufs);
+                p->nsmall = 0;
                 buf_queue_splice(&p->reply, &fr->reply);
                 return;
             }
