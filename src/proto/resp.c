@@ -142,12 +142,64 @@ static int resp_req_inline(struct resp_req *r, uint8_t c, const struct resp_limi
     return RESP_AGAIN;
 }
 
+/* Fast path for the common case: one whole bulk string "$<len>\r\n<data>\r\n"
+ * lies in p[0..avail). Fills the next argument and returns the bytes it
+ * took, or returns 0 to leave the input to the byte-wise machine below,
+ * which accepts the same inputs and reports every error at its byte. */
+static size_t resp_req_bulk_fast(struct resp_req *r, const uint8_t *p, size_t avail,
+                                 const struct resp_limits *lim)
+{
+    enum { DIGITS_MAX = 18 }; /* beyond: let the careful path judge */
+    if (avail < 6 || p[0] != '$') {
+        return 0;
+    }
+    size_t j = 1;
+    uint64_t len = 0;
+    while (j < avail && j <= DIGITS_MAX && p[j] >= '0' && p[j] <= '9') {
+        len = len * 10 + (uint64_t)(p[j] - '0');
+        j++;
+    }
+    if (j == 1 || j > DIGITS_MAX || len > lim->max_bulk || avail - j < 2 || p[j] != '\r' ||
+        p[j + 1] != '\n') {
+        return 0;
+    }
+    size_t hdr = j + 2;
+    if (avail - hdr < len + 2 || p[hdr + len] != '\r' || p[hdr + len + 1] != '\n') {
+        return 0;
+    }
+    uint64_t total = hdr + len + 2;
+    if (r->size + total > lim->max_request) {
+        return 0;
+    }
+    if (r->nargs == 0) {
+        for (uint64_t k = 0; k < len && k <= RESP_NAME_MAX; k++) {
+            resp_req_name_byte(r, k, p[hdr + k]);
+        }
+    }
+    struct resp_arg *a = &r->args[r->nargs++];
+    a->off = r->size + hdr;
+    a->len = len;
+    a->hdr = hdr;
+    r->size += total;
+    return (size_t)total;
+}
+
 int resp_req_feed(struct resp_req *r, const uint8_t *data, size_t n, size_t *used,
                   const struct resp_limits *lim)
 {
     size_t i = 0;
     int rc = RESP_AGAIN;
     while (i < n && rc == RESP_AGAIN) {
+        if (r->phase == RQ_DOLLAR) {
+            size_t k = resp_req_bulk_fast(r, data + i, n - i, lim);
+            if (k > 0) {
+                i += k;
+                if (--r->left == 0) {
+                    rc = RESP_DONE;
+                }
+                continue;
+            }
+        }
         uint8_t c = data[i];
         uint64_t here = r->size; /* offset of data[i] in the request */
         if (here >= lim->max_request) {
