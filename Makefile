@@ -7,14 +7,20 @@ BUILD    ?= build/release
 MODE_CFLAGS ?= -O2 -g
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wpointer-arith -Wcast-qual -Wvla -Werror
-CFLAGS   += -std=c11 -D_GNU_SOURCE $(MODE_CFLAGS) $(WARN) $(EXTRA_CFLAGS)
+# llhttp (the HTTP/1.1 parser) is compiled from the C sources Debian ships
+# in node-llhttp; scripts/bootstrap installs it.
+LLHTTP_SRC_DIR ?= /usr/share/llhttp
+LLHTTP_INC_DIR ?= /usr/share/include/llhttp
+LLHTTP_SRCS := $(LLHTTP_SRC_DIR)/api.c $(LLHTTP_SRC_DIR)/http.c $(LLHTTP_SRC_DIR)/llhttp.c
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(MODE_CFLAGS) $(WARN) -isystem $(LLHTTP_INC_DIR) $(EXTRA_CFLAGS)
 LDFLAGS  += $(EXTRA_LDFLAGS)
 LDLIBS   := -lyaml -lpthread -lm
 
 LIB_SRCS := $(wildcard src/core/*.c src/conf/*.c src/upstream/*.c src/proto/*.c src/admin/*.c) \
             src/wk.c src/opt.c
 MAIN_SRC := src/main.c
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LLHTTP_OBJS := $(LLHTTP_SRCS:$(LLHTTP_SRC_DIR)/%.c=$(BUILD)/llhttp/%.o)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(LLHTTP_OBJS)
 MAIN_OBJ := $(MAIN_SRC:%.c=$(BUILD)/%.o)
 BIN      := $(BUILD)/legate
 
@@ -46,6 +52,11 @@ $(BIN): $(MAIN_OBJ) $(LIB_OBJS)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# Third-party code: built with its own expectations, not our warning set.
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(MODE_CFLAGS) -w -isystem $(LLHTTP_INC_DIR) -c -o $@ $<
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -93,8 +104,8 @@ integration-asan: asan
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -g -O1 \
-	    -fsanitize=fuzzer,address,undefined -Isrc \
-	    -o $@ $< $(LIB_SRCS) $(LDLIBS)
+	    -fsanitize=fuzzer,address,undefined -Isrc -isystem $(LLHTTP_INC_DIR) \
+	    -o $@ $< $(LIB_SRCS) $(LLHTTP_SRCS) $(LDLIBS)
 
 # A short run of every fuzz target (part of check); `make fuzz` runs longer.
 fuzz-short: $(FUZZ_BINS)

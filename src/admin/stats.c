@@ -3,6 +3,7 @@
 #include "../version.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,16 @@ int stats_init(struct stats *s, const struct conf *cf)
             stats_free(s);
             return -1;
         }
+        if (cf->pools[i].proto == CONF_PROTO_HTTP) {
+            size_t n = cf->pools[i].narms + 1;
+            s->pools[i].narms = n;
+            s->pools[i].arms = calloc(n * SA_N, sizeof(stats_ctr));
+            s->pools[i].arm_latency = calloc(n * STATS_LAT_BUCKETS, sizeof(stats_ctr));
+            if (s->pools[i].arms == NULL || s->pools[i].arm_latency == NULL) {
+                stats_free(s);
+                return -1;
+            }
+        }
     }
     return 0;
 }
@@ -65,6 +76,8 @@ void stats_free(struct stats *s)
     for (size_t i = 0; s->pools != NULL && i < s->npools; i++) {
         free(s->pools[i].servers);
         free(s->pools[i].latency);
+        free(s->pools[i].arms);
+        free(s->pools[i].arm_latency);
     }
     free(s->pools);
     s->pools = NULL;
@@ -143,10 +156,11 @@ uint64_t stats_lat_bound(unsigned bucket)
     return ((uint64_t)(8 + sub + 1) << (exp - 3)) - 1;
 }
 
-/* Latency percentiles of one server over all workers, in microseconds (0
- * when nothing was measured): p50, p90, p99. */
+/* Latency percentiles of one histogram row over all workers, in
+ * microseconds (0 when nothing was measured): p50, p90, p99. `arm`
+ * selects the per-arm histograms instead of the per-server ones. */
 static void stats_percentiles(struct stats *const *workers, size_t nworkers, size_t pool,
-                              size_t server, uint64_t out[3])
+                              size_t row, bool arm, uint64_t out[3])
 {
     static const double want[3] = { 0.50, 0.90, 0.99 };
     uint64_t counts[STATS_LAT_BUCKETS];
@@ -154,8 +168,9 @@ static void stats_percentiles(struct stats *const *workers, size_t nworkers, siz
     for (unsigned b = 0; b < STATS_LAT_BUCKETS; b++) {
         counts[b] = 0;
         for (size_t w = 0; w < nworkers; w++) {
-            const stats_ctr *row = &workers[w]->pools[pool].latency[server * STATS_LAT_BUCKETS];
-            counts[b] += (uint64_t)atomic_load_explicit(&row[b], memory_order_relaxed);
+            const struct stats_pool *sp = &workers[w]->pools[pool];
+            const stats_ctr *r = (arm ? sp->arm_latency : sp->latency) + row * STATS_LAT_BUCKETS;
+            counts[b] += (uint64_t)atomic_load_explicit(&r[b], memory_order_relaxed);
         }
         total += counts[b];
     }
@@ -174,6 +189,45 @@ static void stats_percentiles(struct stats *const *workers, size_t nworkers, siz
             }
         }
     }
+}
+
+static const char *const stats_arm_fields[SA_N] = {
+    "requests", "responses_1xx", "responses_2xx", "responses_3xx", "responses_4xx",
+    "responses_5xx", "upstream_errors", "timeouts", "dropped",
+};
+
+/* One arm's (or the mirror's) counters and latency percentiles. */
+static void stats_json_arm(struct stats_buf *b, struct stats *const *workers, size_t nworkers,
+                           size_t pool, size_t arm, stats_ctr **cells)
+{
+    stats_put(b, "{");
+    for (int f = 0; f < SA_N; f++) {
+        for (size_t w = 0; w < nworkers; w++) {
+            cells[w] = stats_arm(&workers[w]->pools[pool], arm, (enum stats_arm_field)f);
+        }
+        stats_put(b, "%s\"%s\":%" PRId64, f ? ", " : "", stats_arm_fields[f],
+                  stats_sum(cells, nworkers));
+    }
+    uint64_t pct[3];
+    stats_percentiles(workers, nworkers, pool, arm, true, pct);
+    stats_put(b, ", \"latency_p50_us\":%" PRIu64 ", \"latency_p90_us\":%" PRIu64
+              ", \"latency_p99_us\":%" PRIu64 "}", pct[0], pct[1], pct[2]);
+}
+
+/* http pools: "arms": { name: {...} }, "mirror": {...} side by side. */
+static void stats_json_arms(struct stats_buf *b, const struct conf_pool *cp,
+                            struct stats *const *workers, size_t nworkers, size_t pool,
+                            stats_ctr **cells)
+{
+    stats_put(b, ", \"arms\": {");
+    for (size_t a = 0; a < cp->narms; a++) {
+        stats_put(b, "%s", a ? ", " : "");
+        stats_put_name(b, cp->arms[a].name);
+        stats_put(b, ": ");
+        stats_json_arm(b, workers, nworkers, pool, a, cells);
+    }
+    stats_put(b, "}, \"mirror\": ");
+    stats_json_arm(b, workers, nworkers, pool, cp->narms, cells);
 }
 
 long stats_json(char **out, const struct conf *cf, struct stats *const *workers,
@@ -226,10 +280,13 @@ long stats_json(char **out, const struct conf *cf, struct stats *const *workers,
                           stats_sum(cells, nworkers));
             }
             uint64_t pct[3];
-            stats_percentiles(workers, nworkers, p, s, pct);
+            stats_percentiles(workers, nworkers, p, s, false, pct);
             stats_put(&b, ", \"latency_p50_us\":%" PRIu64 ", \"latency_p90_us\":%" PRIu64
                       ", \"latency_p99_us\":%" PRIu64, pct[0], pct[1], pct[2]);
             stats_put(&b, "}");
+        }
+        if (cp->proto == CONF_PROTO_HTTP) {
+            stats_json_arms(&b, cp, workers, nworkers, p, cells);
         }
         stats_put(&b, "}");
     }

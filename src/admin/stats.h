@@ -44,6 +44,20 @@ enum stats_server_field {
     SS_N,
 };
 
+/* http: per arm of a split (and the mirror, as the last row). */
+enum stats_arm_field {
+    SA_REQUESTS,
+    SA_RESPONSES_1XX,
+    SA_RESPONSES_2XX,
+    SA_RESPONSES_3XX,
+    SA_RESPONSES_4XX,
+    SA_RESPONSES_5XX,
+    SA_UPSTREAM_ERRORS,
+    SA_TIMEOUTS,
+    SA_DROPPED,
+    SA_N,
+};
+
 /* Latency histogram: exact below 16 us, then 8 buckets per power of two
  * (12.5% wide), up to 2^40 us. */
 enum { STATS_LAT_BUCKETS = 16 + 37 * 8 };
@@ -53,6 +67,9 @@ struct stats_pool {
     stats_ctr *servers;   /* nservers rows of SS_N */
     stats_ctr *latency;   /* nservers rows of STATS_LAT_BUCKETS */
     size_t nservers;
+    stats_ctr *arms;      /* http: narms rows of SA_N (arms, then the mirror) */
+    stats_ctr *arm_latency; /* narms rows of STATS_LAT_BUCKETS */
+    size_t narms;
 };
 
 struct stats {
@@ -101,6 +118,17 @@ uint64_t stats_lat_bound(unsigned bucket);
 static inline void stats_latency(struct stats_pool *p, size_t server, uint64_t us)
 {
     stats_add(&p->latency[server * STATS_LAT_BUCKETS + stats_lat_bucket(us)], 1);
+}
+
+static inline stats_ctr *stats_arm(struct stats_pool *p, size_t arm, enum stats_arm_field f)
+{
+    return &p->arms[arm * SA_N + f];
+}
+
+/* Count one response of arm `arm` that took `us` microseconds. */
+static inline void stats_arm_latency(struct stats_pool *p, size_t arm, uint64_t us)
+{
+    stats_add(&p->arm_latency[arm * STATS_LAT_BUCKETS + stats_lat_bucket(us)], 1);
 }
 
 /* Zeroed counters for every pool and server of `cf`. Returns 0 or -1. */

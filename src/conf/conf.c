@@ -1,6 +1,7 @@
 /* conf: YAML config to an immutable snapshot, validated against key tables
  * (see conf.h). Every error names file:line:column, the pool and the key. */
 #include "conf.h"
+#include "conf_int.h"
 #include "conf_tree.h"
 #include "conf_value.h"
 
@@ -23,7 +24,7 @@ enum {
 };
 
 /* Protocols this build can run; the others parse but are refused. */
-enum { P_IMPLEMENTED = P_TCP | P_REDIS };
+enum { P_IMPLEMENTED = P_TCP | P_REDIS | P_HTTP };
 
 static const char *const conf_proto_names[] = { "tcp", "redis", "memcache", "http", NULL };
 static const char *const conf_balance_names[] = {
@@ -67,19 +68,7 @@ int conf_dist_parse(const char *s, enum conf_dist *out)
     return 0;
 }
 
-struct conf_ctx {
-    const char *file;
-    const char *pool; /* pool being read, or NULL */
-    char *err;
-    size_t errlen;
-};
-
-/* Format "file:line:col: [pool 'p': ][key 'k': ]msg" into the error. */
-static int conf_fail(struct conf_ctx *cx, const struct conf_node *n,
-                     const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int conf_fail(struct conf_ctx *cx, const struct conf_node *n,
+int conf_fail(struct conf_ctx *cx, const struct conf_node *n,
                      const char *key, const char *fmt, ...)
 {
     size_t off = 0;
@@ -105,13 +94,13 @@ static int conf_fail(struct conf_ctx *cx, const struct conf_node *n,
     return -1;
 }
 
-static const char *conf_kind_name(const struct conf_node *n)
+const char *conf_kind_name(const struct conf_node *n)
 {
     static const char *const names[] = { "a scalar", "a list", "a mapping" };
     return names[n->kind];
 }
 
-static int conf_want_scalar(struct conf_ctx *cx, const struct conf_node *v, const char *key)
+int conf_want_scalar(struct conf_ctx *cx, const struct conf_node *v, const char *key)
 {
     if (v->kind != CONF_SCALAR) {
         return conf_fail(cx, v, key, "expected a single value, got %s", conf_kind_name(v));
@@ -121,7 +110,7 @@ static int conf_want_scalar(struct conf_ctx *cx, const struct conf_node *v, cons
 
 /* ---- typed readers: node -> value, with the error formatted ---- */
 
-static int conf_read_uint(struct conf_ctx *cx, const struct conf_node *v, const char *key,
+int conf_read_uint(struct conf_ctx *cx, const struct conf_node *v, const char *key,
                           uint64_t min, uint64_t max, uint64_t *out)
 {
     const char *why;
@@ -135,7 +124,7 @@ static int conf_read_uint(struct conf_ctx *cx, const struct conf_node *v, const 
     return 0;
 }
 
-static int conf_read_unsigned(struct conf_ctx *cx, const struct conf_node *v,
+int conf_read_unsigned(struct conf_ctx *cx, const struct conf_node *v,
                               const char *key, unsigned min, unsigned max, unsigned *out)
 {
     uint64_t x;
@@ -146,7 +135,7 @@ static int conf_read_unsigned(struct conf_ctx *cx, const struct conf_node *v,
     return 0;
 }
 
-static int conf_read_bool(struct conf_ctx *cx, const struct conf_node *v, const char *key,
+int conf_read_bool(struct conf_ctx *cx, const struct conf_node *v, const char *key,
                           bool *out)
 {
     const char *why;
@@ -159,7 +148,7 @@ static int conf_read_bool(struct conf_ctx *cx, const struct conf_node *v, const 
     return 0;
 }
 
-static int conf_read_duration(struct conf_ctx *cx, const struct conf_node *v,
+int conf_read_duration(struct conf_ctx *cx, const struct conf_node *v,
                               const char *key, uint64_t *out)
 {
     const char *why;
@@ -172,7 +161,7 @@ static int conf_read_duration(struct conf_ctx *cx, const struct conf_node *v,
     return 0;
 }
 
-static int conf_read_enum(struct conf_ctx *cx, const struct conf_node *v, const char *key,
+int conf_read_enum(struct conf_ctx *cx, const struct conf_node *v, const char *key,
                           const char *const *names, unsigned *out)
 {
     const char *why;
@@ -301,17 +290,21 @@ static int pk_timeout(struct conf_ctx *cx, struct conf_pool *p, const struct con
         return 0;
     }
     if (v->kind != CONF_MAP) {
-        return conf_fail(cx, v, key, "expected a duration or a mapping of connect, request, idle");
+        return conf_fail(cx, v, key, "expected a duration or a mapping of connect, request, "
+                         "idle");
     }
-    static const char *const phases[] = { "connect", "request", "idle", NULL };
-    uint64_t *slots[] = { &p->timeout_connect, &p->timeout_request, &p->timeout_idle };
+    static const char *const phases[] = { "connect", "request", "idle", "header", NULL };
+    uint64_t *slots[] = { &p->timeout_connect, &p->timeout_request, &p->timeout_idle,
+                          &p->timeout_header };
     for (size_t i = 0; i + 1 < v->n; i += 2) {
         unsigned which;
         const char *why;
-        if (conf_value_enum(v->items[i]->value, phases, &which, &why) == -1) {
+        if (conf_value_enum(v->items[i]->value, phases, &which, &why) == -1 ||
+            (which == 3 && p->proto != CONF_PROTO_HTTP)) {
             return conf_fail(cx, v->items[i], key,
-                             "unknown phase '%s' (one of: connect, request, idle)",
-                             v->items[i]->value);
+                             "unknown phase '%s' (one of: connect, request, idle%s)",
+                             v->items[i]->value,
+                             p->proto == CONF_PROTO_HTTP ? ", header" : "");
         }
         if (conf_read_duration(cx, v->items[i + 1], v->items[i]->value, slots[which]) == -1) {
             return -1;
@@ -516,6 +509,18 @@ static int pk_limits(struct conf_ctx *cx, struct conf_pool *p, const struct conf
     return 0;
 }
 
+static int pk_forwarded_for(struct conf_ctx *cx, struct conf_pool *p,
+                            const struct conf_node *v, const char *key)
+{
+    return conf_read_bool(cx, v, key, &p->forwarded_for);
+}
+
+static int pk_via(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
+                  const char *key)
+{
+    return conf_read_bool(cx, v, key, &p->via);
+}
+
 static int pk_later(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
                     const char *key)
 {
@@ -548,8 +553,10 @@ static const struct conf_pool_key conf_pool_keys[] = {
     { "limits", P_REDIS, pk_limits },
     { "discovery", P_ANY, pk_later },
     { "health_check", P_ANY, pk_later },
-    { "split", P_HTTP, pk_later },
-    { "mirror", P_HTTP, pk_later },
+    { "split", P_HTTP, conf_http_split },
+    { "mirror", P_HTTP, conf_http_mirror },
+    { "forwarded_for", P_HTTP, pk_forwarded_for },
+    { "via", P_HTTP, pk_via },
     { "max_connections", P_ANY, pk_later },
     { "max_pending", P_ANY, pk_later },
 };
@@ -576,6 +583,11 @@ static void conf_pool_defaults(struct conf_pool *p)
     p->server_connections = 1;
     p->server_retry_timeout = 30000;
     p->server_failure_limit = 2;
+    p->forwarded_for = true;
+    p->via = true;
+    p->timeout_header = 10000;
+    p->limit_header = 32 * 1024;
+    p->limit_line = 8 * 1024;
 }
 
 static const char *conf_protos_text(unsigned mask)
@@ -585,6 +597,9 @@ static const char *conf_protos_text(unsigned mask)
     }
     if (mask == P_REDIS) {
         return "redis";
+    }
+    if (mask == P_HTTP) {
+        return "http";
     }
     return "tcp and http";
 }
@@ -632,7 +647,11 @@ static int conf_read_pool(struct conf_ctx *cx, const struct conf_node *name,
     if (p->listen_spec == NULL) {
         return conf_fail(cx, name, "listen", "missing (every pool needs a listen address)");
     }
-    if (p->nservers == 0) {
+    if (p->proto == CONF_PROTO_HTTP) {
+        if (conf_http_finish(cx, p, name) == -1) {
+            return -1;
+        }
+    } else if (p->nservers == 0) {
         return conf_fail(cx, name, "servers", "missing (every pool needs servers)");
     }
     if (p->redis_user != NULL && p->redis_auth == NULL) {
@@ -716,6 +735,7 @@ static void conf_free(struct conf *cf)
         free(p->listen_spec);
         free(p->redis_auth);
         free(p->redis_user);
+        conf_http_free(p);
     }
     free(cf->pools);
     free(cf->path);

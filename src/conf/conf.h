@@ -58,6 +58,19 @@ struct conf_server {
     int line;
 };
 
+/* http: an arm of an experiment — a name, a share, and its servers (a
+ * slice of the pool's server list). A plain http pool has one arm. */
+struct conf_arm {
+    char *name;
+    unsigned weight;            /* a proportion; 0 takes no split traffic */
+    size_t first;               /* its servers: pool servers[first, first + n) */
+    size_t n;
+    int line;
+    struct conf_server *staged; /* while reading: its own list, merged at the end */
+};
+
+enum conf_sticky { CONF_STICKY_NONE, CONF_STICKY_HEADER, CONF_STICKY_COOKIE, CONF_STICKY_ADDR };
+
 struct conf_pool {
     char *name;
     int line;
@@ -97,6 +110,24 @@ struct conf_pool {
     uint64_t limit_bulk;
     uint64_t limit_request;
     uint64_t limit_inline;
+
+    /* http (split and mirror servers are appended to `servers`). */
+    struct conf_arm *arms;
+    size_t narms;
+    bool split;                 /* arms came from split: (else one plain arm) */
+    enum conf_sticky sticky;
+    char *sticky_name;          /* header or cookie name */
+    char *override_header;      /* names an arm explicitly; NULL: none */
+    char *arm_header;           /* response header telling the arm; NULL: none */
+    unsigned mirror_percent;    /* 0: no mirror */
+    size_t mirror_first;        /* mirror servers: servers[first, first + n) */
+    size_t mirror_n;
+    struct conf_server *mirror_staged; /* while reading */
+    bool forwarded_for;         /* append the client to X-Forwarded-For */
+    bool via;                   /* add "Via: 1.1 legate" */
+    uint64_t timeout_header;    /* ms to receive a request head (slowloris) */
+    uint64_t limit_header;      /* bytes of a request head (431 above) */
+    uint64_t limit_line;        /* bytes of a request line (414 above) */
 
     struct conf_server *servers;
     size_t nservers;

@@ -4,20 +4,26 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-int bal_init(struct bal *b, const struct conf_pool *cp, uint64_t seed)
+int bal_init_servers(struct bal *b, enum conf_balance kind, const struct conf_server *servers,
+                     size_t n, uint64_t seed)
 {
-    b->kind = cp->balance;
-    b->n = cp->nservers;
+    b->kind = kind;
+    b->n = n;
     b->next = 0;
     b->rng = seed ? seed : 0x9E3779B97F4A7C15ull;
-    b->servers = calloc(b->n, sizeof(*b->servers));
+    b->servers = calloc(n ? n : 1, sizeof(*b->servers));
     if (b->servers == NULL) {
         return -1;
     }
-    for (size_t i = 0; i < b->n; i++) {
-        b->servers[i].weight = cp->servers[i].weight;
+    for (size_t i = 0; i < n; i++) {
+        b->servers[i].weight = servers[i].weight;
     }
     return 0;
+}
+
+int bal_init(struct bal *b, const struct conf_pool *cp, uint64_t seed)
+{
+    return bal_init_servers(b, cp->balance, cp->servers, cp->nservers, seed);
 }
 
 void bal_free(struct bal *b)

@@ -28,6 +28,10 @@ struct bal {
 /* Set up for the servers of `cp`; `seed` makes random choices differ per
  * worker. Returns 0, or -1 when out of memory. */
 int bal_init(struct bal *b, const struct conf_pool *cp, uint64_t seed);
+/* The same over `n` servers (a slice of a pool's list: indexes are then
+ * relative to `servers`). */
+int bal_init_servers(struct bal *b, enum conf_balance kind, const struct conf_server *servers,
+                     size_t n, uint64_t seed);
 void bal_free(struct bal *b);
 
 /* Pick a server index, never one of the `nskip` indexes in `skip`.

@@ -2,6 +2,7 @@
 #include "pool.h"
 #include "../core/log.h"
 #include "../core/net.h"
+#include "../proto/http.h"
 #include "../proto/redis.h"
 #include "../proto/tcp.h"
 #include "../wk.h"
@@ -26,7 +27,7 @@ static const struct pool_proto pool_protos[] = {
     [CONF_PROTO_TCP] = { NULL, NULL, tcp_session_start },
     [CONF_PROTO_REDIS] = { redis_pool_init, redis_pool_fini, redis_client_start },
     [CONF_PROTO_MEMCACHE] = { NULL, NULL, NULL },
-    [CONF_PROTO_HTTP] = { NULL, NULL, NULL },
+    [CONF_PROTO_HTTP] = { http_pool_init, http_pool_fini, http_client_start },
 };
 
 int pool_shared_open(struct pool_shared *sh, const struct conf *cf,

@@ -1,0 +1,572 @@
+/* http_head: message heads with llhttp, RFC 9112 checks, and rewriting
+ * (see http_head.h). */
+#include "http_head.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ------------------------------------------------------------------ */
+/* llhttp callbacks: spans into the head buffer                        */
+
+static struct http_parser *hp_of(llhttp_t *p)
+{
+    return p->data;
+}
+
+static uint32_t head_off(const struct http_head *h, const char *at)
+{
+    return (uint32_t)(at - h->buf);
+}
+
+/* Grow span `s` by a piece at `at` (pieces of one span are contiguous in
+ * the head buffer, which llhttp reads). */
+static void span_add(struct http_head *h, struct http_span *s, const char *at, size_t n)
+{
+    if (s->len == 0) {
+        s->off = head_off(h, at);
+    }
+    s->len += (uint32_t)n;
+}
+
+static int cb_url(llhttp_t *p, const char *at, size_t n)
+{
+    struct http_head *h = &hp_of(p)->head;
+    span_add(h, &h->target, at, n);
+    return 0;
+}
+
+static int cb_status(llhttp_t *p, const char *at, size_t n)
+{
+    struct http_head *h = &hp_of(p)->head;
+    span_add(h, &h->reason, at, n);
+    return 0;
+}
+
+static int cb_field(llhttp_t *p, const char *at, size_t n)
+{
+    struct http_head *h = &hp_of(p)->head;
+    if (h->nfields == 0 || h->fields[h->nfields - 1].value.len > 0 ||
+        h->fields[h->nfields - 1].value.off != 0) {
+        if (h->nfields == HTTP_MAX_HEADERS) {
+            h->too_many = true;
+            return HPE_USER;
+        }
+        h->fields[h->nfields++] = (struct http_field){ { 0, 0 }, { 0, 0 } };
+    }
+    span_add(h, &h->fields[h->nfields - 1].name, at, n);
+    return 0;
+}
+
+static int cb_value(llhttp_t *p, const char *at, size_t n)
+{
+    struct http_head *h = &hp_of(p)->head;
+    struct http_field *f = &h->fields[h->nfields - 1];
+    if (f->value.len == 0) {
+        f->value.off = head_off(h, at);
+    }
+    f->value.len += (uint32_t)n;
+    return 0;
+}
+
+/* An empty value leaves value.off at 0, which cb_field takes for "no value
+ * yet": mark it explicitly so the next name starts a new field. */
+static int cb_value_complete(llhttp_t *p)
+{
+    struct http_head *h = &hp_of(p)->head;
+    struct http_field *f = &h->fields[h->nfields - 1];
+    if (f->value.len == 0) {
+        f->value.off = UINT32_MAX;
+    }
+    return 0;
+}
+
+static int cb_headers_complete(llhttp_t *p)
+{
+    struct http_parser *hp = hp_of(p);
+    if (hp->no_body) {
+        return 1; /* skip the body: message_complete pauses right after */
+    }
+    return HPE_PAUSED;
+}
+
+static int cb_body(llhttp_t *p, const char *at, size_t n)
+{
+    struct http_parser *hp = hp_of(p);
+    return hp->body(hp->owner, at, n) == 0 ? 0 : HPE_USER;
+}
+
+static int cb_message_complete(llhttp_t *p)
+{
+    hp_of(p)->msg_done = true;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t http_settings = {
+    .on_url = cb_url,
+    .on_status = cb_status,
+    .on_header_field = cb_field,
+    .on_header_value = cb_value,
+    .on_header_value_complete = cb_value_complete,
+    .on_headers_complete = cb_headers_complete,
+    .on_body = cb_body,
+    .on_message_complete = cb_message_complete,
+};
+
+/* ------------------------------------------------------------------ */
+/* parser lifecycle                                                    */
+
+static void head_clear(struct http_head *h)
+{
+    char *buf = h->buf;
+    size_t cap = h->cap, limit = h->limit, line = h->line_limit;
+    memset(h, 0, sizeof(*h));
+    h->buf = buf;
+    h->cap = cap;
+    h->limit = limit;
+    h->line_limit = line;
+}
+
+void http_parser_init(struct http_parser *hp, bool is_request, size_t limit,
+                      size_t line_limit, void *owner,
+                      int (*body)(void *owner, const char *at, size_t n))
+{
+    memset(hp, 0, sizeof(*hp));
+    llhttp_init(&hp->p, is_request ? HTTP_REQUEST : HTTP_RESPONSE, &http_settings);
+    hp->p.data = hp;
+    hp->is_request = is_request;
+    hp->head.limit = limit;
+    hp->head.line_limit = line_limit;
+    hp->owner = owner;
+    hp->body = body;
+}
+
+void http_parser_free(struct http_parser *hp)
+{
+    free(hp->head.buf);
+    hp->head.buf = NULL;
+}
+
+void http_parser_next(struct http_parser *hp)
+{
+    head_clear(&hp->head);
+    hp->msg_done = false;
+    hp->no_body = false;
+}
+
+/* ------------------------------------------------------------------ */
+/* RFC 9112 checks llhttp leaves to us                                 */
+
+bool http_token_eq(const char *name, size_t len, const char *lit)
+{
+    size_t n = strlen(lit);
+    if (len != n) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char a = name[i], b = lit[i];
+        a = (char)(a >= 'A' && a <= 'Z' ? a + 32 : a);
+        b = (char)(b >= 'A' && b <= 'Z' ? b + 32 : b);
+        if (a != b) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static const char *field_name(const struct http_head *h, const struct http_field *f)
+{
+    return h->buf + f->name.off;
+}
+
+static const char *field_value(const struct http_head *h, const struct http_field *f,
+                               size_t *len)
+{
+    *len = f->value.len;
+    return f->value.len ? h->buf + f->value.off : "";
+}
+
+const char *http_head_get(const struct http_head *h, const char *name, size_t *len)
+{
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const struct http_field *f = &h->fields[i];
+        if (http_token_eq(field_name(h, f), f->name.len, name)) {
+            return field_value(h, f, len);
+        }
+    }
+    return NULL;
+}
+
+static int head_fail(struct http_error *err, int status, const char *why)
+{
+    err->status = status;
+    err->why = why;
+    return -1;
+}
+
+/* Every line ends in CRLF; no bare CR, bare LF or NUL; no line after the
+ * first starts with whitespace (obs-fold). */
+static int head_check_bytes(const struct http_head *h, struct http_error *err)
+{
+    for (size_t i = 0; i < h->len; i++) {
+        char c = h->buf[i];
+        if (c == '\0') {
+            return head_fail(err, 400, "NUL byte in the head");
+        }
+        if (c == '\r' && (i + 1 >= h->len || h->buf[i + 1] != '\n')) {
+            return head_fail(err, 400, "bare CR in the head");
+        }
+        if (c == '\n') {
+            if (i == 0 || h->buf[i - 1] != '\r') {
+                return head_fail(err, 400, "bare LF in the head");
+            }
+            if (i + 1 < h->len && (h->buf[i + 1] == ' ' || h->buf[i + 1] == '\t')) {
+                return head_fail(err, 400, "obsolete line folding");
+            }
+        }
+    }
+    return 0;
+}
+
+/* Transfer-Encoding: codings separated by commas; only chunked is known,
+ * it must be last and only once. */
+static int head_check_te(const struct http_head *h, bool is_request, struct http_error *err)
+{
+    bool chunked_seen = false, other = false, any = false;
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const struct http_field *f = &h->fields[i];
+        if (!http_token_eq(field_name(h, f), f->name.len, "transfer-encoding")) {
+            continue;
+        }
+        any = true;
+        size_t vlen;
+        const char *v = field_value(h, f, &vlen);
+        size_t a = 0;
+        while (a <= vlen) {
+            size_t b = a;
+            while (b < vlen && v[b] != ',') {
+                b++;
+            }
+            size_t s = a, e = b;
+            while (s < e && (v[s] == ' ' || v[s] == '\t')) {
+                s++;
+            }
+            while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t')) {
+                e--;
+            }
+            if (e > s) {
+                if (chunked_seen) {
+                    return head_fail(err, 400, "Transfer-Encoding does not end in chunked");
+                }
+                if (http_token_eq(v + s, e - s, "chunked")) {
+                    chunked_seen = true;
+                } else {
+                    other = true;
+                }
+            }
+            a = b + 1;
+        }
+    }
+    if (!any) {
+        return 0;
+    }
+    if (is_request && h->major == 1 && h->minor == 0) {
+        return head_fail(err, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    }
+    if (!chunked_seen) {
+        return head_fail(err, is_request ? 400 : 502, "Transfer-Encoding does not end in chunked");
+    }
+    if (other) {
+        return head_fail(err, is_request ? 501 : 502, "unknown transfer coding");
+    }
+    return 0;
+}
+
+/* Everything llhttp accepted that a proxy must still refuse. */
+static int head_check(struct http_parser *hp, struct http_error *err)
+{
+    struct http_head *h = &hp->head;
+    int bad = hp->is_request ? 400 : 502;
+    if (head_check_bytes(h, err) == -1) {
+        err->status = bad;
+        return -1;
+    }
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const char *n = field_name(h, &h->fields[i]);
+        for (uint32_t k = 0; k < h->fields[i].name.len; k++) {
+            if (n[k] == ' ' || n[k] == '\t') {
+                return head_fail(err, bad, "whitespace in a header name");
+            }
+        }
+    }
+    return head_check_te(h, hp->is_request, err);
+}
+
+/* Copy what llhttp decided into the head. */
+static void head_summarize(struct http_parser *hp)
+{
+    struct http_head *h = &hp->head;
+    llhttp_t *p = &hp->p;
+    h->major = llhttp_get_http_major(p);
+    h->minor = llhttp_get_http_minor(p);
+    h->method = llhttp_get_method(p);
+    h->status = llhttp_get_status_code(p);
+    h->keep_alive = llhttp_should_keep_alive(p) != 0;
+    h->upgrade = llhttp_get_upgrade(p) != 0;
+    h->has_length = (p->flags & F_CONTENT_LENGTH) != 0;
+    h->length = h->has_length ? p->content_length : 0;
+    if (p->flags & F_CHUNKED) {
+        h->framing = HTTP_BODY_CHUNKED;
+    } else if (h->has_length) {
+        h->framing = h->length > 0 ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
+    } else if (!hp->is_request && h->status >= 200 && h->status != 204 && h->status != 304) {
+        h->framing = HTTP_BODY_EOF;
+    } else {
+        h->framing = HTTP_BODY_NONE;
+    }
+    if (hp->no_body) {
+        h->framing = HTTP_BODY_NONE;
+    }
+    size_t elen;
+    const char *e = http_head_get(h, "expect", &elen);
+    h->expect_continue = e != NULL && http_token_eq(e, elen, "100-continue");
+}
+
+/* The head ended `used` bytes into the newest piece: finish and check it. */
+static int head_done(struct http_parser *hp, size_t start, size_t used, struct http_error *err)
+{
+    struct http_head *h = &hp->head;
+    h->len = start + used;
+    h->done = true;
+    head_summarize(hp);
+    return head_check(hp, err);
+}
+
+static long feed_head(struct http_parser *hp, const char *data, size_t n, struct http_error *err)
+{
+    struct http_head *h = &hp->head;
+    size_t room = h->limit + 1 - h->len; /* one byte over: enough to know */
+    size_t take = n < room ? n : room;
+    if (h->len + take > h->cap) {
+        size_t cap = h->cap ? h->cap : 1024;
+        while (cap < h->len + take) {
+            cap *= 2;
+        }
+        char *b = realloc(h->buf, cap);
+        if (b == NULL) {
+            return head_fail(err, 500, "out of memory");
+        }
+        h->buf = b;
+        h->cap = cap;
+    }
+    memcpy(h->buf + h->len, data, take);
+    size_t start = h->len;
+    h->len += take;
+    llhttp_errno_t e = llhttp_execute(&hp->p, h->buf + start, take);
+    if (e == HPE_PAUSED) {
+        hp->paused = true;
+        size_t used = (size_t)(llhttp_get_error_pos(&hp->p) - (h->buf + start));
+        if (head_done(hp, start, used, err) == -1) {
+            return -1;
+        }
+        return (long)used;
+    }
+    if (e != HPE_OK) {
+        if (h->too_many) {
+            return head_fail(err, hp->is_request ? 431 : 502, "too many header fields");
+        }
+        return head_fail(err, hp->is_request ? 400 : 502, llhttp_get_error_reason(&hp->p));
+    }
+    /* still inside the head */
+    if (hp->is_request && h->target.len > h->line_limit) {
+        return head_fail(err, 414, "request target too long");
+    }
+    if (h->len > h->limit) {
+        return head_fail(err, hp->is_request ? 431 : 502, "head too large");
+    }
+    return (long)take;
+}
+
+long http_parser_feed(struct http_parser *hp, const char *data, size_t n,
+                      struct http_error *err)
+{
+    if (hp->paused) {
+        llhttp_resume(&hp->p);
+        hp->paused = false;
+    }
+    if (!hp->head.done) {
+        return feed_head(hp, data, n, err);
+    }
+    llhttp_errno_t e = llhttp_execute(&hp->p, data, n);
+    if (e == HPE_PAUSED) {
+        hp->paused = true;
+        return (long)(llhttp_get_error_pos(&hp->p) - data);
+    }
+    if (e != HPE_OK) {
+        return head_fail(err, hp->is_request ? 400 : 502, llhttp_get_error_reason(&hp->p));
+    }
+    return (long)n;
+}
+
+int http_parser_finish(struct http_parser *hp)
+{
+    if (hp->paused) {
+        llhttp_resume(&hp->p);
+        hp->paused = false;
+    }
+    return llhttp_finish(&hp->p) == HPE_OK || hp->msg_done ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* writing heads for the other side                                    */
+
+/* Headers that describe one connection, never passed on (RFC 9110 7.6.1),
+ * plus the framing headers we write ourselves. */
+static bool hop_by_hop(const char *n, size_t len)
+{
+    static const char *const names[] = {
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+        "transfer-encoding", "content-length", "proxy-authenticate", "proxy-authorization",
+        NULL,
+    };
+    for (size_t i = 0; names[i] != NULL; i++) {
+        if (http_token_eq(n, len, names[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether the Connection header(s) of `h` list `name`. */
+static bool connection_lists(const struct http_head *h, const char *name, size_t nlen)
+{
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const struct http_field *f = &h->fields[i];
+        if (!http_token_eq(field_name(h, f), f->name.len, "connection")) {
+            continue;
+        }
+        size_t vlen;
+        const char *v = field_value(h, f, &vlen);
+        size_t a = 0;
+        while (a < vlen) {
+            size_t b = a;
+            while (b < vlen && v[b] != ',') {
+                b++;
+            }
+            size_t s = a, e = b;
+            while (s < e && (v[s] == ' ' || v[s] == '\t')) {
+                s++;
+            }
+            while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t')) {
+                e--;
+            }
+            if (e - s == nlen && strncasecmp(v + s, name, nlen) == 0) {
+                return true;
+            }
+            a = b + 1;
+        }
+    }
+    return false;
+}
+
+struct head_writer {
+    struct buf_queue *q;
+    struct buf_pool *pool;
+    int failed;
+};
+
+static void put(struct head_writer *w, const char *s, size_t n)
+{
+    if (!w->failed && buf_queue_append(w->q, w->pool, s, n) == -1) {
+        w->failed = 1;
+    }
+}
+
+static void puts_(struct head_writer *w, const char *s)
+{
+    put(w, s, strlen(s));
+}
+
+static void put_u64(struct head_writer *w, uint64_t v)
+{
+    char d[24];
+    size_t n = 0;
+    do {
+        d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    put(w, d + sizeof(d) - n, n);
+}
+
+/* The end-to-end fields, then framing and our additions, then CRLF. */
+static void put_fields(struct head_writer *w, const struct http_head *h,
+                       const struct http_out *o, bool framed_length)
+{
+    bool xff_done = false;
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const struct http_field *f = &h->fields[i];
+        const char *n = field_name(h, f);
+        if (hop_by_hop(n, f->name.len) || connection_lists(h, n, f->name.len)) {
+            continue;
+        }
+        size_t vlen;
+        const char *v = field_value(h, f, &vlen);
+        put(w, n, f->name.len);
+        puts_(w, ": ");
+        put(w, v, vlen);
+        if (o->forwarded_for != NULL && http_token_eq(n, f->name.len, "x-forwarded-for")) {
+            puts_(w, ", ");
+            puts_(w, o->forwarded_for);
+            xff_done = true;
+        }
+        puts_(w, "\r\n");
+    }
+    if (o->forwarded_for != NULL && !xff_done) {
+        puts_(w, "X-Forwarded-For: ");
+        puts_(w, o->forwarded_for);
+        puts_(w, "\r\n");
+    }
+    if (o->via) {
+        puts_(w, h->major == 1 && h->minor == 0 ? "Via: 1.0 legate\r\n" : "Via: 1.1 legate\r\n");
+    }
+    if (o->chunked) {
+        puts_(w, "Transfer-Encoding: chunked\r\n");
+    } else if (framed_length) {
+        puts_(w, "Content-Length: ");
+        put_u64(w, h->length);
+        puts_(w, "\r\n");
+    }
+    if (o->extra_name != NULL) {
+        puts_(w, o->extra_name);
+        puts_(w, ": ");
+        puts_(w, o->extra_value);
+        puts_(w, "\r\n");
+    }
+    puts_(w, o->close ? "Connection: close\r\n\r\n" : "\r\n");
+}
+
+int http_head_write_request(const struct http_head *h, const struct http_out *o,
+                            struct buf_queue *q, struct buf_pool *pool)
+{
+    struct head_writer w = { q, pool, 0 };
+    puts_(&w, llhttp_method_name((llhttp_method_t)h->method));
+    puts_(&w, " ");
+    put(&w, h->buf + h->target.off, h->target.len);
+    puts_(&w, " HTTP/1.1\r\n");
+    put_fields(&w, h, o, h->has_length);
+    return w.failed ? -1 : 0;
+}
+
+int http_head_write_response(const struct http_head *h, const struct http_out *o,
+                             struct buf_queue *q, struct buf_pool *pool)
+{
+    struct head_writer w = { q, pool, 0 };
+    puts_(&w, "HTTP/1.1 ");
+    put_u64(&w, (uint64_t)h->status);
+    puts_(&w, " ");
+    put(&w, h->reason.len ? h->buf + h->reason.off : "", h->reason.len);
+    puts_(&w, "\r\n");
+    /* A response to HEAD, or a 304, keeps the length it announces. */
+    put_fields(&w, h, o, h->has_length);
+    return w.failed ? -1 : 0;
+}

@@ -1,0 +1,138 @@
+/* http_head: one HTTP/1.1 message head (request or response), parsed by
+ * llhttp and checked against RFC 9112's framing rules, then rewritten for
+ * the other side.
+ *
+ * The head is copied into one buffer as it arrives (bounded by the pool's
+ * limit) and llhttp runs over that copy, pausing exactly at the end of the
+ * head; callbacks record spans (offsets into the buffer) for the target
+ * and each header. llhttp then carries on over the body, which the caller
+ * feeds from its own buffers (http.c): http_head only sees heads.
+ *
+ * What llhttp (8.x, strict mode) refuses is refused; what it tolerates but
+ * RFC 9112 forbids a proxy to pass on — whitespace before a colon,
+ * obs-fold, bare CR or LF, NUL, Transfer-Encoding on HTTP/1.0, chunked
+ * twice or not last, unknown codings — is refused here. */
+#ifndef LEGATE_HTTP_HEAD_H
+#define LEGATE_HTTP_HEAD_H
+
+#include "../core/buf.h"
+
+#include <llhttp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { HTTP_MAX_HEADERS = 128 };
+
+struct http_span {
+    uint32_t off;
+    uint32_t len;
+};
+
+struct http_field {
+    struct http_span name;
+    struct http_span value;
+};
+
+/* How a message's body is delimited. */
+enum http_framing {
+    HTTP_BODY_NONE,     /* no body at all */
+    HTTP_BODY_LENGTH,   /* Content-Length */
+    HTTP_BODY_CHUNKED,  /* Transfer-Encoding: chunked */
+    HTTP_BODY_EOF,      /* response read until the connection closes */
+};
+
+struct http_head {
+    /* raw bytes of the head, as received */
+    char *buf;
+    size_t len;
+    size_t cap;
+    size_t limit;             /* most bytes a head may have */
+    size_t line_limit;        /* most bytes of a request line */
+    bool done;                /* the whole head is in buf[0, len) */
+
+    /* parsed */
+    struct http_span target;  /* request target (requests) */
+    struct http_span reason;  /* reason phrase (responses) */
+    struct http_field fields[HTTP_MAX_HEADERS];
+    unsigned nfields;
+    bool too_many;            /* more than HTTP_MAX_HEADERS */
+    uint8_t major, minor;
+    uint8_t method;           /* llhttp_method_t */
+    int status;
+    enum http_framing framing;
+    bool has_length;          /* a Content-Length was given */
+    uint64_t length;          /* its value */
+    bool keep_alive;          /* llhttp's verdict after the head */
+    bool expect_continue;
+    bool upgrade;
+};
+
+/* What went wrong, as the status a client gets (0 = nothing). */
+struct http_error {
+    int status;               /* 400, 414, 431, 501; 502 for responses */
+    const char *why;          /* short text for the log and the body */
+};
+
+/* A message parser: llhttp plus the head being collected. Heads are
+ * copied (and bounded); bodies are handed to `body` as they pass. */
+struct http_parser {
+    llhttp_t p;
+    struct http_head head;
+    bool is_request;
+    bool no_body;             /* response to HEAD: tell llhttp there is none */
+    bool msg_done;            /* the whole message has passed */
+    bool paused;              /* llhttp must be resumed before the next feed */
+    void *owner;
+    /* body bytes as they pass (chunk framing removed); returns 0, or -1
+     * to stop (the feed then fails) */
+    int (*body)(void *owner, const char *at, size_t n);
+};
+
+/* Set up for requests or responses with the given head limits. */
+void http_parser_init(struct http_parser *hp, bool is_request, size_t limit,
+                      size_t line_limit, void *owner,
+                      int (*body)(void *owner, const char *at, size_t n));
+void http_parser_free(struct http_parser *hp);
+
+/* Start the next message on the same stream (after msg_done). */
+void http_parser_next(struct http_parser *hp);
+
+/* Feed up to `n` bytes. Returns the bytes consumed, stopping early right
+ * after the head (head.done becomes true) and right after the message
+ * (msg_done), so the caller can act at each point; or -1 with `err`. */
+long http_parser_feed(struct http_parser *hp, const char *data, size_t n,
+                      struct http_error *err);
+
+/* At the end of the stream: whether an EOF-delimited body ends cleanly
+ * here. Returns 0 (message complete) or -1. */
+int http_parser_finish(struct http_parser *hp);
+
+/* A header's value by name (case-insensitive), or NULL; *len its length. */
+const char *http_head_get(const struct http_head *h, const char *name, size_t *len);
+
+/* Whether `name` (len bytes) equals `lit` ignoring ASCII case. */
+bool http_token_eq(const char *name, size_t len, const char *lit);
+
+/* Options for writing a head toward the other side. */
+struct http_out {
+    const char *forwarded_for;  /* append to X-Forwarded-For; NULL: don't */
+    bool via;                   /* add Via: 1.1 legate */
+    bool close;                 /* say Connection: close */
+    bool chunked;               /* the body we send is re-chunked */
+    const char *extra_name;     /* one header to add (the arm); NULL: none */
+    const char *extra_value;
+};
+
+/* Write request head `h` for an upstream: the request line, the
+ * end-to-end headers (hop-by-hop ones and those named by Connection
+ * dropped), framing headers for the body as we send it, and `o`'s
+ * additions. Returns 0, or -1 when out of memory. */
+int http_head_write_request(const struct http_head *h, const struct http_out *o,
+                            struct buf_queue *q, struct buf_pool *pool);
+
+/* The same for response head `h` toward a client. */
+int http_head_write_response(const struct http_head *h, const struct http_out *o,
+                             struct buf_queue *q, struct buf_pool *pool);
+
+#endif
