@@ -65,6 +65,7 @@ struct http_client {
     uint64_t t_start_us;
 
     struct ev_timer timer;
+    struct ev_defer kick;       /* pump again once this batch of events is done */
     struct ev_defer release;
     bool gone;
 };
@@ -81,6 +82,7 @@ struct http_up {
     bool reused;                /* served an exchange before this one */
     bool got_bytes;             /* something came back for this exchange */
     struct ev_timer timer;
+    struct ev_defer kick;
     struct ev_defer release;
     bool gone;
 };
@@ -90,6 +92,40 @@ static void http_client_close(struct http_client *cl, bool err);
 static void http_up_close(struct http_up *u);
 static void http_up_pump(struct http_up *u);
 static void http_dispatch(struct http_client *cl);
+
+/* Run the other side's pump from the loop rather than from inside this
+ * side's (no re-entry; one run per batch however often it is asked). */
+static void http_client_kick(struct http_client *cl)
+{
+    if (!cl->gone) {
+        ev_defer(cl->hp->wk->loop, &cl->kick);
+    }
+}
+
+static void http_up_kick(struct http_up *u)
+{
+    if (!u->gone && !u->connecting) {
+        ev_defer(u->hp->wk->loop, &u->kick);
+    }
+}
+
+static void http_client_kicked(struct ev_loop *loop, struct ev_defer *d)
+{
+    (void)loop;
+    struct http_client *cl = d->data;
+    if (!cl->gone) {
+        http_client_pump(cl);
+    }
+}
+
+static void http_up_kicked(struct ev_loop *loop, struct ev_defer *d)
+{
+    (void)loop;
+    struct http_up *u = d->data;
+    if (!u->gone) {
+        http_up_pump(u);
+    }
+}
 
 static const char *http_server_spec(const struct http_pool *hp, size_t server)
 {
@@ -311,6 +347,7 @@ static int http_request_head(struct http_client *cl)
         .forwarded_for = cp->forwarded_for ? cl->addr : NULL,
         .via = cp->via,
         .chunked = cl->req_chunked,
+        .host = cp->servers[cp->arms[cl->arm].first].spec,
     };
     return http_head_write_request(h, &o, &cl->up, &hp->wk->bufs);
 }
@@ -372,9 +409,6 @@ static int http_client_parse(struct http_client *cl)
             if (http_request_done(cl) == -1) {
                 http_client_finish(cl);
                 return -1;
-            }
-            if (cl->u != NULL && !cl->u->connecting) {
-                http_up_pump(cl->u);
             }
             break; /* the next request waits for this response */
         }
@@ -456,6 +490,9 @@ static void http_client_pump(struct http_client *cl)
         if (http_client_parse(cl) == 0 && cl->in.bytes != before) {
             progress = true;
         }
+        if (cl->u != NULL && cl->up.bytes > 0) {
+            http_up_kick(cl->u); /* request bytes to send */
+        }
         if (cl->out.bytes > 0 && cl->c.writable) {
             ssize_t w = conn_write(&cl->c, &cl->out, bufs);
             if (w == -1) {
@@ -465,7 +502,7 @@ static void http_client_pump(struct http_client *cl)
             if (w > 0) {
                 progress = true;
                 if (cl->u != NULL && cl->out.bytes < hp->wk->queue_limit) {
-                    http_up_pump(cl->u); /* room again for the response body */
+                    http_up_kick(cl->u); /* room again for the response body */
                 }
             }
         }
@@ -630,7 +667,7 @@ static void http_up_fail(struct http_up *u, int status, const char *why,
         return;
     }
     http_upstream_failed(cl, status, why, what);
-    http_client_pump(cl);
+    http_client_kick(cl);
 }
 
 /* Parse what the upstream sent. Returns -1 when `u` was closed. */
@@ -647,6 +684,7 @@ static int http_up_parse(struct http_up *u)
             return -1;
         }
         buf_queue_consume(&u->in, &hp->wk->bufs, (size_t)used);
+        http_client_kick(cl); /* response bytes to write */
         struct http_head *h = &u->rsp.head;
         if (h->done && !u->rsp.msg_done && !cl->rsp_started && h->status >= 200) {
             if (http_response_head(u) == -1) {
@@ -675,7 +713,7 @@ static int http_up_parse(struct http_up *u)
             stats_add(stats_server(http_stats(hp), u->server, SS_RESPONSES), 1);
             bool reusable = h->keep_alive && u->in.bytes == 0;
             http_exchange_done(cl, reusable);
-            http_client_pump(cl);
+            http_client_kick(cl);
             return -1; /* `u` is idle or closed now */
         }
     }
@@ -703,7 +741,7 @@ static void http_up_timer(struct ev_loop *loop, struct ev_timer *t)
         } else {
             http_upstream_failed(cl, 504, "upstream connect timed out", SA_TIMEOUTS);
         }
-        http_client_pump(cl);
+        http_client_kick(cl);
         return;
     }
     http_up_fail(u, 504, "upstream timed out", SA_TIMEOUTS);
@@ -735,10 +773,7 @@ static void http_up_pump(struct http_up *u)
                 progress = true;
                 http_up_arm_timer(u);
                 if (cl->up.bytes < hp->wk->queue_limit) {
-                    http_client_parse(cl); /* room for more request body */
-                    if (u->gone || u->cl != cl) {
-                        return;
-                    }
+                    http_client_kick(cl); /* room for more request body */
                 }
             }
         }
@@ -780,7 +815,7 @@ static void http_up_pump(struct http_up *u)
                 }
                 stats_add(stats_server(http_stats(hp), u->server, SS_RESPONSES), 1);
                 http_exchange_done(cl, false);
-                http_client_pump(cl);
+                http_client_kick(cl);
                 return;
             }
             if (u->reused && !u->got_bytes && cl->idempotent && cl->ntried < HTTP_MAX_TRIES) {
@@ -804,7 +839,7 @@ retry:
         http_up_close(u);
         cl->ntried--; /* a stale connection is not a failed server */
         http_dispatch(cl);
-        http_client_pump(cl);
+        http_client_kick(cl);
     }
 }
 
@@ -829,7 +864,7 @@ static void http_up_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
                 http_upstream_failed(cl, 502, "upstream refused the connection",
                                      SA_UPSTREAM_ERRORS);
             }
-            http_client_pump(cl);
+            http_client_kick(cl);
             return;
         }
         u->connecting = false;
@@ -872,6 +907,7 @@ static struct http_up *http_up_get(struct http_client *cl, size_t server)
     http_parser_init(&u->rsp, false, hp->cp->limit_header, hp->cp->limit_line, u,
                      http_rsp_body);
     u->timer = (struct ev_timer){ .fn = http_up_timer, .data = u };
+    u->kick = (struct ev_defer){ .fn = http_up_kicked, .data = u };
     u->release = (struct ev_defer){ .fn = http_up_release, .data = u };
     if (conn_open(&u->c, hp->wk->loop, fd, http_up_io, u) == -1) {
         close(fd);
@@ -916,9 +952,7 @@ static void http_dispatch(struct http_client *cl)
         cl->u = u;
         u->rsp.no_body = cl->req.head.method == HTTP_HEAD;
         stats_add(stats_server(http_stats(hp), server, SS_REQUESTS), 1);
-        if (!u->connecting) {
-            http_up_pump(u);
-        }
+        http_up_kick(u);
         return;
     }
     http_upstream_failed(cl, 502, "no upstream server reachable", SA_UPSTREAM_ERRORS);
@@ -1013,6 +1047,7 @@ int http_client_start(struct pool *p, int fd)
                      http_req_body);
     http_peer_text(fd, cl->addr, sizeof(cl->addr));
     cl->timer = (struct ev_timer){ .fn = http_client_timer, .data = cl };
+    cl->kick = (struct ev_defer){ .fn = http_client_kicked, .data = cl };
     cl->release = (struct ev_defer){ .fn = http_client_release, .data = cl };
     net_set_nodelay(fd, &p->cp->listen);
     if (conn_open(&cl->c, hp->wk->loop, fd, http_client_io, cl) == -1) {

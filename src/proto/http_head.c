@@ -287,6 +287,9 @@ static int head_check(struct http_parser *hp, struct http_error *err)
 {
     struct http_head *h = &hp->head;
     int bad = hp->is_request ? 400 : 502;
+    if (hp->is_request && h->target.len > h->line_limit) {
+        return head_fail(err, 414, "request target too long");
+    }
     if (head_check_bytes(h, err) == -1) {
         err->status = bad;
         return -1;
@@ -553,6 +556,12 @@ int http_head_write_request(const struct http_head *h, const struct http_out *o,
     puts_(&w, " ");
     put(&w, h->buf + h->target.off, h->target.len);
     puts_(&w, " HTTP/1.1\r\n");
+    size_t hl;
+    if (o->host != NULL && http_head_get(h, "host", &hl) == NULL) {
+        puts_(&w, "Host: "); /* an HTTP/1.0 client may omit it; 1.1 needs it */
+        puts_(&w, o->host);
+        puts_(&w, "\r\n");
+    }
     put_fields(&w, h, o, h->has_length);
     return w.failed ? -1 : 0;
 }

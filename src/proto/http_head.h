@@ -120,6 +120,7 @@ struct http_out {
     bool via;                   /* add Via: 1.1 legate */
     bool close;                 /* say Connection: close */
     bool chunked;               /* the body we send is re-chunked */
+    const char *host;           /* Host to add when a request has none */
     const char *extra_name;     /* one header to add (the arm); NULL: none */
     const char *extra_value;
 };

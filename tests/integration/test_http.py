@@ -1,0 +1,477 @@
+"""The http pool: experiment splitting in front of real nginx upstreams (one
+server block per arm answering with the arm's name) and a small Python
+upstream for bodies, slowness and broken framing; clients are curl, requests
+and raw sockets."""
+
+import http.server
+import json
+import os
+import random
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import free_port, wait_for, can_connect, rss_kib
+
+
+# ---------------------------------------------------------------- upstreams
+
+class Nginx:
+    """nginx with one server block per arm: GET / answers the arm's name."""
+
+    def __init__(self, tmp_path, arms):
+        self.dir = tmp_path / f"nginx-{random.randrange(1 << 30)}"
+        self.dir.mkdir()
+        self.ports = {a: free_port() for a in arms}
+        blocks = "".join(
+            f"  server {{ listen 127.0.0.1:{p}; keepalive_requests 100000;\n"
+            f"    location / {{ add_header X-Conn $connection; return 200 \"{a}\\n\"; }}\n"
+            f"    location /nobody {{ return 204; }}\n"
+            f"    location /big {{ alias {self.dir}/big; }} }}\n"
+            for a, p in self.ports.items())
+        (self.dir / "nginx.conf").write_text(
+            f"user root;\nworker_processes 1;\ndaemon off;\npid {self.dir}/nginx.pid;\n"
+            f"error_log {self.dir}/error.log;\nevents {{ worker_connections 1024; }}\n"
+            f"http {{\n  access_log off;\n  client_body_temp_path {self.dir};\n"
+            f"  proxy_temp_path {self.dir};\n  fastcgi_temp_path {self.dir};\n"
+            f"  uwsgi_temp_path {self.dir};\n  scgi_temp_path {self.dir};\n{blocks}}}\n")
+        self.proc = subprocess.Popen(["nginx", "-c", str(self.dir / "nginx.conf"),
+                                      "-p", str(self.dir)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for p in self.ports.values():
+            wait_for(lambda p=p: can_connect(("127.0.0.1", p)), what="nginx")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class Upstream(http.server.ThreadingHTTPServer):
+    """Echoes request bodies, sleeps on /sleep/<s>, answers /bad with
+    broken framing; counts requests and connections."""
+    daemon_threads = True
+
+    def __init__(self):
+        self.requests = []
+        self.connections = 0
+        super().__init__(("127.0.0.1", 0), UpstreamHandler)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def get_request(self):
+        conn = super().get_request()
+        self.connections += 1
+        return conn
+
+
+class UpstreamHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.requests.append((self.command, self.path, dict(self.headers)))
+        if self.path.startswith("/sleep/"):
+            time.sleep(float(self.path.split("/")[2]))
+        if self.path == "/bad":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd")
+            return
+        if self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in (b"hello ", b"chunked ", b"world"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if self.path == "/eof":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+            self.close_connection = True
+            return
+        body = json.dumps({"path": self.path, "headers": dict(self.headers)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def do_POST(self):
+        self.server.requests.append((self.command, self.path, dict(self.headers)))
+        n = int(self.headers.get("Content-Length", "0"))
+        parts = []
+        if self.headers.get("Transfer-Encoding", "") == "chunked":
+            while True:
+                size = int(self.rfile.readline().strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        else:
+            while n > 0:
+                parts.append(self.rfile.read(min(n, 1 << 20)))
+                n -= len(parts[-1])
+        if self.path == "/count":  # big uploads: say how much arrived
+            data = str(sum(len(p) for p in parts)).encode()
+            parts = []
+        else:
+            data = b"".join(parts)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_PUT = do_POST
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory):
+    n = Nginx(tmp_path_factory.mktemp("ng"), ["production", "experiment", "shadow"])
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def upstream():
+    u = Upstream()
+    yield u
+    u.shutdown()
+    u.server_close()
+
+
+def split_pool(port, arms, extra=""):
+    body = (f"legate:\n  workers: 2\n  shutdown_grace: 2s\nweb:\n  listen: 127.0.0.1:{port}\n"
+            f"  protocol: http\n{extra}  split:\n    sticky: {{ header: X-User }}\n"
+            f"    override_header: X-Arm\n    response_header: X-Legate-Arm\n    arms:\n")
+    for name, (weight, ports) in arms.items():
+        servers = ", ".join(f"127.0.0.1:{p}" for p in ports)
+        body += f"      {name}: {{ weight: {weight}, servers: [{servers}] }}\n"
+    return body
+
+
+def plain_pool(port, ports, extra=""):
+    return (f"legate:\n  workers: 1\n  shutdown_grace: 2s\nweb:\n  listen: 127.0.0.1:{port}\n"
+            f"  protocol: http\n{extra}  servers:\n" +
+            "".join(f"    - 127.0.0.1:{p}:1\n" for p in ports))
+
+
+def stats(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return json.loads(data)
+
+
+def raw(port, data, timeout=5):
+    """Send `data`, return everything until the server closes (or timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except socket.timeout:
+            pass
+    return out
+
+
+@pytest.fixture
+def split(legate, nginx):
+    port, sport = free_port(), free_port()
+    arms = {"production": (90, [nginx.ports["production"]]),
+            "experiment": (10, [nginx.ports["experiment"]])}
+    lg = legate(split_pool(port, arms), wait_addr=("127.0.0.1", port), args=("-s", str(sport)))
+    return port, sport, lg
+
+
+# ---------------------------------------------------------------- the split
+
+def test_split_ratio_over_random_keys(split):
+    port, sport, lg = split
+    s = requests.Session()
+    counts = {"production\n": 0, "experiment\n": 0}
+    rnd = random.Random(7)
+    n = 20000
+    for i in range(n):
+        r = s.get(f"http://127.0.0.1:{port}/", headers={"X-User": str(rnd.getrandbits(64))})
+        counts[r.text] += 1
+    share = counts["experiment\n"] / n
+    # 10% of 20,000: the standard deviation is 0.21%, allow five of them
+    assert abs(share - 0.10) < 0.0106, counts
+    st = stats(sport)["web"]["arms"]
+    assert st["production"]["requests"] == counts["production\n"]
+    assert st["experiment"]["requests"] == counts["experiment\n"]
+    assert st["production"]["responses_2xx"] == counts["production\n"]
+    assert st["experiment"]["latency_p99_us"] > 0
+
+
+def test_sticky_keys_stay_in_their_arm_across_restarts(legate, nginx, split):
+    port, sport, lg = split
+    keys = [f"user-{i}" for i in range(1000)]
+    s = requests.Session()
+    first = {k: s.get(f"http://127.0.0.1:{port}/", headers={"X-User": k}).text for k in keys}
+    again = {k: s.get(f"http://127.0.0.1:{port}/", headers={"X-User": k}).text for k in keys}
+    assert first == again
+    assert 40 < sum(v == "experiment\n" for v in first.values()) < 170
+    lg.stop()
+    port2 = free_port()
+    arms = {"production": (90, [nginx.ports["production"]]),
+            "experiment": (10, [nginx.ports["experiment"]])}
+    legate(split_pool(port2, arms), wait_addr=("127.0.0.1", port2), name="replica")
+    s2 = requests.Session()
+    replica = {k: s2.get(f"http://127.0.0.1:{port2}/", headers={"X-User": k}).text for k in keys}
+    assert replica == first
+
+
+def test_override_header_wins_and_weights_zero_and_all(legate, nginx):
+    port = free_port()
+    arms = {"production": (0, [nginx.ports["production"]]),
+            "experiment": (100, [nginx.ports["experiment"]])}
+    legate(split_pool(port, arms), wait_addr=("127.0.0.1", port))
+    s = requests.Session()
+    for i in range(200):
+        assert s.get(f"http://127.0.0.1:{port}/", headers={"X-User": str(i)}).text == "experiment\n"
+    r = s.get(f"http://127.0.0.1:{port}/", headers={"X-Arm": "production"})
+    assert r.text == "production\n"
+    assert r.headers["X-Legate-Arm"] == "production"
+    assert s.get(f"http://127.0.0.1:{port}/", headers={"X-Arm": "nosuch"}).text == "experiment\n"
+
+
+def test_cookie_and_client_address_stickiness(legate, nginx):
+    for sticky, ask in (("{ cookie: uid }", lambda s, p, k: s.get(p, cookies={"uid": k})),
+                        ("{ client_address: true }", lambda s, p, k: s.get(p))):
+        port = free_port()
+        body = split_pool(port, {"production": (50, [nginx.ports["production"]]),
+                                 "experiment": (50, [nginx.ports["experiment"]])})
+        body = body.replace("{ header: X-User }", sticky)
+        lg = legate(body, wait_addr=("127.0.0.1", port), name=f"sticky{port}")
+        s = requests.Session()
+        url = f"http://127.0.0.1:{port}/"
+        seen = {k: ask(s, url, k).text for k in ("a", "b", "c", "d", "e", "f", "g", "h")}
+        assert seen == {k: ask(s, url, k).text for k in seen}
+        if "cookie" in sticky:
+            assert len(set(seen.values())) == 2  # keys do spread
+        else:
+            assert len(set(seen.values())) == 1  # one client, one arm
+        lg.stop()
+
+
+# ---------------------------------------------------------------- proxying
+
+def test_keep_alive_reuses_upstream_connections(legate, upstream):
+    port, sport = free_port(), free_port()
+    legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port),
+           args=("-s", str(sport)))
+    s = requests.Session()
+    for i in range(200):
+        assert s.get(f"http://127.0.0.1:{port}/k{i}").status_code == 200
+    assert upstream.connections <= 2, upstream.connections
+    assert len(upstream.requests) == 200
+
+
+def test_request_headers_rewritten(legate, upstream):
+    port = free_port()
+    legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port))
+    r = raw(port, b"GET /h HTTP/1.1\r\nHost: x\r\nConnection: close, X-Secret\r\n"
+                  b"X-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\n"
+                  b"X-Kept: yes\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 200")
+    assert b"Connection: close" in r
+    seen = upstream.requests[-1][2]
+    assert "X-Secret" not in seen and "Keep-Alive" not in seen and "TE" not in seen
+    assert seen["X-Forwarded-For"] == "10.0.0.1, 127.0.0.1"
+    assert seen["X-Kept"] == "yes"
+    assert seen["Via"] == "1.1 legate"
+
+
+def test_bodies_by_length_and_chunked_both_ways(legate, upstream):
+    port = free_port()
+    legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port))
+    s = requests.Session()
+    data = os.urandom(300000)
+    assert s.post(f"http://127.0.0.1:{port}/p", data=data).content == data
+    gen = (data[i:i + 7000] for i in range(0, len(data), 7000))
+    assert s.post(f"http://127.0.0.1:{port}/c", data=gen).content == data  # chunked upload
+    r = s.get(f"http://127.0.0.1:{port}/chunked")
+    assert r.content == b"hello chunked world"
+    assert r.headers["Transfer-Encoding"] == "chunked"
+    r = s.get(f"http://127.0.0.1:{port}/eof")  # close-delimited: re-chunked for us
+    assert r.content == b"until the end"
+    assert s.head(f"http://127.0.0.1:{port}/h").content == b""
+
+
+def test_head_204_and_pipelined_requests_in_order(legate, nginx):
+    port = free_port()
+    legate(plain_pool(port, [nginx.ports["production"]]), wait_addr=("127.0.0.1", port))
+    out = raw(port, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET /nobody HTTP/1.1\r\nHost: x\r\n\r\n"
+                    b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    parts = out.split(b"HTTP/1.1 ")
+    assert [p[:3] for p in parts[1:]] == [b"200", b"204", b"200"]
+    assert out.endswith(b"production\n")
+    assert out.count(b"production") == 1  # HEAD carried no body
+
+
+def test_expect_100_continue(legate, upstream):
+    port = free_port()
+    legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 100")
+        s.sendall(b"hello")
+        time.sleep(0.2)
+        assert s.recv(1000).split(b"\r\n\r\n", 1)[1] == b"hello"
+
+
+def test_http10_client(legate, nginx):
+    port = free_port()
+    legate(plain_pool(port, [nginx.ports["production"]]), wait_addr=("127.0.0.1", port))
+    out = raw(port, b"GET / HTTP/1.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"production\n")
+
+
+# ---------------------------------------------------------------- errors
+
+def test_refused_upstream_is_502_and_retried_on_another_server(legate, nginx):
+    dead = free_port()
+    port, sport = free_port(), free_port()
+    legate(plain_pool(port, [dead]), wait_addr=("127.0.0.1", port), name="dead",
+           args=("-s", str(sport)))
+    r = requests.get(f"http://127.0.0.1:{port}/")
+    assert r.status_code == 502
+    assert stats(sport)["web"]["arms"]["default"]["upstream_errors"] >= 1
+    port2 = free_port()
+    legate(plain_pool(port2, [dead, nginx.ports["production"]]).replace("workers: 1",
+                                                                        "workers: 1"),
+           wait_addr=("127.0.0.1", port2), name="retry")
+    for _ in range(10):
+        assert requests.get(f"http://127.0.0.1:{port2}/").text == "production\n"
+
+
+def test_upstream_timeout_is_504(legate, upstream):
+    port = free_port()
+    legate(plain_pool(port, [upstream.port], extra="  timeout: { request: 300ms }\n"),
+           wait_addr=("127.0.0.1", port))
+    t = time.monotonic()
+    r = requests.get(f"http://127.0.0.1:{port}/sleep/2")
+    assert r.status_code == 504
+    assert time.monotonic() - t < 1.5
+
+
+def test_bad_upstream_framing_is_502_and_connection_discarded(legate, upstream):
+    port = free_port()
+    legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port))
+    s = requests.Session()
+    assert s.get(f"http://127.0.0.1:{port}/bad").status_code == 502
+    before = upstream.connections
+    assert s.get(f"http://127.0.0.1:{port}/ok").status_code == 200
+    assert upstream.connections == before + 1
+
+
+SMUGGLING = {
+    "CL and TE": (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    "duplicate CL": (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2"
+                     b"\r\n\r\nab", 400),
+    "invalid CL": (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\na", 400),
+    "TE not last chunked": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip"
+                            b"\r\n\r\n", 400),
+    "chunked twice": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked"
+                      b"\r\n\r\n0\r\n\r\n", 400),
+    "TE on HTTP/1.0": (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    "obs-fold": (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400),
+    "space before colon": (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+    "bare LF": (b"GET / HTTP/1.1\nHost: x\n\n", 400),
+    "bare CR": (b"GET / HTTP/1.1\r\nHost: x\rY\r\n\r\n", 400),
+    "NUL": (b"GET / HTTP/1.1\r\nHost: x\x00\r\n\r\n", 400),
+    "bad chunk size": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"zz\r\nab\r\n0\r\n\r\n", 400),
+    "bad chunk extension": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            b"2;\"\r\nab\r\n0\r\n\r\n", 400),
+    "unknown coding": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                       b"0\r\n\r\n", 501),
+    "huge header": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n", 431),
+    "huge target": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SMUGGLING))
+def test_smuggling_and_abuse_refused_before_any_upstream(case, legate, upstream):
+    port = free_port()
+    legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port))
+    data, status = SMUGGLING[case]
+    out = raw(port, data)
+    assert out.startswith(b"HTTP/1.1 %d" % status), out[:200]
+    assert b"Connection: close" in out.split(b"\r\n\r\n")[0]
+    # chunked bodies in the bad cases start after the head: the upstream
+    # may have seen the head of "bad chunk" cases, never a smuggled request
+    if case not in ("bad chunk size", "bad chunk extension"):
+        assert upstream.requests == [], upstream.requests
+
+
+def test_header_timeout_defeats_slowloris(legate, upstream):
+    port = free_port()
+    legate(plain_pool(port, [upstream.port], extra="  timeout: { header: 500ms }\n"),
+           wait_addr=("127.0.0.1", port))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\n")
+        t = time.monotonic()
+        for _ in range(5):
+            time.sleep(0.15)
+            try:
+                s.sendall(b"X-A: b\r\n")
+            except OSError:
+                break
+        out = b""
+        while chunk := s.recv(1000):
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 408")
+    assert time.monotonic() - t < 2
+
+
+def test_never_an_open_proxy(legate, upstream):
+    port = free_port()
+    legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port))
+    out = raw(port, b"GET http://example.invalid/x HTTP/1.1\r\nHost: example.invalid\r\n"
+                    b"Connection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200")
+    assert upstream.requests[-1][1] == "http://example.invalid/x"  # went to our upstream
+
+
+def test_large_streams_keep_memory_bounded(legate, upstream, nginx):
+    """200 MB up and down through legate: its RSS does not grow with them."""
+    size = 200 * 1024 * 1024
+    with open(nginx.dir / "big", "wb") as f:
+        f.truncate(size)
+    port = free_port()
+    lg = legate(plain_pool(port, [nginx.ports["production"]]), wait_addr=("127.0.0.1", port))
+    base = rss_kib(lg.proc.pid)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        got = 0
+        peak = base
+        while chunk := s.recv(1 << 20):
+            got += len(chunk)
+            if got % (16 << 20) < len(chunk):
+                peak = max(peak, rss_kib(lg.proc.pid))
+                time.sleep(0.01)  # a slow reader
+    assert got > size
+    assert peak - base < 8 * 1024, (base, peak)
+    port2 = free_port()
+    lg2 = legate(plain_pool(port2, [upstream.port]), wait_addr=("127.0.0.1", port2), name="up")
+    base = rss_kib(lg2.proc.pid)
+    block = os.urandom(1 << 20)
+
+    def body():
+        for _ in range(200):
+            yield block
+    r = requests.post(f"http://127.0.0.1:{port2}/count", data=body())
+    assert r.text == str(200 << 20)  # re-chunked on the way, every byte there
+    assert rss_kib(lg2.proc.pid) - base < 8 * 1024
