@@ -43,9 +43,15 @@ static int cb_status(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
+/* Field callbacks after the head are for trailers: they point into body
+ * data, not the head buffer, and are dropped (legate ends chunked bodies
+ * with an empty trailer section of its own). */
 static int cb_field(llhttp_t *p, const char *at, size_t n)
 {
     struct http_head *h = &hp_of(p)->head;
+    if (h->done) {
+        return 0;
+    }
     if (h->nfields == 0 || h->fields[h->nfields - 1].value.len > 0 ||
         h->fields[h->nfields - 1].value.off != 0) {
         if (h->nfields == HTTP_MAX_HEADERS) {
@@ -61,6 +67,9 @@ static int cb_field(llhttp_t *p, const char *at, size_t n)
 static int cb_value(llhttp_t *p, const char *at, size_t n)
 {
     struct http_head *h = &hp_of(p)->head;
+    if (h->done) {
+        return 0;
+    }
     struct http_field *f = &h->fields[h->nfields - 1];
     if (f->value.len == 0) {
         f->value.off = head_off(h, at);
@@ -74,6 +83,9 @@ static int cb_value(llhttp_t *p, const char *at, size_t n)
 static int cb_value_complete(llhttp_t *p)
 {
     struct http_head *h = &hp_of(p)->head;
+    if (h->done) {
+        return 0;
+    }
     struct http_field *f = &h->fields[h->nfields - 1];
     if (f->value.len == 0) {
         f->value.off = UINT32_MAX;
@@ -348,6 +360,9 @@ static int head_done(struct http_parser *hp, size_t start, size_t used, struct h
 static long feed_head(struct http_parser *hp, const char *data, size_t n, struct http_error *err)
 {
     struct http_head *h = &hp->head;
+    if (n == 0) {
+        return 0;
+    }
     size_t room = h->limit + 1 - h->len; /* one byte over: enough to know */
     size_t take = n < room ? n : room;
     if (h->len + take > h->cap) {
