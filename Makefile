@@ -129,6 +129,7 @@ build/bench/blast: bench/blast.c
 bench: bootstrap all build/bench/blast
 	bench/tcp
 	bench/redis
+	bench/http
 
 demo: bootstrap all
 	scripts/demo

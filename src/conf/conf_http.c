@@ -137,11 +137,6 @@ static int conf_http_arms(struct conf_ctx *cx, struct conf_pool *p, const struct
         if (conf_http_arm(cx, a, v->items[i], v->items[i + 1]) == -1) {
             return -1;
         }
-        for (size_t j = 0; j + 1 < p->narms; j++) {
-            if (strcmp(p->arms[j].name, a->name) == 0) {
-                return conf_fail(cx, v->items[i], "arms", "arm '%s' given twice", a->name);
-            }
-        }
         total += a->weight;
     }
     if (total == 0) {

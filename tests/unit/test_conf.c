@@ -186,8 +186,29 @@ static const struct {
       "key 'redis': expected true or false" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  server_connections: 0\n"
       "  servers: [127.0.0.1:2:1]\n", "t.yml:4:23", "value out of range" },
-    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  servers: [127.0.0.1:2:1]\n", "t.yml:3:13",
-      "http pools are not implemented yet" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  servers: [127.0.0.1:2:1]\n"
+      "  split:\n    arms:\n      a: { servers: [127.0.0.1:3] }\n", "t.yml:1:1",
+      "takes its servers from split.arms" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  split:\n    arms:\n"
+      "      a: { weight: 0, servers: [127.0.0.1:3] }\n", "t.yml:6:7",
+      "every arm has weight 0" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  split:\n    sticky: { ip: true }\n"
+      "    arms:\n      a: { servers: [127.0.0.1:3] }\n", "t.yml:5:15", "unknown value 'ip'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  split:\n    arms:\n"
+      "      a: { weight: 1 }\n", "t.yml:6:7", "arm 'a' has no servers" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  split:\n    arms:\n"
+      "      a: { servers: [127.0.0.1:3] }\n      a: { servers: [127.0.0.1:4] }\n",
+      "t.yml:7:7", "duplicate key 'a'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  servers: [127.0.0.1:2:1]\n"
+      "  mirror: { percent: 101, servers: [127.0.0.1:3] }\n", "t.yml:5:22",
+      "out of range" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  servers: [127.0.0.1:2:1]\n"
+      "  split:\n    weights: 3\n", "t.yml:6:5", "unknown key in split" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  timeout: { header: 1s }\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:14", "unknown phase 'header'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  servers: [127.0.0.1:2:1]\n"
+      "  split:\n    override_header: \"X Arm\"\n    arms:\n      a: { servers: [127.0.0.1:3] }\n",
+      "t.yml:6:22", "expected a name" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  auto_eject_hosts: maybe\n"
       "  servers: [127.0.0.1:2:1]\n", "t.yml:4:21", "key 'auto_eject_hosts': expected true" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  limits: { bulk: 10tb }\n"
