@@ -227,6 +227,11 @@ static void ev_run_defers(struct ev_loop *loop)
     }
 }
 
+void ev_run_pending(struct ev_loop *loop)
+{
+    ev_run_defers(loop);
+}
+
 int ev_loop_run(struct ev_loop *loop)
 {
     struct epoll_event events[EV_BATCH];

@@ -59,6 +59,10 @@ void ev_loop_free(struct ev_loop *loop);
 int ev_loop_run(struct ev_loop *loop);
 void ev_loop_stop(struct ev_loop *loop);
 
+/* Run the deferred callbacks queued so far (teardown after the loop has
+ * stopped, so that queued releases still free their memory). */
+void ev_run_pending(struct ev_loop *loop);
+
 /* Time cached at the start of the current iteration (ms, monotonic). */
 uint64_t ev_now(const struct ev_loop *loop);
 /* The same instant in microseconds (for latency histograms). */

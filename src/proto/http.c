@@ -1003,6 +1003,8 @@ void http_pool_fini(struct pool *p)
             http_up_close(hp->idle[s]);
         }
     }
+    /* The loop has stopped: run the releases just queued. */
+    ev_run_pending(hp->wk->loop);
     for (size_t a = 0; hp->arm_bal != NULL && a < hp->cp->narms; a++) {
         bal_free(&hp->arm_bal[a]);
     }

@@ -130,11 +130,10 @@ static const llhttp_settings_t http_settings = {
 
 static void head_clear(struct http_head *h)
 {
-    char *buf = h->buf;
-    size_t cap = h->cap, limit = h->limit, line = h->line_limit;
+    size_t limit = h->limit, line = h->line_limit;
+    free(h->buf);
+    free(h->fields);
     memset(h, 0, sizeof(*h));
-    h->buf = buf;
-    h->cap = cap;
     h->limit = limit;
     h->line_limit = line;
 }
@@ -155,8 +154,7 @@ void http_parser_init(struct http_parser *hp, bool is_request, size_t limit,
 
 void http_parser_free(struct http_parser *hp)
 {
-    free(hp->head.buf);
-    hp->head.buf = NULL;
+    head_clear(&hp->head);
 }
 
 void http_parser_next(struct http_parser *hp)
@@ -365,6 +363,12 @@ static long feed_head(struct http_parser *hp, const char *data, size_t n, struct
     }
     size_t room = h->limit + 1 - h->len; /* one byte over: enough to know */
     size_t take = n < room ? n : room;
+    if (h->fields == NULL) {
+        h->fields = malloc(HTTP_MAX_HEADERS * sizeof(*h->fields));
+        if (h->fields == NULL) {
+            return head_fail(err, 500, "out of memory");
+        }
+    }
     if (h->len + take > h->cap) {
         size_t cap = h->cap ? h->cap : 1024;
         while (cap < h->len + take) {

@@ -54,7 +54,7 @@ struct http_head {
     /* parsed */
     struct http_span target;  /* request target (requests) */
     struct http_span reason;  /* reason phrase (responses) */
-    struct http_field fields[HTTP_MAX_HEADERS];
+    struct http_field *fields;  /* HTTP_MAX_HEADERS slots, with buf */
     unsigned nfields;
     bool too_many;            /* more than HTTP_MAX_HEADERS */
     uint8_t major, minor;
@@ -95,7 +95,8 @@ void http_parser_init(struct http_parser *hp, bool is_request, size_t limit,
                       int (*body)(void *owner, const char *at, size_t n));
 void http_parser_free(struct http_parser *hp);
 
-/* Start the next message on the same stream (after msg_done). */
+/* Start the next message on the same stream (after msg_done). The head's
+ * memory is released: an idle keep-alive connection holds none. */
 void http_parser_next(struct http_parser *hp);
 
 /* Feed up to `n` bytes. Returns the bytes consumed, stopping early right

@@ -475,3 +475,33 @@ def test_large_streams_keep_memory_bounded(legate, upstream, nginx):
     r = requests.post(f"http://127.0.0.1:{port2}/count", data=body())
     assert r.text == str(200 << 20)  # re-chunked on the way, every byte there
     assert rss_kib(lg2.proc.pid) - base < 8 * 1024
+
+
+@pytest.mark.skipif(os.environ.get("LEGATE_SANITIZED") == "1",
+                    reason="sanitizer shadow memory makes RSS meaningless")
+def test_idle_keep_alive_clients_cost_little_memory(legate, nginx):
+    """3,000 keep-alive clients, each after one request: legate holds no
+    head or buffer for an idle connection, so they add under 3 MiB."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8000)), hard))
+    port = free_port()
+    lg = legate(plain_pool(port, [nginx.ports["production"]]), wait_addr=("127.0.0.1", port))
+    warm = socket.create_connection(("127.0.0.1", port))
+    warm.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    warm.recv(1000)
+    base = rss_kib(lg.proc.pid)
+    socks = []
+    try:
+        for _ in range(3000):  # one after the other: one upstream connection serves all
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(1000).startswith(b"HTTP/1.1 200")
+            socks.append(s)
+        time.sleep(0.3)
+        added = rss_kib(lg.proc.pid) - base
+        assert added < 3 * 1024, f"{added} KiB for 3000 idle clients"
+    finally:
+        for s in socks:
+            s.close()
+        warm.close()
