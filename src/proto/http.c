@@ -19,8 +19,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* Retries of an idempotent request on another server of its arm. */
-enum { HTTP_MAX_TRIES = 2 };
+/* Retries of an idempotent request on another server of its arm; idle
+ * connections kept per server and worker for reuse (more are closed, as
+ * nginx's `keepalive N`). */
+enum { HTTP_MAX_TRIES = 2, HTTP_IDLE_PER_SERVER = 64 };
 
 struct http_up;
 
@@ -30,6 +32,7 @@ struct http_pool {
     const struct conf_pool *cp;
     struct bal *arm_bal;        /* one balancer per arm, over its servers */
     struct http_up **idle;      /* per server: reusable connections */
+    unsigned *nidle;            /* per server: how many */
 };
 
 enum http_cstate {
@@ -205,7 +208,8 @@ static void http_client_drop_up(struct http_client *cl, bool reusable)
     cl->u = NULL;
     u->cl = NULL;
     struct http_pool *hp = cl->hp;
-    if (reusable && !u->gone && u->in.bytes == 0 && !u->c.eof && !hp->wk->draining) {
+    if (reusable && !u->gone && u->in.bytes == 0 && !u->c.eof && !hp->wk->draining &&
+        hp->nidle[u->server] < HTTP_IDLE_PER_SERVER) {
         http_parser_next(&u->rsp);
         u->reused = true;
         u->got_bytes = false;
@@ -215,6 +219,7 @@ static void http_client_drop_up(struct http_client *cl, bool reusable)
         }
         u->next_idle = hp->idle[u->server];
         hp->idle[u->server] = u;
+        hp->nidle[u->server]++;
         return;
     }
     http_up_close(u);
@@ -550,6 +555,7 @@ static void http_up_unidle(struct http_up *u)
     }
     if (*pp == u) {
         *pp = u->next_idle;
+        u->hp->nidle[u->server]--;
     }
     u->next_idle = NULL;
 }
@@ -882,6 +888,7 @@ static struct http_up *http_up_get(struct http_client *cl, size_t server)
     struct http_up *u = hp->idle[server];
     if (u != NULL) {
         hp->idle[server] = u->next_idle;
+        hp->nidle[server]--;
         u->next_idle = NULL;
         u->cl = cl;
         http_up_arm_timer(u);
@@ -973,9 +980,11 @@ int http_pool_init(struct pool *p)
     hp->cp = cp;
     hp->arm_bal = calloc(cp->narms, sizeof(*hp->arm_bal));
     hp->idle = calloc(cp->nservers, sizeof(*hp->idle));
-    if (hp->arm_bal == NULL || hp->idle == NULL) {
+    hp->nidle = calloc(cp->nservers, sizeof(*hp->nidle));
+    if (hp->arm_bal == NULL || hp->idle == NULL || hp->nidle == NULL) {
         free(hp->arm_bal);
         free(hp->idle);
+        free(hp->nidle);
         free(hp);
         return -1;
     }
@@ -1010,6 +1019,7 @@ void http_pool_fini(struct pool *p)
     }
     free(hp->arm_bal);
     free(hp->idle);
+    free(hp->nidle);
     free(hp);
     p->proto = NULL;
 }
