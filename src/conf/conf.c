@@ -554,7 +554,7 @@ static const struct conf_pool_key conf_pool_keys[] = {
     { "discovery", P_ANY, pk_later },
     { "health_check", P_ANY, pk_later },
     { "split", P_HTTP, conf_http_split },
-    { "mirror", P_HTTP, pk_later }, /* parsed by conf_http_mirror once it runs */
+    { "mirror", P_HTTP, conf_http_mirror },
     { "forwarded_for", P_HTTP, pk_forwarded_for },
     { "via", P_HTTP, pk_via },
     { "max_connections", P_ANY, pk_later },

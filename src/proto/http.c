@@ -7,6 +7,7 @@
 #include "../upstream/pool.h"
 #include "../wk.h"
 #include "http_head.h"
+#include "http_mirror.h"
 #include "http_split.h"
 
 #include <arpa/inet.h>
@@ -55,6 +56,7 @@ struct http_client {
     /* the exchange in progress */
     struct buf_queue up;        /* request bytes for the upstream, not yet written */
     struct http_up *u;
+    struct http_mirror *mirror; /* the shadow copy of this request, if any */
     size_t arm;
     int tried[HTTP_MAX_TRIES];
     unsigned ntried;
@@ -232,6 +234,10 @@ static void http_client_close(struct http_client *cl, bool err)
     }
     cl->gone = true;
     struct http_pool *hp = cl->hp;
+    if (cl->mirror != NULL) {
+        http_mirror_abort(cl->mirror); /* the request will never be complete */
+        cl->mirror = NULL;
+    }
     http_client_drop_up(cl, false);
     conn_close(&cl->c, hp->wk->loop);
     ev_timer_stop(hp->wk->loop, &cl->timer);
@@ -286,23 +292,30 @@ static void http_client_timer(struct ev_loop *loop, struct ev_timer *t)
     }
 }
 
-/* Body bytes of the request, as llhttp passes them: to the up queue,
- * re-chunked when the client sent chunks. */
+/* Request bytes as sent upstream: to the up queue and to the mirror's
+ * copy (which may drop out). Returns 0 or -1 (out of memory). */
+static int http_req_copy(struct http_client *cl, const char *data, size_t n)
+{
+    if (cl->mirror != NULL) {
+        http_mirror_body(cl->mirror, data, n); /* may drop out, clearing cl->mirror */
+    }
+    return buf_queue_append(&cl->up, &cl->hp->wk->bufs, data, n);
+}
+
+/* Body bytes of the request, as llhttp passes them: re-chunked when the
+ * client sent chunks. */
 static int http_req_body(void *owner, const char *at, size_t n)
 {
     struct http_client *cl = owner;
-    struct buf_pool *bufs = &cl->hp->wk->bufs;
     if (cl->req_chunked) {
         char hdr[20];
         int k = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
-        if (buf_queue_append(&cl->up, bufs, hdr, (size_t)k) == -1 ||
-            buf_queue_append(&cl->up, bufs, at, n) == -1 ||
-            buf_queue_append(&cl->up, bufs, "\r\n", 2) == -1) {
-            return -1;
-        }
-        return 0;
+        return http_req_copy(cl, hdr, (size_t)k) == -1 || http_req_copy(cl, at, n) == -1 ||
+                       http_req_copy(cl, "\r\n", 2) == -1
+                   ? -1
+                   : 0;
     }
-    return buf_queue_append(&cl->up, bufs, at, n);
+    return http_req_copy(cl, at, n);
 }
 
 /* Whether the parser stopped right after a head and may finish a message
@@ -354,16 +367,23 @@ static int http_request_head(struct http_client *cl)
         .chunked = cl->req_chunked,
         .host = cp->servers[cp->arms[cl->arm].first].spec,
     };
-    return http_head_write_request(h, &o, &cl->up, &hp->wk->bufs);
+    if (http_head_write_request(h, &o, &cl->up, &hp->wk->bufs) == -1) {
+        return -1;
+    }
+    http_mirror_start(hp->pool, h, &o, bal_random(&hp->pool->bal), &cl->mirror);
+    return 0;
 }
 
 /* The request is fully read: nothing more of it will come. */
 static int http_request_done(struct http_client *cl)
 {
     cl->req_done = true;
-    if (cl->req_chunked &&
-        buf_queue_append(&cl->up, &cl->hp->wk->bufs, "0\r\n\r\n", 5) == -1) {
+    if (cl->req_chunked && http_req_copy(cl, "0\r\n\r\n", 5) == -1) {
         return -1;
+    }
+    if (cl->mirror != NULL) {
+        http_mirror_detach(cl->mirror); /* it finishes on its own */
+        cl->mirror = NULL;
     }
     if (cl->state == HC_BODY) {
         cl->state = HC_WAIT;
@@ -431,6 +451,10 @@ static void http_exchange_done(struct http_client *cl, bool up_reusable)
          * tell where the next request starts */
         up_reusable = false;
         cl->close_after = true;
+        if (cl->mirror != NULL) {
+            http_mirror_abort(cl->mirror);
+            cl->mirror = NULL;
+        }
     }
     http_client_drop_up(cl, up_reusable);
     buf_queue_clear(&cl->up, &hp->wk->bufs);

@@ -505,3 +505,69 @@ def test_idle_keep_alive_clients_cost_little_memory(legate, nginx):
         for s in socks:
             s.close()
         warm.close()
+
+
+# ---------------------------------------------------------------- mirroring
+
+def mirror_pool(port, primary, shadow, percent):
+    return (f"legate:\n  workers: 1\n  shutdown_grace: 2s\nweb:\n  listen: 127.0.0.1:{port}\n"
+            f"  protocol: http\n  timeout: {{ request: 2s }}\n"
+            f"  servers:\n    - 127.0.0.1:{primary}:1\n"
+            f"  mirror: {{ percent: {percent}, servers: [127.0.0.1:{shadow}] }}\n")
+
+
+def test_mirror_gets_its_share_with_bodies(legate, upstream):
+    shadow = Upstream()
+    try:
+        port, sport = free_port(), free_port()
+        legate(mirror_pool(port, upstream.port, shadow.port, 30),
+               wait_addr=("127.0.0.1", port), args=("-s", str(sport)))
+        s = requests.Session()
+        n = 1000
+        for i in range(n):
+            assert s.post(f"http://127.0.0.1:{port}/m{i}", data=f"body-{i}").text == f"body-{i}"
+        wait_for(lambda: stats(sport)["web"]["mirror"]["responses_2xx"] ==
+                 stats(sport)["web"]["mirror"]["requests"], what="mirror answers: " +
+                 json.dumps(stats(sport)["web"]["mirror"]))
+        got = len(shadow.requests)
+        assert 0.25 * n < got < 0.35 * n, got  # 30% +- 5 points (sd 1.4)
+        st = stats(sport)["web"]["mirror"]
+        assert st["requests"] == got and st["dropped"] == 0
+        # the shadow saw the body and the same head, with Connection: close
+        path, headers = shadow.requests[0][1], shadow.requests[0][2]
+        assert headers["Content-Length"] == str(len("body-" + path[2:]))
+        assert headers["Connection"] == "close"
+    finally:
+        shadow.shutdown()
+        shadow.server_close()
+
+
+def test_hung_or_dead_mirror_never_holds_the_primary(legate, upstream):
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(512)  # accepts (by the kernel), never reads or answers
+    dead = free_port()
+    try:
+        for name, shadow in (("hung", hung.getsockname()[1]), ("dead", dead)):
+            port, sport = free_port(), free_port()
+            lg = legate(mirror_pool(port, upstream.port, shadow, 100),
+                        wait_addr=("127.0.0.1", port), args=("-s", str(sport)), name=name)
+            s = requests.Session()
+            big = os.urandom(16 << 20)  # more than a connection's buffers and the queue hold
+            for i in range(100):
+                r = s.post(f"http://127.0.0.1:{port}/count",
+                           data=big if i % 50 == 0 else b"x", timeout=5)
+                assert r.status_code == 200
+            st = stats(sport)["web"]
+            assert st["arms"]["default"]["requests"] == 100
+            assert st["mirror"]["requests"] == 100
+            if name == "dead":
+                # refused, or dropped first when a big body outran the connect
+                wait_for(lambda: stats(sport)["web"]["mirror"]["upstream_errors"] +
+                         stats(sport)["web"]["mirror"]["dropped"] == 100,
+                         what="mirror errors counted: " + json.dumps(stats(sport)["web"]["mirror"]))
+            else:
+                assert st["mirror"]["dropped"] >= 1  # the big bodies did not fit
+            lg.stop()
+    finally:
+        hung.close()

@@ -200,8 +200,8 @@ static const struct {
       "      a: { servers: [127.0.0.1:3] }\n      a: { servers: [127.0.0.1:4] }\n",
       "t.yml:7:7", "duplicate key 'a'" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  servers: [127.0.0.1:2:1]\n"
-      "  mirror: { percent: 5, servers: [127.0.0.1:3] }\n", "t.yml:5:11",
-      "not implemented yet" },
+      "  mirror: { percent: 101, servers: [127.0.0.1:3] }\n", "t.yml:5:22",
+      "out of range" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  servers: [127.0.0.1:2:1]\n"
       "  split:\n    weights: 3\n", "t.yml:6:5", "unknown key in split" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  timeout: { header: 1s }\n"
