@@ -292,6 +292,26 @@ static void http_client_timer(struct ev_loop *loop, struct ev_timer *t)
     }
 }
 
+/* "<n in hex>\r\n", the header of one chunk, into `out` (>= 18 bytes);
+ * returns its length. */
+static size_t http_chunk_header(char *out, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char d[16];
+    size_t k = 0;
+    do {
+        d[k++] = hex[n & 15];
+        n >>= 4;
+    } while (n != 0);
+    size_t len = 0;
+    while (k > 0) {
+        out[len++] = d[--k];
+    }
+    out[len++] = '\r';
+    out[len++] = '\n';
+    return len;
+}
+
 /* Request bytes as sent upstream: to the up queue and to the mirror's
  * copy (which may drop out). Returns 0 or -1 (out of memory). */
 static int http_req_copy(struct http_client *cl, const char *data, size_t n)
@@ -309,8 +329,8 @@ static int http_req_body(void *owner, const char *at, size_t n)
     struct http_client *cl = owner;
     if (cl->req_chunked) {
         char hdr[20];
-        int k = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
-        return http_req_copy(cl, hdr, (size_t)k) == -1 || http_req_copy(cl, at, n) == -1 ||
+        size_t k = http_chunk_header(hdr, n);
+        return http_req_copy(cl, hdr, k) == -1 || http_req_copy(cl, at, n) == -1 ||
                        http_req_copy(cl, "\r\n", 2) == -1
                    ? -1
                    : 0;
@@ -614,8 +634,8 @@ static int http_rsp_body(void *owner, const char *at, size_t n)
     struct buf_pool *bufs = &u->hp->wk->bufs;
     if (cl->rsp_chunked) {
         char hdr[20];
-        int k = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
-        if (buf_queue_append(&cl->out, bufs, hdr, (size_t)k) == -1 ||
+        size_t k = http_chunk_header(hdr, n);
+        if (buf_queue_append(&cl->out, bufs, hdr, k) == -1 ||
             buf_queue_append(&cl->out, bufs, at, n) == -1 ||
             buf_queue_append(&cl->out, bufs, "\r\n", 2) == -1) {
             return -1;
@@ -750,6 +770,27 @@ static int http_up_parse(struct http_up *u)
     return 0;
 }
 
+/* Connecting `u` failed (`why`): drop it and send the client's request to
+ * another server of its arm when that is safe, else answer `status`. */
+static void http_up_connect_failed(struct http_up *u, const char *why, int status,
+                                   enum stats_arm_field what)
+{
+    struct http_client *cl = u->cl;
+    log_warn(u->hp->wk->log, "pool '%s': connect to %s failed: %s", u->hp->cp->name,
+             http_server_spec(u->hp, u->server), why);
+    cl->u = NULL;
+    u->cl = NULL;
+    http_up_close(u);
+    if (cl->idempotent && cl->ntried < HTTP_MAX_TRIES) {
+        http_dispatch(cl);
+    } else {
+        http_upstream_failed(cl, status, status == 504 ? "upstream connect timed out"
+                                                       : "upstream refused the connection",
+                             what);
+    }
+    http_client_kick(cl);
+}
+
 static void http_up_timer(struct ev_loop *loop, struct ev_timer *t)
 {
     (void)loop;
@@ -759,19 +800,8 @@ static void http_up_timer(struct ev_loop *loop, struct ev_timer *t)
         return;
     }
     if (u->connecting) {
-        struct http_client *cl = u->cl;
         stats_add(stats_server(http_stats(u->hp), u->server, SS_SERVER_TIMEDOUT), 1);
-        log_warn(u->hp->wk->log, "pool '%s': connect to %s timed out", u->hp->cp->name,
-                 http_server_spec(u->hp, u->server));
-        cl->u = NULL;
-        u->cl = NULL;
-        http_up_close(u);
-        if (cl->idempotent && cl->ntried < HTTP_MAX_TRIES) {
-            http_dispatch(cl);
-        } else {
-            http_upstream_failed(cl, 504, "upstream connect timed out", SA_TIMEOUTS);
-        }
-        http_client_kick(cl);
+        http_up_connect_failed(u, "timed out", 504, SA_TIMEOUTS);
         return;
     }
     http_up_fail(u, 504, "upstream timed out", SA_TIMEOUTS);
@@ -880,21 +910,9 @@ static void http_up_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
     conn_note_events(&u->c, events);
     if (u->connecting) {
         int err = net_connect_result(io->fd);
-        struct http_client *cl = u->cl;
         if (err != 0) {
-            log_warn(u->hp->wk->log, "pool '%s': connect to %s failed: %s", u->hp->cp->name,
-                     http_server_spec(u->hp, u->server), strerror(err));
             stats_add(stats_server(http_stats(u->hp), u->server, SS_SERVER_ERR), 1);
-            cl->u = NULL;
-            u->cl = NULL;
-            http_up_close(u);
-            if (cl->idempotent && cl->ntried < HTTP_MAX_TRIES) {
-                http_dispatch(cl);
-            } else {
-                http_upstream_failed(cl, 502, "upstream refused the connection",
-                                     SA_UPSTREAM_ERRORS);
-            }
-            http_client_kick(cl);
+            http_up_connect_failed(u, strerror(err), 502, SA_UPSTREAM_ERRORS);
             return;
         }
         u->connecting = false;

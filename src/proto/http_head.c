@@ -238,6 +238,31 @@ static int head_check_bytes(const struct http_head *h, struct http_error *err)
     return 0;
 }
 
+/* The next element of a comma-separated header value, trimmed of spaces
+ * and tabs: [*s, *e) from position *pos on. Returns false at the end. */
+static bool list_next(const char *v, size_t vlen, size_t *pos, size_t *s, size_t *e)
+{
+    while (*pos <= vlen) {
+        size_t a = *pos, b = a;
+        while (b < vlen && v[b] != ',') {
+            b++;
+        }
+        *pos = b + 1;
+        while (a < b && (v[a] == ' ' || v[a] == '\t')) {
+            a++;
+        }
+        while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t')) {
+            b--;
+        }
+        if (b > a) {
+            *s = a;
+            *e = b;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Transfer-Encoding: codings separated by commas; only chunked is known,
  * it must be last and only once. */
 static int head_check_te(const struct http_head *h, bool is_request, struct http_error *err)
@@ -251,30 +276,16 @@ static int head_check_te(const struct http_head *h, bool is_request, struct http
         any = true;
         size_t vlen;
         const char *v = field_value(h, f, &vlen);
-        size_t a = 0;
-        while (a <= vlen) {
-            size_t b = a;
-            while (b < vlen && v[b] != ',') {
-                b++;
+        size_t pos = 0, b, e;
+        while (list_next(v, vlen, &pos, &b, &e)) {
+            if (chunked_seen) {
+                return head_fail(err, 400, "Transfer-Encoding does not end in chunked");
             }
-            size_t s = a, e = b;
-            while (s < e && (v[s] == ' ' || v[s] == '\t')) {
-                s++;
+            if (http_token_eq(v + b, e - b, "chunked")) {
+                chunked_seen = true;
+            } else {
+                other = true;
             }
-            while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t')) {
-                e--;
-            }
-            if (e > s) {
-                if (chunked_seen) {
-                    return head_fail(err, 400, "Transfer-Encoding does not end in chunked");
-                }
-                if (http_token_eq(v + s, e - s, "chunked")) {
-                    chunked_seen = true;
-                } else {
-                    other = true;
-                }
-            }
-            a = b + 1;
         }
     }
     if (!any) {
@@ -469,23 +480,11 @@ static bool connection_lists(const struct http_head *h, const char *name, size_t
         }
         size_t vlen;
         const char *v = field_value(h, f, &vlen);
-        size_t a = 0;
-        while (a < vlen) {
-            size_t b = a;
-            while (b < vlen && v[b] != ',') {
-                b++;
-            }
-            size_t s = a, e = b;
-            while (s < e && (v[s] == ' ' || v[s] == '\t')) {
-                s++;
-            }
-            while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t')) {
-                e--;
-            }
-            if (e - s == nlen && strncasecmp(v + s, name, nlen) == 0) {
+        size_t pos = 0, b, e;
+        while (list_next(v, vlen, &pos, &b, &e)) {
+            if (e - b == nlen && strncasecmp(v + b, name, nlen) == 0) {
                 return true;
             }
-            a = b + 1;
         }
     }
     return false;
@@ -525,10 +524,13 @@ static void put_fields(struct head_writer *w, const struct http_head *h,
                        const struct http_out *o, bool framed_length)
 {
     bool xff_done = false;
+    size_t clen;
+    bool has_connection = http_head_get(h, "connection", &clen) != NULL; /* scan it once */
     for (unsigned i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
         const char *n = field_name(h, f);
-        if (hop_by_hop(n, f->name.len) || connection_lists(h, n, f->name.len)) {
+        if (hop_by_hop(n, f->name.len) ||
+            (has_connection && connection_lists(h, n, f->name.len))) {
             continue;
         }
         size_t vlen;

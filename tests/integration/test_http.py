@@ -571,3 +571,25 @@ def test_hung_or_dead_mirror_never_holds_the_primary(legate, upstream):
             lg.stop()
     finally:
         hung.close()
+
+
+def test_connect_timeout_is_504_or_retried_on_a_live_server(legate, nginx):
+    from test_tcp import _blackhole
+    lsock, fillers, hole = _blackhole()
+    try:
+        port, sport = free_port(), free_port()
+        legate(plain_pool(port, [hole], extra="  timeout: { connect: 300ms }\n"),
+               wait_addr=("127.0.0.1", port), args=("-s", str(sport)), name="hole")
+        r = requests.post(f"http://127.0.0.1:{port}/", data=b"x")  # not idempotent: no retry
+        assert r.status_code == 504
+        assert stats(sport)["web"]["arms"]["default"]["timeouts"] == 1
+        port2 = free_port()
+        legate(plain_pool(port2, [hole, nginx.ports["production"]],
+                          extra="  timeout: { connect: 300ms }\n"),
+               wait_addr=("127.0.0.1", port2), name="retry")
+        for _ in range(4):  # round robin sends some to the hole first
+            assert requests.get(f"http://127.0.0.1:{port2}/").text == "production\n"
+    finally:
+        for c in fillers:
+            c.close()
+        lsock.close()
