@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "opt.h"
+#include "upstream/health.h"
 #include "upstream/pool.h"
 #include "version.h"
 #include "wk.h"
@@ -35,6 +36,7 @@ struct legate {
     struct ev_loop *loop;       /* main's own: signals and the stats listener */
     struct ev_io sigio;
     struct ev_io statsio;
+    struct health *health;      /* active checks, on `loop`; NULL if none */
     char host[256];
 };
 
@@ -235,6 +237,15 @@ static void legate_stats_accept(struct ev_loop *loop, struct ev_io *io, unsigned
     }
 }
 
+/* A server's health changed: every worker looks at once. */
+static void legate_health_changed(void *arg)
+{
+    struct legate *lg = arg;
+    for (unsigned i = 0; i < lg->nstarted; i++) {
+        wk_poke(&lg->workers[i]);
+    }
+}
+
 /* Serve signals and stats until told to stop. Returns 0, or -1 if the
  * stats listener could not be opened (logged). */
 static int legate_serve(struct legate *lg, const sigset_t *set)
@@ -264,10 +275,14 @@ static int legate_serve(struct legate *lg, const sigset_t *set)
     if (lfd != -1) {
         lg->statsio = (struct ev_io){ .fd = lfd, .fn = legate_stats_accept, .data = lg };
         if (ev_io_add(lg->loop, &lg->sigio, EV_READ) == 0 &&
-            ev_io_add_shared(lg->loop, &lg->statsio) == 0) {
+            ev_io_add_shared(lg->loop, &lg->statsio) == 0 &&
+            health_start(&lg->health, lg->loop, lg->conf, lg->shared, &lg->log,
+                         legate_health_changed, lg) == 0) {
             log_notice(&lg->log, "stats on %s", spec);
             rc = ev_loop_run(lg->loop);
         }
+        health_stop(lg->health);
+        lg->health = NULL;
         close(lfd);
     }
     close(sfd);

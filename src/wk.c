@@ -85,6 +85,9 @@ static void wk_command(struct ev_loop *loop, struct ev_io *io, unsigned events)
     while (read(w->evfd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
         /* drain the counter */
     }
+    for (size_t i = 0; i < w->npools; i++) {
+        pool_sync(&w->pools[i]);
+    }
     if (atomic_load(&w->stop_requested)) {
         wk_begin_drain(w);
     }
@@ -180,12 +183,17 @@ int wk_start(struct wk *w)
     return 0;
 }
 
-void wk_stop(struct wk *w)
+void wk_poke(struct wk *w)
 {
     uint64_t one = 1;
-    atomic_store(&w->stop_requested, true);
     ssize_t n = write(w->evfd, &one, sizeof(one));
     (void)n; /* a full counter still wakes the worker */
+}
+
+void wk_stop(struct wk *w)
+{
+    atomic_store(&w->stop_requested, true);
+    wk_poke(w);
 }
 
 void wk_join(struct wk *w)

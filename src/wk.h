@@ -70,6 +70,10 @@ int wk_start(struct wk *w);
  * from main's signal loop). */
 void wk_stop(struct wk *w);
 
+/* Wake the worker to look at what changed in the pools' shared state
+ * (server health): thread-safe, callable from any thread. */
+void wk_poke(struct wk *w);
+
 /* Wait for the thread and free everything it owned. */
 void wk_join(struct wk *w);
 

@@ -552,7 +552,7 @@ static const struct conf_pool_key conf_pool_keys[] = {
     { "redis_user", P_REDIS, pk_redis_user },
     { "limits", P_REDIS, pk_limits },
     { "discovery", P_ANY, pk_later },
-    { "health_check", P_ANY, pk_later },
+    { "health_check", P_ANY, conf_health_read },
     { "split", P_HTTP, conf_http_split },
     { "mirror", P_HTTP, conf_http_mirror },
     { "forwarded_for", P_HTTP, pk_forwarded_for },
@@ -588,6 +588,7 @@ static void conf_pool_defaults(struct conf_pool *p)
     p->timeout_header = 10000;
     p->limit_header = 32 * 1024;
     p->limit_line = 8 * 1024;
+    conf_health_defaults(&p->health);
 }
 
 static const char *conf_protos_text(unsigned mask)
@@ -653,6 +654,9 @@ static int conf_read_pool(struct conf_ctx *cx, const struct conf_node *name,
         }
     } else if (p->nservers == 0) {
         return conf_fail(cx, name, "servers", "missing (every pool needs servers)");
+    }
+    if (conf_health_finish(cx, p, name) == -1) {
+        return -1;
     }
     if (p->redis_user != NULL && p->redis_auth == NULL) {
         return conf_fail(cx, conf_tree_get(body, "redis_user"), "redis_user",
@@ -736,6 +740,7 @@ static void conf_free(struct conf *cf)
         free(p->redis_auth);
         free(p->redis_user);
         conf_http_free(p);
+        conf_health_free(p);
     }
     free(cf->pools);
     free(cf->path);

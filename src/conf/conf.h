@@ -69,6 +69,22 @@ struct conf_arm {
     struct conf_server *staged; /* while reading: its own list, merged at the end */
 };
 
+/* Active health checks of a pool's servers (health_check:). */
+enum conf_check { CONF_CHECK_NONE, CONF_CHECK_TCP, CONF_CHECK_REDIS, CONF_CHECK_MEMCACHE,
+                  CONF_CHECK_HTTP };
+
+struct conf_health {
+    enum conf_check kind;        /* NONE: no active checks */
+    uint64_t interval;           /* ms between checks of one server */
+    uint64_t timeout;            /* ms for connect + answer */
+    unsigned rise;               /* passes in a row to come back */
+    unsigned fall;               /* failures in a row to be taken out */
+    unsigned max_ejected_percent; /* never more of the pool out at once (min 1) */
+    char *path;                  /* http: the path to GET */
+    bool configured;             /* health_check: given (while reading) */
+    int line;
+};
+
 enum conf_sticky { CONF_STICKY_NONE, CONF_STICKY_HEADER, CONF_STICKY_COOKIE, CONF_STICKY_ADDR };
 
 struct conf_pool {
@@ -129,6 +145,8 @@ struct conf_pool {
     uint64_t limit_header;      /* bytes of a request head (431 above) */
     uint64_t limit_line;        /* bytes of a request line (414 above) */
 
+    struct conf_health health;
+
     struct conf_server *servers;
     size_t nservers;
 };
@@ -161,5 +179,6 @@ int conf_dist_parse(const char *s, enum conf_dist *out);
 /* Names for logs and stats. */
 const char *conf_proto_name(enum conf_proto p);
 const char *conf_balance_name(enum conf_balance b);
+const char *conf_check_name(enum conf_check c);
 
 #endif

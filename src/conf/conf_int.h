@@ -47,4 +47,12 @@ int conf_http_mirror(struct conf_ctx *cx, struct conf_pool *p, const struct conf
 int conf_http_finish(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *name);
 void conf_http_free(struct conf_pool *p);
 
+/* health_check: (conf_health.c). */
+int conf_health_read(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
+                     const char *key);
+/* After every key is read: the default kind (the pool's protocol), checks. */
+int conf_health_finish(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *name);
+void conf_health_defaults(struct conf_health *h);
+void conf_health_free(struct conf_pool *p);
+
 #endif

@@ -1043,6 +1043,17 @@ int http_pool_init(struct pool *p)
     return 0;
 }
 
+void http_pool_sync(struct pool *p)
+{
+    struct http_pool *hp = p->proto;
+    for (size_t a = 0; a < hp->cp->narms; a++) {
+        const struct conf_arm *arm = &hp->cp->arms[a];
+        for (size_t k = 0; k < arm->n; k++) {
+            bal_set_down(&hp->arm_bal[a], k, p->down[arm->first + k]);
+        }
+    }
+}
+
 void http_pool_fini(struct pool *p)
 {
     struct http_pool *hp = p->proto;

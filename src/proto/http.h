@@ -27,6 +27,8 @@ struct pool;
 
 int http_pool_init(struct pool *p);
 void http_pool_fini(struct pool *p);
+/* The pool's server health moved (pool.h): arms stop or resume using them. */
+void http_pool_sync(struct pool *p);
 
 /* Take the accepted client `fd`. Returns 0, or -1 (the caller closes). */
 int http_client_start(struct pool *p, int fd);

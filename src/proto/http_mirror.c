@@ -174,7 +174,10 @@ struct http_mirror *http_mirror_start(struct pool *p, const struct http_head *h,
     struct wk *w = p->wk;
     stats_add(stats_arm(p->stats, cp->narms, SA_REQUESTS), 1);
     size_t server = cp->mirror_first + (size_t)((roll / 100) % cp->mirror_n);
-    struct http_mirror *m = calloc(1, sizeof(*m));
+    for (size_t k = 0; k < cp->mirror_n && p->down[server]; k++) { /* skip held-out ones */
+        server = cp->mirror_first + (server - cp->mirror_first + 1) % cp->mirror_n;
+    }
+    struct http_mirror *m = p->down[server] ? NULL : calloc(1, sizeof(*m));
     if (m == NULL) {
         stats_add(stats_arm(p->stats, cp->narms, SA_DROPPED), 1);
         return NULL;

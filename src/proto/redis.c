@@ -44,7 +44,11 @@ static int redis_key_server(struct redis_client *cl, const struct resp_arg *a)
     if (k == NULL) {
         return -1;
     }
-    return ring_pick(&cl->rp->ring, k, (size_t)a->len, bal_random(&cl->rp->pool->bal));
+    struct pool *p = cl->rp->pool;
+    int s = ring_pick(&cl->rp->ring, k, (size_t)a->len, bal_random(&p->bal));
+    /* Health checks hold a server out; without auto_eject_hosts its keys
+     * stay with it and fail fast until it is back. */
+    return s >= 0 && p->down[s] ? -1 : s;
 }
 
 /* Copy the whole request at the head of cl->in to server `srv`. */

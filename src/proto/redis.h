@@ -22,6 +22,9 @@ struct pool;
  * Return 0, or -1 (logged). */
 int redis_pool_init(struct pool *p);
 void redis_pool_fini(struct pool *p);
+/* The pool's server health moved (pool.h): with auto_eject_hosts the ring
+ * drops or takes back servers; without, their keys fail fast meanwhile. */
+void redis_pool_sync(struct pool *p);
 
 /* Take ownership of an accepted client. Returns 0, or -1 (the caller
  * closes fd and releases the client slot). */

@@ -71,13 +71,34 @@ static void redis_ring_rebuild(struct redis_pool *rp)
     rp->ring = fresh;
 }
 
+/* In the ring: not ejected for failures, and (with auto_eject_hosts) not
+ * taken out by health checks. */
+static bool redis_server_live(const struct redis_pool *rp, size_t i)
+{
+    return !rp->servers[i].ejected && !(rp->cp->auto_eject_hosts && rp->pool->down[i]);
+}
+
+void redis_pool_sync(struct pool *p)
+{
+    struct redis_pool *rp = p->proto;
+    bool changed = false;
+    for (size_t i = 0; i < rp->nservers; i++) {
+        bool live = redis_server_live(rp, i);
+        changed |= live != rp->live[i];
+        rp->live[i] = live;
+    }
+    if (changed) {
+        redis_ring_rebuild(rp);
+    }
+}
+
 static void redis_server_readmit(struct ev_loop *loop, struct ev_timer *t)
 {
     (void)loop;
     struct redis_server *s = t->data;
     struct redis_pool *rp = s->rp;
     s->ejected = false;
-    rp->live[s->index] = true;
+    rp->live[s->index] = redis_server_live(rp, s->index);
     redis_ring_rebuild(rp);
     log_notice(rp->wk->log, "pool '%s': server %s back in the ring after %llu ms",
                rp->cp->name, rp->cp->servers[s->index].spec,

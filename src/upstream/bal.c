@@ -44,8 +44,11 @@ uint64_t bal_random(struct bal *b)
     return x * 0x2545F4914F6CDD1Dull;
 }
 
-static bool bal_skipped(int i, const int *skip, size_t nskip)
+static bool bal_skipped(const struct bal *b, int i, const int *skip, size_t nskip)
 {
+    if (b->servers[i].down) {
+        return true;
+    }
     for (size_t k = 0; k < nskip; k++) {
         if (skip[k] == i) {
             return true;
@@ -59,7 +62,7 @@ static int bal_round_robin(struct bal *b, const int *skip, size_t nskip)
     int64_t total = 0;
     int best = -1;
     for (size_t i = 0; i < b->n; i++) {
-        if (bal_skipped((int)i, skip, nskip)) {
+        if (bal_skipped(b, (int)i, skip, nskip)) {
             continue;
         }
         struct bal_server *s = &b->servers[i];
@@ -80,7 +83,7 @@ static int bal_least_conn(struct bal *b, const int *skip, size_t nskip)
     int best = -1;
     for (size_t k = 0; k < b->n; k++) {
         size_t i = (b->next + k) % b->n;
-        if (bal_skipped((int)i, skip, nskip)) {
+        if (bal_skipped(b, (int)i, skip, nskip)) {
             continue;
         }
         const struct bal_server *s = &b->servers[i];
@@ -104,7 +107,7 @@ static int bal_weighted_random(struct bal *b, const int *skip, size_t nskip)
 {
     uint64_t total = 0;
     for (size_t i = 0; i < b->n; i++) {
-        if (!bal_skipped((int)i, skip, nskip)) {
+        if (!bal_skipped(b, (int)i, skip, nskip)) {
             total += b->servers[i].weight;
         }
     }
@@ -113,7 +116,7 @@ static int bal_weighted_random(struct bal *b, const int *skip, size_t nskip)
     }
     uint64_t r = bal_random(b) % total;
     for (size_t i = 0; i < b->n; i++) {
-        if (bal_skipped((int)i, skip, nskip)) {
+        if (bal_skipped(b, (int)i, skip, nskip)) {
             continue;
         }
         if (r < b->servers[i].weight) {

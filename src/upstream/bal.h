@@ -8,6 +8,7 @@
 
 #include "../conf/conf.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +16,7 @@ struct bal_server {
     unsigned weight;
     int64_t current; /* smooth round robin */
     unsigned active; /* open connections through this worker */
+    bool down;       /* out (health checks): never picked */
 };
 
 struct bal {
@@ -34,7 +36,13 @@ int bal_init_servers(struct bal *b, enum conf_balance kind, const struct conf_se
                      size_t n, uint64_t seed);
 void bal_free(struct bal *b);
 
-/* Pick a server index, never one of the `nskip` indexes in `skip`.
+/* Take server `i` out of the choice (health checks) or put it back. */
+static inline void bal_set_down(struct bal *b, size_t i, bool down)
+{
+    b->servers[i].down = down;
+}
+
+/* Pick a server index, never a down one nor one of the `nskip` indexes in `skip`.
  * Returns the index, or -1 if every server is skipped. */
 int bal_pick(struct bal *b, const int *skip, size_t nskip);
 

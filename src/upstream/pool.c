@@ -21,13 +21,15 @@ struct pool_proto {
     int (*init)(struct pool *p);
     void (*fini)(struct pool *p);
     int (*start)(struct pool *p, int fd);
+    void (*sync)(struct pool *p); /* p->down changed; NULL: the balancer's alone */
 };
 
 static const struct pool_proto pool_protos[] = {
-    [CONF_PROTO_TCP] = { NULL, NULL, tcp_session_start },
-    [CONF_PROTO_REDIS] = { redis_pool_init, redis_pool_fini, redis_client_start },
-    [CONF_PROTO_MEMCACHE] = { NULL, NULL, NULL },
-    [CONF_PROTO_HTTP] = { http_pool_init, http_pool_fini, http_client_start },
+    [CONF_PROTO_TCP] = { NULL, NULL, tcp_session_start, NULL },
+    [CONF_PROTO_REDIS] = { redis_pool_init, redis_pool_fini, redis_client_start,
+                           redis_pool_sync },
+    [CONF_PROTO_MEMCACHE] = { NULL, NULL, NULL, NULL },
+    [CONF_PROTO_HTTP] = { http_pool_init, http_pool_fini, http_client_start, http_pool_sync },
 };
 
 int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
@@ -35,10 +37,12 @@ int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
 {
     atomic_init(&sh->clients, 0);
     atomic_init(&sh->unix_users, nworkers);
+    atomic_init(&sh->version, 0);
+    sh->down = calloc(cp->nservers, sizeof(*sh->down));
     sh->is_unix = cp->listen.family == AF_UNIX;
     sh->nlfds = sh->is_unix ? 1 : nworkers;
     sh->lfds = malloc(sh->nlfds * sizeof(int));
-    if (sh->lfds == NULL) {
+    if (sh->lfds == NULL || sh->down == NULL) {
         snprintf(err, errlen, "pool '%s': out of memory", cp->name);
         return -1;
     }
@@ -58,7 +62,12 @@ int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
 
 void pool_shared_close(struct pool_shared *sh, const struct conf_pool *cp)
 {
-    if (sh == NULL || sh->lfds == NULL) {
+    if (sh == NULL) {
+        return;
+    }
+    free(sh->down);
+    sh->down = NULL;
+    if (sh->lfds == NULL) {
         return;
     }
     for (size_t i = 0; i < sh->nlfds; i++) {
@@ -154,11 +163,20 @@ int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
     }
     p->proto = NULL;
     p->stats = &w->stats.pools[cp - w->conf->pools];
+    p->seen = 0;
+    p->down = calloc(cp->nservers, sizeof(*p->down));
+    if (p->down == NULL) {
+        log_error(w->log, "pool '%s': out of memory", cp->name);
+        bal_free(&p->bal);
+        return -1;
+    }
     const struct pool_proto *pp = &pool_protos[cp->proto];
     if (pp->init != NULL && pp->init(p) == -1) {
         log_error(w->log, "pool '%s': cannot set up the %s pool", cp->name,
                   conf_proto_name(cp->proto));
         bal_free(&p->bal);
+        free(p->down);
+        p->down = NULL;
         return -1;
     }
     p->pause = (struct ev_timer){ .fn = pool_resume, .data = p };
@@ -169,7 +187,12 @@ int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
      * tried again on the next loop iteration rather than lost. */
     if (ev_io_add_shared(w->loop, &p->lio) == -1) {
         log_error(w->log, "pool '%s': epoll: %s", cp->name, strerror(errno));
+        if (pp->fini != NULL) {
+            pp->fini(p);
+        }
         bal_free(&p->bal);
+        free(p->down);
+        p->down = NULL;
         return -1;
     }
     p->listening = true;
@@ -204,6 +227,25 @@ void pool_fini(struct pool *p)
         pp->fini(p);
     }
     bal_free(&p->bal);
+    free(p->down);
+    p->down = NULL;
+}
+
+void pool_sync(struct pool *p)
+{
+    unsigned long v = atomic_load_explicit(&p->shared->version, memory_order_acquire);
+    if (v == p->seen) {
+        return;
+    }
+    p->seen = v;
+    for (size_t i = 0; i < p->cp->nservers; i++) {
+        p->down[i] = atomic_load_explicit(&p->shared->down[i], memory_order_relaxed);
+        bal_set_down(&p->bal, i, p->down[i]);
+    }
+    const struct pool_proto *pp = &pool_protos[p->cp->proto];
+    if (pp->sync != NULL) {
+        pp->sync(p);
+    }
 }
 
 void pool_client_closed(struct pool *p, bool err)

@@ -19,6 +19,10 @@ struct wk;
 
 struct pool_shared {
     atomic_uint clients;  /* open client connections, all workers */
+    /* Server health, written by the health checks (main's thread), read by
+     * workers when `version` moves (they are poked to look): */
+    atomic_bool *down;    /* per server: taken out by its checks */
+    atomic_ulong version; /* bumped (release) after `down` changes */
     atomic_uint unix_users; /* workers still accepting on the unix socket */
     int *lfds;            /* tcp: one SO_REUSEPORT socket per worker */
     size_t nlfds;         /* unix: one socket shared by all workers */
@@ -36,6 +40,8 @@ struct pool {
     struct bal bal;
     void *proto;            /* the protocol's per-worker state, if any */
     struct stats_pool *stats; /* this worker's counters for the pool */
+    unsigned long seen;     /* shared->version last applied */
+    bool *down;             /* this worker's copy of shared->down */
 };
 
 /* Open the listening sockets of `cp` for `nworkers`. Returns 0, or -1 with
@@ -56,6 +62,10 @@ int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
 void pool_stop_listening(struct pool *p);
 
 void pool_fini(struct pool *p);
+
+/* Apply the shared server health if it moved since the last call (the
+ * worker was poked): the protocol stops or resumes using servers. */
+void pool_sync(struct pool *p);
 
 /* A client of this pool went away (`err`: on an error, else an orderly
  * end): release its slot and count it. */

@@ -132,12 +132,13 @@ class EchoServer:
     'count' reads to EOF then answers the byte count (proves half-close);
     'name' sends its name and closes; 'tag' answers each read with its name."""
 
-    def __init__(self, mode="echo", name="echo", family=socket.AF_INET, host="127.0.0.1"):
+    def __init__(self, mode="echo", name="echo", family=socket.AF_INET, host="127.0.0.1",
+                 port=0):
         self.mode = mode
         self.name = name
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
+        self.sock.bind((host, port))
         self.sock.listen(4096)
         self.port = self.sock.getsockname()[1]
         self.accepted = 0

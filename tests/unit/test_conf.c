@@ -237,6 +237,22 @@ static const struct {
       "t.yml:4:10", "either 'protocol' or 'redis'" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  discovery: { dns: x:1 }\n"
       "  servers: [127.0.0.1:2]\n", "t.yml:4:14", "key 'discovery': not implemented yet" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  health_check: { kind: ping }\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:4:25", "unknown value 'ping'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  health_check: { interval: 0s }\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:4:29", "key 'interval': must be between" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  health_check: { fall: 0 }\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:4:25", "key 'fall'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  health_check: { every: 1s }\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:4:19", "unknown key 'every'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  health_check: { path: /h }\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:1:1", "path applies only to kind: http" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  health_check: { path: \"/a b\" }\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:4:25", "no spaces" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  health_check: { max_ejected_percent: 101 }\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:40", "key 'max_ejected_percent'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  health_check: [tcp]\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:4:17", "expected { kind" },
     { "legate:\n  workers: 0\np:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
       "  servers: [127.0.0.1:2]\n", "t.yml:2:12", "key 'workers'" },
     { "legate:\n  threads: 2\n", "t.yml:2:3", "key 'threads': unknown key in the legate section" },
@@ -279,6 +295,32 @@ static void test_bad_configs_name_their_line(void **state)
 
 /* Regression (found by fuzz_conf): the NUL-byte error path used the node
  * after freeing it. */
+static void test_health_check_defaults(void **state)
+{
+    (void)state;
+    struct conf *cf = load_ok(
+        "r:\n  listen: 127.0.0.1:1\n  health_check: true\n  redis: true\n"
+        "  servers: [127.0.0.1:2:1]\n"
+        "h:\n  listen: 127.0.0.1:3\n  protocol: http\n"
+        "  health_check: { interval: 500ms, rise: 1, max_ejected_percent: 0 }\n"
+        "  servers: [127.0.0.1:4]\n"
+        "t:\n  listen: 127.0.0.1:5\n  protocol: tcp\n  servers: [127.0.0.1:6]\n");
+    const struct conf_health *r = &cf->pools[0].health, *h = &cf->pools[1].health;
+    assert_int_equal(r->kind, CONF_CHECK_REDIS); /* the kind follows the protocol, */
+    assert_int_equal(r->interval, 2000);         /* whatever the order of the keys */
+    assert_int_equal(r->timeout, 1000);
+    assert_int_equal(r->rise, 2);
+    assert_int_equal(r->fall, 3);
+    assert_int_equal(r->max_ejected_percent, 50);
+    assert_int_equal(h->kind, CONF_CHECK_HTTP);
+    assert_string_equal(h->path, "/");
+    assert_int_equal(h->interval, 500);
+    assert_int_equal(h->rise, 1);
+    assert_int_equal(h->max_ejected_percent, 0);
+    assert_int_equal(cf->pools[2].health.kind, CONF_CHECK_NONE);
+    conf_put(cf);
+}
+
 static void test_nul_byte_in_value(void **state)
 {
     (void)state;
@@ -319,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_server_lines),
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_bad_configs_name_their_line),
+        cmocka_unit_test(test_health_check_defaults),
         cmocka_unit_test(test_nul_byte_in_value),
         cmocka_unit_test(test_depth_and_size_limits),
     };
