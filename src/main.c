@@ -211,8 +211,14 @@ static void legate_stats_accept(struct ev_loop *loop, struct ev_io *io, unsigned
         for (unsigned i = 0; i < lg->nworkers; i++) {
             ws[i] = &lg->workers[i].stats;
         }
+        const struct server_table **tabs = calloc(lg->conf->npools, sizeof(*tabs));
+        for (size_t i = 0; tabs != NULL && i < lg->conf->npools; i++) {
+            tabs[i] = &lg->shared[i].tab;
+        }
         char *json = NULL;
-        long n = stats_json(&json, lg->conf, ws, lg->nworkers, lg->started, lg->host);
+        long n = tabs == NULL ? -1 : stats_json(&json, lg->conf, tabs, ws, lg->nworkers,
+                                                lg->started, lg->host);
+        free(tabs);
         if (n > 0) {
             /* Small and once per connection: a blocking send bounded by a
              * one-second timeout, so a client that never reads costs 1 s. */

@@ -1,5 +1,6 @@
 /* stats: per-worker counters and nutcracker's JSON (see stats.h). */
 #include "stats.h"
+#include "../upstream/server.h"
 #include "../version.h"
 
 #include <inttypes.h>
@@ -49,10 +50,10 @@ int stats_init(struct stats *s, const struct conf *cf)
     }
     s->npools = cf->npools;
     for (size_t i = 0; i < cf->npools; i++) {
-        s->pools[i].nservers = cf->pools[i].nservers;
-        s->pools[i].servers = calloc(cf->pools[i].nservers * SS_N, sizeof(stats_ctr));
-        s->pools[i].latency = calloc(cf->pools[i].nservers * STATS_LAT_BUCKETS,
-                                     sizeof(stats_ctr));
+        size_t nslots = server_slots(&cf->pools[i]);
+        s->pools[i].nservers = nslots;
+        s->pools[i].servers = calloc(nslots * SS_N, sizeof(stats_ctr));
+        s->pools[i].latency = calloc(nslots * STATS_LAT_BUCKETS, sizeof(stats_ctr));
         if (s->pools[i].servers == NULL || s->pools[i].latency == NULL) {
             stats_free(s);
             return -1;
@@ -230,8 +231,9 @@ static void stats_json_arms(struct stats_buf *b, const struct conf_pool *cp,
     stats_json_arm(b, workers, nworkers, pool, cp->narms, cells);
 }
 
-long stats_json(char **out, const struct conf *cf, struct stats *const *workers,
-                size_t nworkers, int64_t started, const char *source)
+long stats_json(char **out, const struct conf *cf, const struct server_table *const *tabs,
+                struct stats *const *workers, size_t nworkers, int64_t started,
+                const char *source)
 {
     struct stats_buf b = { .cap = 4096 };
     stats_ctr **cells = calloc(nworkers ? nworkers : 1, sizeof(*cells));
@@ -267,9 +269,15 @@ long stats_json(char **out, const struct conf *cf, struct stats *const *workers,
             stats_put(&b, "%s\"%s\":%" PRId64, f ? ", " : "", stats_pool_fields[f].name,
                       stats_sum(cells, nworkers));
         }
-        for (size_t s = 0; s < cp->nservers; s++) {
+        const struct server_table *tab = tabs[p];
+        for (size_t s = 0; s < tab->nslots; s++) {
+            if (server_state_of(tab, s) == SERVER_FREE) {
+                continue;
+            }
             stats_put(&b, ", ");
-            stats_put_name(&b, cp->servers[s].ident);
+            /* Configured servers by their ketama identity, as nutcracker;
+             * discovered ones by address. */
+            stats_put_name(&b, s < tab->nstatic ? tab->servers[s].ident : tab->servers[s].spec);
             stats_put(&b, ": {");
             for (int f = 0; f < SS_N; f++) {
                 for (size_t w = 0; w < nworkers; w++) {

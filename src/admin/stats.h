@@ -135,10 +135,14 @@ static inline void stats_arm_latency(struct stats_pool *p, size_t arm, uint64_t 
 int stats_init(struct stats *s, const struct conf *cf);
 void stats_free(struct stats *s);
 
-/* nutcracker's JSON for all workers' counters, into a malloc'd string.
+struct server_table;
+
+/* nutcracker's JSON for all workers' counters, into a malloc'd string;
+ * tabs[i]: pool i's servers (main's thread: the only writer of them).
  * Returns its length, or -1 when out of memory. */
-long stats_json(char **out, const struct conf *cf, struct stats *const *workers,
-                size_t nworkers, int64_t started, const char *source);
+long stats_json(char **out, const struct conf *cf, const struct server_table *const *tabs,
+                struct stats *const *workers, size_t nworkers, int64_t started,
+                const char *source);
 
 /* The description of every field, as `nutcracker -D` prints it. */
 void stats_describe(FILE *f);

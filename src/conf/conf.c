@@ -551,7 +551,7 @@ static const struct conf_pool_key conf_pool_keys[] = {
     { "redis_db", P_REDIS, pk_redis_db },
     { "redis_user", P_REDIS, pk_redis_user },
     { "limits", P_REDIS, pk_limits },
-    { "discovery", P_ANY, pk_later },
+    { "discovery", P_ANY, conf_discovery_read },
     { "health_check", P_ANY, conf_health_read },
     { "split", P_HTTP, conf_http_split },
     { "mirror", P_HTTP, conf_http_mirror },
@@ -589,6 +589,7 @@ static void conf_pool_defaults(struct conf_pool *p)
     p->limit_header = 32 * 1024;
     p->limit_line = 8 * 1024;
     conf_health_defaults(&p->health);
+    conf_discovery_defaults(&p->discovery);
 }
 
 static const char *conf_protos_text(unsigned mask)
@@ -652,8 +653,8 @@ static int conf_read_pool(struct conf_ctx *cx, const struct conf_node *name,
         if (conf_http_finish(cx, p, name) == -1) {
             return -1;
         }
-    } else if (p->nservers == 0) {
-        return conf_fail(cx, name, "servers", "missing (every pool needs servers)");
+    } else if (p->nservers == 0 && p->discovery.kind == CONF_DISC_NONE) {
+        return conf_fail(cx, name, "servers", "missing (every pool needs servers or discovery)");
     }
     if (conf_health_finish(cx, p, name) == -1) {
         return -1;
@@ -741,6 +742,7 @@ static void conf_free(struct conf *cf)
         free(p->redis_user);
         conf_http_free(p);
         conf_health_free(p);
+        conf_discovery_free(p);
     }
     free(cf->pools);
     free(cf->path);

@@ -85,6 +85,19 @@ struct conf_health {
     int line;
 };
 
+/* Where a pool finds servers besides its static list (discovery:). */
+enum conf_disc { CONF_DISC_NONE, CONF_DISC_DNS, CONF_DISC_SRV, CONF_DISC_FILE };
+
+struct conf_discovery {
+    enum conf_disc kind;
+    char *name;                  /* dns: host name; dns_srv: record; file: path */
+    uint16_t port;               /* dns: the port of every address */
+    char *resolvers;             /* "ip:port,..." (NULL: /etc/resolv.conf) */
+    uint64_t interval;           /* ms between lookups (or file checks) */
+    unsigned max_endpoints;      /* slots for discovered servers */
+    int line;
+};
+
 enum conf_sticky { CONF_STICKY_NONE, CONF_STICKY_HEADER, CONF_STICKY_COOKIE, CONF_STICKY_ADDR };
 
 struct conf_pool {
@@ -146,6 +159,7 @@ struct conf_pool {
     uint64_t limit_line;        /* bytes of a request line (414 above) */
 
     struct conf_health health;
+    struct conf_discovery discovery;
 
     struct conf_server *servers;
     size_t nservers;

@@ -232,9 +232,14 @@ int conf_http_finish(struct conf_ctx *cx, struct conf_pool *p, const struct conf
         return conf_fail(cx, name, "servers", "a split pool takes its servers from "
                          "split.arms; remove the pool's servers list");
     }
+    if (p->split && p->discovery.kind != CONF_DISC_NONE) {
+        return conf_fail(cx, name, "discovery", "not implemented yet for split arms (a plain "
+                         "http pool can use it)");
+    }
     if (!p->split) {
-        if (p->nservers == 0) {
-            return conf_fail(cx, name, "servers", "missing (every pool needs servers)");
+        if (p->nservers == 0 && p->discovery.kind == CONF_DISC_NONE) {
+            return conf_fail(cx, name, "servers", "missing (every pool needs servers or "
+                             "discovery)");
         }
         p->arms = calloc(1, sizeof(*p->arms));
         if (p->arms == NULL || (p->arms[0].name = strdup("default")) == NULL) {

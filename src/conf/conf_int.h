@@ -47,6 +47,12 @@ int conf_http_mirror(struct conf_ctx *cx, struct conf_pool *p, const struct conf
 int conf_http_finish(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *name);
 void conf_http_free(struct conf_pool *p);
 
+/* discovery: (conf_discovery.c). */
+int conf_discovery_read(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
+                        const char *key);
+void conf_discovery_defaults(struct conf_discovery *d);
+void conf_discovery_free(struct conf_pool *p);
+
 /* health_check: (conf_health.c). */
 int conf_health_read(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
                      const char *key);

@@ -87,6 +87,21 @@ int ev_io_add(struct ev_loop *loop, struct ev_io *io, unsigned events)
     return ev_ctl(loop, EPOLL_CTL_ADD, io, mask);
 }
 
+static uint32_t ev_level_mask(unsigned events)
+{
+    return ((events & EV_READ) ? EPOLLIN : 0u) | ((events & EV_WRITE) ? EPOLLOUT : 0u);
+}
+
+int ev_io_add_level(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+    return ev_ctl(loop, EPOLL_CTL_ADD, io, ev_level_mask(events));
+}
+
+int ev_io_mod_level(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+    return ev_ctl(loop, EPOLL_CTL_MOD, io, ev_level_mask(events));
+}
+
 int ev_io_add_shared(struct ev_loop *loop, struct ev_io *io)
 {
     return ev_ctl(loop, EPOLL_CTL_ADD, io, EPOLLIN | EPOLLEXCLUSIVE);

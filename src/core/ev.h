@@ -72,6 +72,12 @@ uint64_t ev_now_us(const struct ev_loop *loop);
  * Returns 0, or -1 with errno set. */
 int ev_io_add(struct ev_loop *loop, struct ev_io *io, unsigned events);
 
+/* Watch io->fd for `events`, level-triggered (for sockets owned by a
+ * library that expects to be called while data is pending: the resolver);
+ * ev_io_mod_level changes the events. Return 0, or -1 with errno set. */
+int ev_io_add_level(struct ev_loop *loop, struct ev_io *io, unsigned events);
+int ev_io_mod_level(struct ev_loop *loop, struct ev_io *io, unsigned events);
+
 /* Watch a shared listening fd: level-triggered with EPOLLEXCLUSIVE so one
  * of the loops sharing it wakes per connection. Returns 0 or -1. */
 int ev_io_add_shared(struct ev_loop *loop, struct ev_io *io);

@@ -31,9 +31,11 @@ struct http_pool {
     struct pool *pool;
     struct wk *wk;
     const struct conf_pool *cp;
-    struct bal *arm_bal;        /* one balancer per arm, over its servers */
+    struct bal *arm_bal;        /* one balancer per arm, over all slots: those not
+                                 * of the arm are held down */
     struct http_up **idle;      /* per server: reusable connections */
     unsigned *nidle;            /* per server: how many */
+    unsigned *arm_gen;          /* per slot: the fill the arms' balancers know */
 };
 
 enum http_cstate {
@@ -134,7 +136,18 @@ static void http_up_kicked(struct ev_loop *loop, struct ev_defer *d)
 
 static const char *http_server_spec(const struct http_pool *hp, size_t server)
 {
-    return hp->cp->servers[server].spec;
+    return hp->pool->servers[server].spec;
+}
+
+/* Host for a request that has none (HTTP/1.0): the arm's first configured
+ * server, else the name discovery looks up, else legate's own address. */
+static const char *http_default_host(const struct conf_pool *cp, const struct conf_arm *arm)
+{
+    if (arm->n > 0) {
+        return cp->servers[arm->first].spec;
+    }
+    return cp->discovery.kind == CONF_DISC_DNS || cp->discovery.kind == CONF_DISC_SRV
+               ? cp->discovery.name : cp->listen_spec;
 }
 
 static struct stats_pool *http_stats(const struct http_pool *hp)
@@ -211,7 +224,8 @@ static void http_client_drop_up(struct http_client *cl, bool reusable)
     u->cl = NULL;
     struct http_pool *hp = cl->hp;
     if (reusable && !u->gone && u->in.bytes == 0 && !u->c.eof && !hp->wk->draining &&
-        hp->nidle[u->server] < HTTP_IDLE_PER_SERVER) {
+        hp->nidle[u->server] < HTTP_IDLE_PER_SERVER &&
+        hp->pool->state[u->server] == SERVER_ACTIVE) {
         http_parser_next(&u->rsp);
         u->reused = true;
         u->got_bytes = false;
@@ -385,7 +399,7 @@ static int http_request_head(struct http_client *cl)
         .forwarded_for = cp->forwarded_for ? cl->addr : NULL,
         .via = cp->via,
         .chunked = cl->req_chunked,
-        .host = cp->servers[cp->arms[cl->arm].first].spec,
+        .host = http_default_host(cp, &cp->arms[cl->arm]),
     };
     if (http_head_write_request(h, &o, &cl->up, &hp->wk->bufs) == -1) {
         return -1;
@@ -621,6 +635,7 @@ static void http_up_close(struct http_up *u)
     ev_timer_stop(hp->wk->loop, &u->timer);
     buf_queue_clear(&u->in, &hp->wk->bufs);
     ev_defer(hp->wk->loop, &u->release);
+    pool_server_use(hp->pool, u->server, -1); /* last: the slot may be recycled */
 }
 
 /* Response body bytes: to the client, re-chunked when we chunk. */
@@ -937,7 +952,7 @@ static struct http_up *http_up_get(struct http_client *cl, size_t server)
         return u;
     }
     bool done = false;
-    int fd = net_connect(&hp->cp->servers[server].addr, &done);
+    int fd = net_connect(&hp->pool->servers[server].addr, &done);
     if (fd == -1) {
         log_warn(hp->wk->log, "pool '%s': connect to %s failed: %s", hp->cp->name,
                  http_server_spec(hp, server), strerror(errno));
@@ -964,6 +979,7 @@ static struct http_up *http_up_get(struct http_client *cl, size_t server)
         free(u);
         return NULL;
     }
+    pool_server_use(hp->pool, server, 1);
     u->connecting = !done;
     if (done) {
         pool_server_conn(hp->pool, server, 1);
@@ -979,17 +995,12 @@ static struct http_up *http_up_get(struct http_client *cl, size_t server)
 static void http_dispatch(struct http_client *cl)
 {
     struct http_pool *hp = cl->hp;
-    const struct conf_arm *arm = &hp->cp->arms[cl->arm];
     while (cl->ntried < HTTP_MAX_TRIES) {
-        int skip[HTTP_MAX_TRIES];
-        for (unsigned i = 0; i < cl->ntried; i++) {
-            skip[i] = cl->tried[i] - (int)arm->first;
-        }
-        int i = bal_pick(&hp->arm_bal[cl->arm], skip, cl->ntried);
+        int i = bal_pick(&hp->arm_bal[cl->arm], cl->tried, cl->ntried);
         if (i == -1) {
             break;
         }
-        size_t server = arm->first + (size_t)i;
+        size_t server = (size_t)i;
         cl->tried[cl->ntried++] = (int)server;
         struct http_up *u = http_up_get(cl, server);
         if (u == NULL) {
@@ -1010,6 +1021,8 @@ static void http_dispatch(struct http_client *cl)
 /* ------------------------------------------------------------------ */
 /* pool setup                                                           */
 
+static void http_arms_follow(struct http_pool *hp);
+
 int http_pool_init(struct pool *p)
 {
     const struct conf_pool *cp = p->cp;
@@ -1021,18 +1034,19 @@ int http_pool_init(struct pool *p)
     hp->wk = p->wk;
     hp->cp = cp;
     hp->arm_bal = calloc(cp->narms, sizeof(*hp->arm_bal));
-    hp->idle = calloc(cp->nservers, sizeof(*hp->idle));
-    hp->nidle = calloc(cp->nservers, sizeof(*hp->nidle));
-    if (hp->arm_bal == NULL || hp->idle == NULL || hp->nidle == NULL) {
+    hp->idle = calloc(p->nslots, sizeof(*hp->idle));
+    hp->nidle = calloc(p->nslots, sizeof(*hp->nidle));
+    hp->arm_gen = calloc(p->nslots, sizeof(*hp->arm_gen));
+    if (hp->arm_bal == NULL || hp->idle == NULL || hp->nidle == NULL || hp->arm_gen == NULL) {
         free(hp->arm_bal);
         free(hp->idle);
         free(hp->nidle);
+        free(hp->arm_gen);
         free(hp);
         return -1;
     }
     for (size_t a = 0; a < cp->narms; a++) {
-        const struct conf_arm *arm = &cp->arms[a];
-        if (bal_init_servers(&hp->arm_bal[a], cp->balance, &cp->servers[arm->first], arm->n,
+        if (bal_init_servers(&hp->arm_bal[a], cp->balance, p->servers, p->nslots,
                              p->wk->seed ^ (a + 1) * 0x9E3779B97F4A7C15ull) == -1) {
             p->proto = hp;
             http_pool_fini(p);
@@ -1040,27 +1054,55 @@ int http_pool_init(struct pool *p)
         }
     }
     p->proto = hp;
+    http_arms_follow(hp);
     return 0;
+}
+
+/* Slot `i` serves arm `a`: the arm's configured servers, and for the one
+ * arm of a plain pool, every discovered server too. */
+static bool http_arm_member(const struct pool *p, size_t a, size_t i)
+{
+    const struct conf_pool *cp = p->cp;
+    const struct conf_arm *arm = &cp->arms[a];
+    return (i >= arm->first && i < arm->first + arm->n) ||
+           (!cp->split && i >= p->shared->tab.nstatic);
+}
+
+/* Each arm's balancer follows the pool's: members only, usable only. */
+static void http_arms_follow(struct http_pool *hp)
+{
+    struct pool *p = hp->pool;
+    for (size_t a = 0; a < hp->cp->narms; a++) {
+        for (size_t i = 0; i < p->nslots; i++) {
+            if (hp->arm_gen[i] != p->gen[i] && http_arm_member(p, a, i)) {
+                bal_reset_server(&hp->arm_bal[a], i, p->servers[i].weight);
+            }
+            bal_set_down(&hp->arm_bal[a], i, !http_arm_member(p, a, i) ||
+                         !pool_server_usable(p, i));
+        }
+    }
+    for (size_t i = 0; i < p->nslots; i++) {
+        hp->arm_gen[i] = p->gen[i];
+    }
 }
 
 void http_pool_sync(struct pool *p)
 {
     struct http_pool *hp = p->proto;
-    for (size_t a = 0; a < hp->cp->narms; a++) {
-        const struct conf_arm *arm = &hp->cp->arms[a];
-        for (size_t k = 0; k < arm->n; k++) {
-            bal_set_down(&hp->arm_bal[a], k, p->down[arm->first + k]);
+    http_arms_follow(hp);
+    for (size_t i = 0; i < p->nslots; i++) { /* left the table: no more reuse */
+        while (p->state[i] != SERVER_ACTIVE && hp->idle[i] != NULL) {
+            http_up_close(hp->idle[i]);
         }
     }
 }
-
 void http_pool_fini(struct pool *p)
 {
     struct http_pool *hp = p->proto;
     if (hp == NULL) {
         return;
     }
-    for (size_t s = 0; hp->idle != NULL && s < hp->cp->nservers; s++) {
+    for (size_t s = 0; hp->idle != NULL && s < hp->pool->nslots; s++) {
         while (hp->idle[s] != NULL) {
             http_up_close(hp->idle[s]);
         }
@@ -1073,6 +1115,7 @@ void http_pool_fini(struct pool *p)
     free(hp->arm_bal);
     free(hp->idle);
     free(hp->nidle);
+    free(hp->arm_gen);
     free(hp);
     p->proto = NULL;
 }

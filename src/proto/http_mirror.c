@@ -196,7 +196,7 @@ struct http_mirror *http_mirror_start(struct pool *p, const struct http_head *h,
     bool done = false;
     int fd = -1;
     if (http_head_write_request(h, &mo, &m->out, &w->bufs) == -1 ||
-        (fd = net_connect(&cp->servers[server].addr, &done)) == -1 ||
+        (fd = net_connect(&p->servers[server].addr, &done)) == -1 ||
         conn_open(&m->c, w->loop, fd, mirror_io, m) == -1) {
         if (fd != -1) {
             close(fd);

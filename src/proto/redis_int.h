@@ -89,6 +89,7 @@ struct redis_server {
     unsigned next;
     unsigned failures;            /* consecutive, reset by any reply */
     bool ejected;                 /* out of the ring until `readmit` fires */
+    unsigned gen;                 /* the slot fill this state belongs to */
     struct ev_timer readmit;
 };
 

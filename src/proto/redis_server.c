@@ -55,14 +55,14 @@ static void redis_sconn_io(struct ev_loop *loop, struct ev_io *io, unsigned even
 
 static const char *redis_server_spec(const struct redis_sconn *sc)
 {
-    return sc->rp->cp->servers[sc->server].spec;
+    return sc->rp->pool->servers[sc->server].spec;
 }
 
 /* Rebuild the ring from the servers not ejected. */
 static void redis_ring_rebuild(struct redis_pool *rp)
 {
     struct ring fresh;
-    if (ring_build(&fresh, rp->cp, rp->live) == -1) {
+    if (ring_build_servers(&fresh, rp->cp, rp->pool->servers, rp->nservers, rp->live) == -1) {
         log_error(rp->wk->log, "pool '%s': out of memory rebuilding the ring; keeping the "
                   "old one", rp->cp->name);
         return;
@@ -71,11 +71,38 @@ static void redis_ring_rebuild(struct redis_pool *rp)
     rp->ring = fresh;
 }
 
-/* In the ring: not ejected for failures, and (with auto_eject_hosts) not
- * taken out by health checks. */
+/* In the ring: in the table (not draining), not ejected for failures, and
+ * (with auto_eject_hosts) not taken out by health checks. */
 static bool redis_server_live(const struct redis_pool *rp, size_t i)
 {
-    return !rp->servers[i].ejected && !(rp->cp->auto_eject_hosts && rp->pool->down[i]);
+    const struct pool *p = rp->pool;
+    return p->state[i] == SERVER_ACTIVE && !rp->servers[i].ejected &&
+           !(rp->cp->auto_eject_hosts && p->down[i]);
+}
+
+static int redis_sconn_connect(struct redis_sconn *sc);
+
+/* A connection to a slot that left the table, with nothing in flight:
+ * closed quietly (not a failure), and the slot's use given back. */
+static void redis_sconn_retire(struct redis_sconn *sc)
+{
+    struct redis_pool *rp = sc->rp;
+    if (sc->state == SC_DOWN || sc->head != NULL) {
+        return;
+    }
+    if (sc->state == SC_UP) {
+        pool_server_conn(rp->pool, sc->server, -1);
+    }
+    conn_close(&sc->c, rp->wk->loop);
+    ev_timer_stop(rp->wk->loop, &sc->timer);
+    sc->state = SC_DOWN;
+    buf_queue_clear(&sc->out, &rp->wk->bufs);
+    buf_queue_clear(&sc->in, &rp->wk->bufs);
+    buf_cursor_reset(&sc->cur, &sc->in);
+    resp_rsp_init(&sc->rsp);
+    sc->unsent = NULL;
+    sc->appended = sc->written = 0;
+    pool_server_use(rp->pool, sc->server, -1);
 }
 
 void redis_pool_sync(struct pool *p)
@@ -83,6 +110,20 @@ void redis_pool_sync(struct pool *p)
     struct redis_pool *rp = p->proto;
     bool changed = false;
     for (size_t i = 0; i < rp->nservers; i++) {
+        struct redis_server *s = &rp->servers[i];
+        if (p->state[i] != SERVER_ACTIVE) {
+            for (unsigned k = 0; k < s->nconns; k++) {
+                redis_sconn_retire(&s->conns[k]);
+            }
+        } else if (s->gen != p->gen[i]) { /* a new endpoint in this slot */
+            s->gen = p->gen[i];
+            s->failures = 0;
+            s->ejected = false;
+            ev_timer_stop(rp->wk->loop, &s->readmit);
+            for (unsigned k = 0; rp->cp->preconnect && k < s->nconns; k++) {
+                (void)redis_sconn_connect(&s->conns[k]);
+            }
+        }
         bool live = redis_server_live(rp, i);
         changed |= live != rp->live[i];
         rp->live[i] = live;
@@ -101,7 +142,7 @@ static void redis_server_readmit(struct ev_loop *loop, struct ev_timer *t)
     rp->live[s->index] = redis_server_live(rp, s->index);
     redis_ring_rebuild(rp);
     log_notice(rp->wk->log, "pool '%s': server %s back in the ring after %llu ms",
-               rp->cp->name, rp->cp->servers[s->index].spec,
+               rp->cp->name, rp->pool->servers[s->index].spec,
                (unsigned long long)rp->cp->server_retry_timeout);
 }
 
@@ -126,7 +167,7 @@ static void redis_server_failed(struct redis_server *s)
               (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
     ev_timer_start(rp->wk->loop, &s->readmit, cp->server_retry_timeout);
     log_warn(rp->wk->log, "pool '%s': server %s ejected for %llu ms after %u failures",
-             cp->name, cp->servers[s->index].spec,
+             cp->name, rp->pool->servers[s->index].spec,
              (unsigned long long)cp->server_retry_timeout, s->failures);
 }
 
@@ -137,6 +178,7 @@ static void redis_sconn_fail(struct redis_sconn *sc, enum stats_server_field wha
 {
     struct redis_pool *rp = sc->rp;
     struct ev_loop *loop = rp->wk->loop;
+    bool used = sc->state != SC_DOWN;
     if (sc->head != NULL || sc->state != SC_DOWN) {
         log_warn(rp->wk->log, "pool '%s': server %s: %s", rp->cp->name, redis_server_spec(sc),
                  why);
@@ -169,6 +211,9 @@ static void redis_sconn_fail(struct redis_sconn *sc, enum stats_server_field wha
     }
     sc->unsent = NULL;
     sc->appended = sc->written = 0;
+    if (used) {
+        pool_server_use(rp->pool, sc->server, -1); /* last: the slot may be recycled */
+    }
 }
 
 static void redis_sconn_arm_timeout(struct redis_sconn *sc)
@@ -266,7 +311,7 @@ static int redis_sconn_handshake(struct redis_sconn *sc)
 static int redis_sconn_connect(struct redis_sconn *sc)
 {
     struct redis_pool *rp = sc->rp;
-    const struct conf_server *s = &rp->cp->servers[sc->server];
+    const struct conf_server *s = &rp->pool->servers[sc->server];
     bool done = false;
     int fd = net_connect(&s->addr, &done);
     if (fd == -1) {
@@ -285,6 +330,7 @@ static int redis_sconn_connect(struct redis_sconn *sc)
         errno = ENOMEM;
         return -1;
     }
+    pool_server_use(rp->pool, sc->server, 1);
     sc->state = done ? SC_UP : SC_CONNECTING;
     if (done) {
         pool_server_conn(rp->pool, sc->server, 1);
@@ -448,6 +494,10 @@ static void redis_sconn_pump(struct redis_sconn *sc)
                 if (sc->state != SC_UP) {
                     return;
                 }
+                if (sc->head == NULL && rp->pool->state[sc->server] != SERVER_ACTIVE) {
+                    redis_sconn_retire(sc); /* drained: the slot left the table */
+                    return;
+                }
             }
         }
         if (sc->c.eof) {
@@ -516,18 +566,21 @@ int redis_pool_init(struct pool *p)
     if (cp->limit_inline != 0) {
         rp->limits.max_inline = (uint32_t)cp->limit_inline;
     }
-    rp->nservers = cp->nservers;
-    rp->servers = calloc(cp->nservers, sizeof(*rp->servers));
-    rp->live = calloc(cp->nservers, sizeof(*rp->live));
-    if (rp->servers == NULL || rp->live == NULL || ring_build(&rp->ring, cp, NULL) == -1) {
+    rp->nservers = p->nslots;
+    rp->servers = calloc(rp->nservers, sizeof(*rp->servers));
+    rp->live = calloc(rp->nservers, sizeof(*rp->live));
+    for (size_t i = 0; rp->live != NULL && i < rp->nservers; i++) {
+        rp->live[i] = p->state[i] == SERVER_ACTIVE;
+    }
+    if (rp->servers == NULL || rp->live == NULL ||
+        ring_build_servers(&rp->ring, cp, p->servers, rp->nservers, rp->live) == -1) {
         free(rp->servers);
         free(rp->live);
         free(rp);
         return -1;
     }
-    for (size_t i = 0; i < cp->nservers; i++) {
+    for (size_t i = 0; i < rp->nservers; i++) {
         struct redis_server *s = &rp->servers[i];
-        rp->live[i] = true;
         s->rp = rp;
         s->index = i;
         s->readmit = (struct ev_timer){ .fn = redis_server_readmit, .data = s };
@@ -553,7 +606,7 @@ int redis_pool_init(struct pool *p)
     }
     p->proto = rp;
     if (cp->preconnect) {
-        for (size_t i = 0; i < rp->nservers; i++) {
+        for (size_t i = 0; i < rp->pool->shared->tab.nstatic; i++) {
             for (unsigned k = 0; k < rp->servers[i].nconns; k++) {
                 (void)redis_sconn_connect(&rp->servers[i].conns[k]);
             }

@@ -39,7 +39,7 @@ static void tcp_pump(struct tcp_session *s);
 
 static const char *tcp_server_spec(const struct tcp_session *s)
 {
-    return s->pool->cp->servers[s->server_idx].spec;
+    return s->pool->servers[s->server_idx].spec;
 }
 
 static void tcp_release(struct ev_loop *loop, struct ev_defer *d)
@@ -58,7 +58,7 @@ static void tcp_close(struct tcp_session *s)
     }
     struct ev_loop *loop = s->wk->loop;
     if (s->server_idx != -1 && s->server.open) {
-        bal_closed(&s->pool->bal, s->server_idx);
+        pool_server_drop(s->pool, (size_t)s->server_idx);
         if (s->state == TCP_OPEN) {
             pool_server_conn(s->pool, (size_t)s->server_idx, -1);
         }
@@ -92,7 +92,7 @@ static void tcp_timer_fired(struct ev_loop *loop, struct ev_timer *t)
         log_warn(s->wk->log, "pool '%s': connect to %s timed out after %llu ms",
                  s->pool->cp->name, tcp_server_spec(s),
                  (unsigned long long)s->pool->cp->timeout_connect);
-        bal_closed(&s->pool->bal, s->server_idx);
+        pool_server_drop(s->pool, (size_t)s->server_idx);
         conn_close(&s->server, loop);
         stats_add(stats_server(s->pool->stats, (size_t)s->server_idx, SS_SERVER_TIMEDOUT), 1);
         tcp_connect_next(s);
@@ -141,7 +141,7 @@ static void tcp_server_io(struct ev_loop *loop, struct ev_io *io, unsigned event
     }
     log_warn(s->wk->log, "pool '%s': connect to %s failed: %s", s->pool->cp->name,
              tcp_server_spec(s), strerror(err ? err : ECONNRESET));
-    bal_closed(&s->pool->bal, s->server_idx);
+    pool_server_drop(s->pool, (size_t)s->server_idx);
     conn_close(&s->server, s->wk->loop);
     stats_add(stats_server(s->pool->stats, (size_t)s->server_idx, SS_SERVER_ERR), 1);
     ev_timer_stop(s->wk->loop, &s->timer);
@@ -183,10 +183,10 @@ static void tcp_connect_next(struct tcp_session *s)
         s->tried[s->ntried++] = i;
         s->server_idx = i;
         bool done = false;
-        int fd = net_connect(&cp->servers[i].addr, &done);
+        int fd = net_connect(&s->pool->servers[i].addr, &done);
         if (fd == -1) {
             log_warn(s->wk->log, "pool '%s': connect to %s failed: %s", cp->name,
-                     cp->servers[i].spec, strerror(errno));
+                     s->pool->servers[i].spec, strerror(errno));
             stats_add(stats_server(s->pool->stats, (size_t)i, SS_SERVER_ERR), 1);
             continue;
         }
@@ -199,7 +199,7 @@ static void tcp_connect_next(struct tcp_session *s)
             tcp_close(s);
             return;
         }
-        bal_opened(&s->pool->bal, i);
+        pool_server_take(s->pool, (size_t)i);
         if (done) {
             tcp_opened(s);
             return;

@@ -21,11 +21,6 @@ int bal_init_servers(struct bal *b, enum conf_balance kind, const struct conf_se
     return 0;
 }
 
-int bal_init(struct bal *b, const struct conf_pool *cp, uint64_t seed)
-{
-    return bal_init_servers(b, cp->balance, cp->servers, cp->nservers, seed);
-}
-
 void bal_free(struct bal *b)
 {
     free(b->servers);

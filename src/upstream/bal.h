@@ -29,12 +29,17 @@ struct bal {
 
 /* Set up for the servers of `cp`; `seed` makes random choices differ per
  * worker. Returns 0, or -1 when out of memory. */
-int bal_init(struct bal *b, const struct conf_pool *cp, uint64_t seed);
 /* The same over `n` servers (a slice of a pool's list: indexes are then
  * relative to `servers`). */
 int bal_init_servers(struct bal *b, enum conf_balance kind, const struct conf_server *servers,
                      size_t n, uint64_t seed);
 void bal_free(struct bal *b);
+
+/* Server `i` now stands for a new endpoint of weight `weight`. */
+static inline void bal_reset_server(struct bal *b, size_t i, unsigned weight)
+{
+    b->servers[i] = (struct bal_server){ .weight = weight };
+}
 
 /* Take server `i` out of the choice (health checks) or put it back. */
 static inline void bal_set_down(struct bal *b, size_t i, bool down)

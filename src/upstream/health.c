@@ -20,6 +20,7 @@ struct health_target {
     struct ev_timer timer;    /* the next check, then this check's timeout */
     bool checking;
     bool connected;
+    unsigned gen;             /* the slot's fill these counts belong to */
     char *req;                /* what a check sends (NULL: nothing) */
     size_t reqlen;
     size_t sent;
@@ -29,6 +30,7 @@ struct health_target {
     unsigned fails;           /* in a row */
     bool down;
     bool capped;              /* would be out, max_ejected_percent holds it (logged) */
+    bool fresh;               /* the request is still to be built */
 };
 
 struct health_pool {
@@ -48,25 +50,67 @@ struct health {
     size_t npools;
 };
 
+static const struct conf_server *health_server(const struct health_target *t)
+{
+    return &t->hp->sh->tab.servers[t->server];
+}
+
 static const char *health_spec(const struct health_target *t)
 {
-    return t->hp->cp->servers[t->server].spec;
+    return health_server(t)->spec;
 }
 
 static void health_publish(struct health_target *t)
 {
     struct health_pool *hp = t->hp;
-    atomic_store_explicit(&hp->sh->down[t->server], t->down, memory_order_relaxed);
-    atomic_fetch_add_explicit(&hp->sh->version, 1, memory_order_release);
+    atomic_store_explicit(&hp->sh->tab.down[t->server], t->down, memory_order_relaxed);
+    server_table_publish(&hp->sh->tab);
     hp->h->notify(hp->h->arg);
 }
 
 /* How many of the pool's servers may be out at once. */
 static size_t health_cap(const struct health_pool *hp)
 {
+    const struct server_table *tab = &hp->sh->tab;
+    size_t n = 0;
+    for (size_t i = 0; i < tab->nslots; i++) {
+        n += server_state_of(tab, i) != SERVER_FREE;
+    }
     unsigned pct = hp->cp->health.max_ejected_percent;
-    size_t cap = hp->cp->nservers * pct / 100;
+    size_t cap = n * pct / 100;
     return cap == 0 && pct > 0 ? 1 : cap;
+}
+
+/* The slot was emptied or filled anew since the last check: forget what
+ * was counted (a new endpoint starts in, as the table fills it). Returns
+ * false when the slot is empty. */
+static bool health_follow_slot(struct health_target *t)
+{
+    const struct server_table *tab = &t->hp->sh->tab;
+    bool empty = server_state_of(tab, t->server) == SERVER_FREE;
+    unsigned gen = atomic_load_explicit(&tab->gen[t->server], memory_order_relaxed);
+    if (empty || gen != t->gen) {
+        if (t->down) {
+            t->hp->ndown--;
+        }
+        t->down = t->capped = false;
+        t->passes = t->fails = 0;
+        free(t->req);
+        t->req = NULL;
+        t->reqlen = 0;
+        t->gen = empty ? t->gen : gen;
+        t->fresh = true;
+    }
+    if (empty) {
+        return false;
+    }
+    if (t->fresh) {
+        if (health_probe_request(t->hp->cp, health_server(t), &t->req, &t->reqlen) == -1) {
+            return false; /* out of memory: try at the next interval */
+        }
+        t->fresh = false;
+    }
+    return true;
 }
 
 /* Count the verdict of one check and move the server in or out. */
@@ -190,8 +234,12 @@ static void health_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
 static void health_begin(struct health_target *t)
 {
     struct health *h = t->hp->h;
+    if (!health_follow_slot(t)) {
+        ev_timer_start(h->loop, &t->timer, t->hp->cp->health.interval);
+        return;
+    }
     bool done = false;
-    int fd = net_connect(&t->hp->cp->servers[t->server].addr, &done);
+    int fd = net_connect(&health_server(t)->addr, &done);
     if (fd == -1) {
         health_verdict(t, false, strerror(errno));
         ev_timer_start(h->loop, &t->timer, t->hp->cp->health.interval);
@@ -230,31 +278,26 @@ static void health_timer(struct ev_loop *loop, struct ev_timer *timer)
 static int health_pool_init(struct health *h, struct health_pool *hp, const struct conf_pool *cp,
                             struct pool_shared *sh)
 {
+    size_t n = sh->tab.nslots;
     hp->h = h;
     hp->cp = cp;
     hp->sh = sh;
-    hp->t = calloc(cp->nservers, sizeof(*hp->t));
+    hp->t = calloc(n, sizeof(*hp->t));
     if (hp->t == NULL) {
         return -1;
     }
-    for (size_t i = 0; i < cp->nservers; i++) {
+    for (size_t i = 0; i < n; i++) {
         struct health_target *t = &hp->t[i];
         t->hp = hp;
         t->server = i;
         t->io.fd = -1;
+        t->fresh = true;
         t->timer = (struct ev_timer){ .fn = health_timer, .data = t };
-    }
-    for (size_t i = 0; i < cp->nservers; i++) {
-        struct health_target *t = &hp->t[i];
-        if (health_probe_request(cp, &cp->servers[i], &t->req, &t->reqlen) == -1) {
-            return -1;
-        }
         /* First checks spread over the first interval. */
-        ev_timer_start(h->loop, &t->timer, 1 + cp->health.interval * i / cp->nservers);
+        ev_timer_start(h->loop, &t->timer, 1 + cp->health.interval * i / n);
     }
     return 0;
 }
-
 int health_start(struct health **out, struct ev_loop *loop, const struct conf *cf,
                  struct pool_shared *shared, const struct log *log, health_notify_fn notify,
                  void *arg)
@@ -303,7 +346,7 @@ void health_stop(struct health *h)
     }
     for (size_t p = 0; p < h->npools; p++) {
         struct health_pool *hp = &h->pools[p];
-        for (size_t i = 0; hp->t != NULL && i < hp->cp->nservers; i++) {
+        for (size_t i = 0; hp->t != NULL && i < hp->sh->tab.nslots; i++) {
             health_close(&hp->t[i]);
             ev_timer_stop(h->loop, &hp->t[i].timer);
             free(hp->t[i].req);

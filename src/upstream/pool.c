@@ -37,12 +37,14 @@ int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
 {
     atomic_init(&sh->clients, 0);
     atomic_init(&sh->unix_users, nworkers);
-    atomic_init(&sh->version, 0);
-    sh->down = calloc(cp->nservers, sizeof(*sh->down));
+    if (server_table_init(&sh->tab, cp, nworkers) == -1) {
+        snprintf(err, errlen, "pool '%s': out of memory", cp->name);
+        return -1;
+    }
     sh->is_unix = cp->listen.family == AF_UNIX;
     sh->nlfds = sh->is_unix ? 1 : nworkers;
     sh->lfds = malloc(sh->nlfds * sizeof(int));
-    if (sh->lfds == NULL || sh->down == NULL) {
+    if (sh->lfds == NULL) {
         snprintf(err, errlen, "pool '%s': out of memory", cp->name);
         return -1;
     }
@@ -65,8 +67,7 @@ void pool_shared_close(struct pool_shared *sh, const struct conf_pool *cp)
     if (sh == NULL) {
         return;
     }
-    free(sh->down);
-    sh->down = NULL;
+    server_table_free(&sh->tab);
     if (sh->lfds == NULL) {
         return;
     }
@@ -150,6 +151,17 @@ static void pool_accept(struct ev_loop *loop, struct ev_io *io, unsigned events)
     }
 }
 
+static void pool_free_view(struct pool *p)
+{
+    bal_free(&p->bal);
+    free(p->state);
+    free(p->gen);
+    free(p->down);
+    p->state = NULL;
+    p->gen = NULL;
+    p->down = NULL;
+}
+
 int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
               struct pool_shared *sh)
 {
@@ -157,26 +169,30 @@ int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
     p->wk = w;
     p->shared = sh;
     p->listening = false;
-    if (bal_init(&p->bal, cp, w->seed ^ (uint64_t)(uintptr_t)cp) == -1) {
+    p->servers = sh->tab.servers;
+    p->nslots = sh->tab.nslots;
+    p->seen = 0;
+    p->state = calloc(p->nslots, sizeof(*p->state));
+    p->gen = calloc(p->nslots, sizeof(*p->gen));
+    p->down = calloc(p->nslots, sizeof(*p->down));
+    if (p->state == NULL || p->gen == NULL || p->down == NULL ||
+        bal_init_servers(&p->bal, cp->balance, p->servers, p->nslots,
+                         w->seed ^ (uint64_t)(uintptr_t)cp) == -1) {
         log_error(w->log, "pool '%s': out of memory", cp->name);
+        pool_free_view(p);
         return -1;
+    }
+    for (size_t i = 0; i < p->nslots; i++) {
+        p->state[i] = i < sh->tab.nstatic ? SERVER_ACTIVE : SERVER_FREE;
+        bal_set_down(&p->bal, i, !pool_server_usable(p, i));
     }
     p->proto = NULL;
     p->stats = &w->stats.pools[cp - w->conf->pools];
-    p->seen = 0;
-    p->down = calloc(cp->nservers, sizeof(*p->down));
-    if (p->down == NULL) {
-        log_error(w->log, "pool '%s': out of memory", cp->name);
-        bal_free(&p->bal);
-        return -1;
-    }
     const struct pool_proto *pp = &pool_protos[cp->proto];
     if (pp->init != NULL && pp->init(p) == -1) {
         log_error(w->log, "pool '%s': cannot set up the %s pool", cp->name,
                   conf_proto_name(cp->proto));
-        bal_free(&p->bal);
-        free(p->down);
-        p->down = NULL;
+        pool_free_view(p);
         return -1;
     }
     p->pause = (struct ev_timer){ .fn = pool_resume, .data = p };
@@ -190,9 +206,7 @@ int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
         if (pp->fini != NULL) {
             pp->fini(p);
         }
-        bal_free(&p->bal);
-        free(p->down);
-        p->down = NULL;
+        pool_free_view(p);
         return -1;
     }
     p->listening = true;
@@ -226,28 +240,33 @@ void pool_fini(struct pool *p)
     if (pp->fini != NULL) {
         pp->fini(p);
     }
-    bal_free(&p->bal);
-    free(p->down);
-    p->down = NULL;
+    pool_free_view(p);
 }
 
 void pool_sync(struct pool *p)
 {
-    unsigned long v = atomic_load_explicit(&p->shared->version, memory_order_acquire);
+    struct server_table *t = &p->shared->tab;
+    unsigned long v = atomic_load_explicit(&t->version, memory_order_acquire);
     if (v == p->seen) {
         return;
     }
     p->seen = v;
-    for (size_t i = 0; i < p->cp->nservers; i++) {
-        p->down[i] = atomic_load_explicit(&p->shared->down[i], memory_order_relaxed);
-        bal_set_down(&p->bal, i, p->down[i]);
+    for (size_t i = 0; i < p->nslots; i++) {
+        p->state[i] = (uint8_t)server_state_of(t, i);
+        p->down[i] = atomic_load_explicit(&t->down[i], memory_order_relaxed);
+        unsigned gen = atomic_load_explicit(&t->gen[i], memory_order_relaxed);
+        if (gen != p->gen[i] && p->state[i] != SERVER_FREE) { /* filled anew */
+            p->gen[i] = gen;
+            bal_reset_server(&p->bal, i, p->servers[i].weight);
+        }
+        bal_set_down(&p->bal, i, !pool_server_usable(p, i));
     }
     const struct pool_proto *pp = &pool_protos[p->cp->proto];
     if (pp->sync != NULL) {
         pp->sync(p);
     }
+    atomic_store_explicit(&t->acked[p->wk->id], v, memory_order_release);
 }
-
 void pool_client_closed(struct pool *p, bool err)
 {
     atomic_fetch_sub(&p->shared->clients, 1);

@@ -11,6 +11,7 @@
 #include "../conf/conf.h"
 #include "../core/ev.h"
 #include "bal.h"
+#include "server.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -19,14 +20,11 @@ struct wk;
 
 struct pool_shared {
     atomic_uint clients;  /* open client connections, all workers */
-    /* Server health, written by the health checks (main's thread), read by
-     * workers when `version` moves (they are poked to look): */
-    atomic_bool *down;    /* per server: taken out by its checks */
-    atomic_ulong version; /* bumped (release) after `down` changes */
     atomic_uint unix_users; /* workers still accepting on the unix socket */
     int *lfds;            /* tcp: one SO_REUSEPORT socket per worker */
     size_t nlfds;         /* unix: one socket shared by all workers */
     bool is_unix;
+    struct server_table tab; /* the servers, static and discovered (server.h) */
 };
 
 struct pool {
@@ -40,9 +38,20 @@ struct pool {
     struct bal bal;
     void *proto;            /* the protocol's per-worker state, if any */
     struct stats_pool *stats; /* this worker's counters for the pool */
-    unsigned long seen;     /* shared->version last applied */
-    bool *down;             /* this worker's copy of shared->down */
+    /* The servers as this worker last applied them (pool_sync): */
+    const struct conf_server *servers; /* shared->tab.servers */
+    size_t nslots;
+    unsigned long seen;     /* the table version applied */
+    uint8_t *state;         /* enum server_state per slot */
+    unsigned *gen;          /* per slot: the fill it belongs to */
+    bool *down;             /* per slot: held out by health checks */
 };
+
+/* Server `i` may take new requests in this worker. */
+static inline bool pool_server_usable(const struct pool *p, size_t i)
+{
+    return p->state[i] == SERVER_ACTIVE && !p->down[i];
+}
 
 /* Open the listening sockets of `cp` for `nworkers`. Returns 0, or -1 with
  * a message in err. */
@@ -63,9 +72,22 @@ void pool_stop_listening(struct pool *p);
 
 void pool_fini(struct pool *p);
 
-/* Apply the shared server health if it moved since the last call (the
- * worker was poked): the protocol stops or resumes using servers. */
+/* Apply the shared server table if it moved since the last call (the
+ * worker was poked): servers added, draining or held out by health
+ * checks; the protocol follows, then the version is acknowledged. */
 void pool_sync(struct pool *p);
+
+/* A connection of this worker to server `i` starts (+1, before anything
+ * of the slot is read) or ends (-1, the last thing done with the slot): a
+ * draining slot is recycled only when nobody uses it. */
+static inline void pool_server_use(struct pool *p, size_t i, int delta)
+{
+    if (delta > 0) {
+        atomic_fetch_add_explicit(&p->shared->tab.users[i], 1, memory_order_relaxed);
+    } else {
+        atomic_fetch_sub_explicit(&p->shared->tab.users[i], 1, memory_order_release);
+    }
+}
 
 /* A client of this pool went away (`err`: on an error, else an orderly
  * end): release its slot and count it. */
@@ -73,5 +95,19 @@ void pool_client_closed(struct pool *p, bool err);
 
 /* A server connection of this worker opened (+1) or closed (-1). */
 void pool_server_conn(struct pool *p, size_t server, int delta);
+
+/* This worker's connection to server `i` opens (balancer count + use) or
+ * closes (call last: the slot may be recycled after it). */
+static inline void pool_server_take(struct pool *p, size_t i)
+{
+    bal_opened(&p->bal, (int)i);
+    pool_server_use(p, i, 1);
+}
+
+static inline void pool_server_drop(struct pool *p, size_t i)
+{
+    bal_closed(&p->bal, (int)i);
+    pool_server_use(p, i, -1);
+}
 
 #endif

@@ -28,28 +28,28 @@ static uint32_t ring_ketama_share(unsigned weight, uint32_t total_weight, uint32
     return (uint32_t)(floorf((float)nudged) * 4.0f);
 }
 
-static int ring_build_ketama(struct ring *r, const struct conf_pool *cp, const bool *live,
-                             uint32_t nlive, uint32_t total_weight)
+static int ring_build_ketama(struct ring *r, const struct conf_server *servers, size_t n,
+                             const bool *live, uint32_t nlive, uint32_t total_weight)
 {
     size_t cap = 0;
-    for (size_t i = 0; i < cp->nservers; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (live == NULL || live[i]) {
-            cap += ring_ketama_share(cp->servers[i].weight, total_weight, nlive);
+            cap += ring_ketama_share(servers[i].weight, total_weight, nlive);
         }
     }
     r->points = malloc((cap ? cap : 1) * sizeof(*r->points));
     if (r->points == NULL) {
         return -1;
     }
-    for (size_t i = 0; i < cp->nservers; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (live != NULL && !live[i]) {
             continue;
         }
-        uint32_t share = ring_ketama_share(cp->servers[i].weight, total_weight, nlive);
+        uint32_t share = ring_ketama_share(servers[i].weight, total_weight, nlive);
         for (uint32_t k = 0; k < share / RING_POINTS_PER_DIGEST; k++) {
             char host[RING_IDENT_MAX + 1];
-            int n = snprintf(host, sizeof(host), "%s-%u", cp->servers[i].ident, k);
-            size_t hlen = n < 0 ? 0 : (size_t)n > RING_IDENT_MAX ? RING_IDENT_MAX : (size_t)n;
+            int len = snprintf(host, sizeof(host), "%s-%u", servers[i].ident, k);
+            size_t hlen = len < 0 ? 0 : (size_t)len > RING_IDENT_MAX ? RING_IDENT_MAX : (size_t)len;
             uint8_t d[16];
             md5_digest(host, hlen, d);
             for (size_t x = 0; x < RING_POINTS_PER_DIGEST; x++) {
@@ -78,6 +78,8 @@ static int ring_build_ketama(struct ring *r, const struct conf_pool *cp, const b
  * order. */
 static int ring_ident_cmp(const char *a, const char *b)
 {
+    a = a != NULL ? a : ""; /* an empty slot of the table */
+    b = b != NULL ? b : "";
     size_t la = strlen(a), lb = strlen(b);
     if (la != lb) {
         return la < lb ? -1 : 1;
@@ -87,29 +89,29 @@ static int ring_ident_cmp(const char *a, const char *b)
 
 /* modula and random: each live server once per unit of weight, servers in
  * twemproxy's (name-sorted) order. */
-static int ring_build_weighted_list(struct ring *r, const struct conf_pool *cp,
+static int ring_build_weighted_list(struct ring *r, const struct conf_server *servers, size_t n,
                                     const bool *live, uint32_t total_weight)
 {
-    size_t *order = malloc(cp->nservers * sizeof(*order));
+    size_t *order = malloc(n * sizeof(*order));
     r->points = malloc((total_weight ? total_weight : 1) * sizeof(*r->points));
     if (order == NULL || r->points == NULL) {
         free(order);
         return -1;
     }
-    for (size_t i = 0; i < cp->nservers; i++) { /* insertion sort: config-sized */
+    for (size_t i = 0; i < n; i++) { /* insertion sort: config-sized */
         size_t j = i;
-        while (j > 0 && ring_ident_cmp(cp->servers[order[j - 1]].ident, cp->servers[i].ident) > 0) {
+        while (j > 0 && ring_ident_cmp(servers[order[j - 1]].ident, servers[i].ident) > 0) {
             order[j] = order[j - 1];
             j--;
         }
         order[j] = i;
     }
-    for (size_t k = 0; k < cp->nservers; k++) {
+    for (size_t k = 0; k < n; k++) {
         size_t i = order[k];
         if (live != NULL && !live[i]) {
             continue;
         }
-        for (unsigned w = 0; w < cp->servers[i].weight; w++) {
+        for (unsigned w = 0; w < servers[i].weight; w++) {
             r->points[r->npoints].value = 0;
             r->points[r->npoints].server = (uint32_t)i;
             r->npoints++;
@@ -119,28 +121,29 @@ static int ring_build_weighted_list(struct ring *r, const struct conf_pool *cp,
     return 0;
 }
 
-int ring_build(struct ring *r, const struct conf_pool *cp, const bool *live)
+int ring_build_servers(struct ring *r, const struct conf_pool *cp,
+                       const struct conf_server *servers, size_t n, const bool *live)
 {
     memset(r, 0, sizeof(*r));
     r->dist = cp->distribution;
     r->hash = cp->hash;
     r->has_tag = cp->has_hash_tag;
     memcpy(r->tag, cp->hash_tag, 2);
-    r->nservers = cp->nservers;
+    r->nservers = n;
     uint32_t nlive = 0, total_weight = 0;
-    for (size_t i = 0; i < cp->nservers; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (live == NULL || live[i]) {
             nlive++;
-            total_weight += cp->servers[i].weight;
+            total_weight += servers[i].weight;
         }
     }
     if (nlive == 0) {
         return 0;
     }
     if (r->dist == CONF_DIST_KETAMA) {
-        return ring_build_ketama(r, cp, live, nlive, total_weight);
+        return ring_build_ketama(r, servers, n, live, nlive, total_weight);
     }
-    return ring_build_weighted_list(r, cp, live, total_weight);
+    return ring_build_weighted_list(r, servers, n, live, total_weight);
 }
 
 void ring_free(struct ring *r)
@@ -204,4 +207,9 @@ int ring_pick(const struct ring *r, const uint8_t *key, size_t len, uint64_t rnd
         return (int)ring_ketama_find(r, h);
     }
     return (int)r->points[h % r->npoints].server;
+}
+
+int ring_build(struct ring *r, const struct conf_pool *cp, const bool *live)
+{
+    return ring_build_servers(r, cp, cp->servers, cp->nservers, live);
 }

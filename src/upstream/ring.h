@@ -40,6 +40,9 @@ struct ring {
 /* Build the ring of `cp`; `live[i]` false leaves server i out (NULL: all
  * live). Returns 0, or -1 when out of memory. */
 int ring_build(struct ring *r, const struct conf_pool *cp, const bool *live);
+/* The same over servers[0, n) (a pool's slot table) with cp's hashing. */
+int ring_build_servers(struct ring *r, const struct conf_pool *cp,
+                       const struct conf_server *servers, size_t n, const bool *live);
 
 void ring_free(struct ring *r);
 

@@ -31,7 +31,7 @@ static void test_round_robin_weights_and_smoothness(void **state)
     const unsigned w[3] = { 5, 1, 1 };
     struct conf_pool cp = bal_pool(s, w, 3, CONF_BAL_ROUND_ROBIN);
     struct bal b;
-    assert_int_equal(bal_init(&b, &cp, 1), 0);
+    assert_int_equal(bal_init_servers(&b, cp.balance, cp.servers, cp.nservers, 1), 0);
     int count[3] = { 0 };
     int seq[7];
     for (int i = 0; i < 7; i++) {
@@ -59,7 +59,7 @@ static void test_skip_list_is_honoured(void **state)
     for (int kind = CONF_BAL_ROUND_ROBIN; kind <= CONF_BAL_RANDOM; kind++) {
         struct conf_pool cp = bal_pool(s, w, 3, (enum conf_balance)kind);
         struct bal b;
-        assert_int_equal(bal_init(&b, &cp, 7), 0);
+        assert_int_equal(bal_init_servers(&b, cp.balance, cp.servers, cp.nservers, 7), 0);
         const int skip[2] = { 0, 2 };
         for (int i = 0; i < 20; i++) {
             assert_int_equal(bal_pick(&b, skip, 2), 1);
@@ -77,7 +77,7 @@ static void test_least_connections_weighted(void **state)
     const unsigned w[2] = { 2, 1 };
     struct conf_pool cp = bal_pool(s, w, 2, CONF_BAL_LEAST_CONN);
     struct bal b;
-    assert_int_equal(bal_init(&b, &cp, 1), 0);
+    assert_int_equal(bal_init_servers(&b, cp.balance, cp.servers, cp.nservers, 1), 0);
     /* open 30 connections without closing: the weight-2 server takes 2/3 */
     int count[2] = { 0 };
     for (int i = 0; i < 30; i++) {
@@ -102,7 +102,7 @@ static void test_random_follows_weights(void **state)
     const unsigned w[2] = { 9, 1 };
     struct conf_pool cp = bal_pool(s, w, 2, CONF_BAL_RANDOM);
     struct bal b;
-    assert_int_equal(bal_init(&b, &cp, 12345), 0);
+    assert_int_equal(bal_init_servers(&b, cp.balance, cp.servers, cp.nservers, 12345), 0);
     int count[2] = { 0 };
     for (int i = 0; i < 100000; i++) {
         count[bal_pick(&b, NULL, 0)]++;

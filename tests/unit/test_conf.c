@@ -235,8 +235,27 @@ static const struct {
       "t.yml:4:3", "duplicate key 'protocol' (first at line 3)" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  redis: true\n  servers: [127.0.0.1:2]\n",
       "t.yml:4:10", "either 'protocol' or 'redis'" },
-    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  discovery: { dns: x:1 }\n"
-      "  servers: [127.0.0.1:2]\n", "t.yml:4:14", "key 'discovery': not implemented yet" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  discovery: { dns: svc }\n",
+      "t.yml:4:21", "key 'dns': expected NAME:PORT" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  discovery: { dns: a:1, file: /x }\n",
+      "t.yml:4:32", "key 'file': one source per pool" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  discovery: { interval: 1s }\n",
+      "t.yml:4:14", "no source" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  discovery: { dns_srv: \"a b\" }\n",
+      "t.yml:4:25", "is not a DNS name" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
+      "  discovery: { dns: a:1, resolvers: [dns.example] }\n",
+      "t.yml:4:38", "key 'resolvers': expected an IP address" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
+      "  discovery: { file: /x, resolvers: [127.0.0.1] }\n",
+      "t.yml:4:37", "applies only to dns and dns_srv" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
+      "  discovery: { dns: a:1, max_endpoints: 0 }\n", "t.yml:4:41", "key 'max_endpoints'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  discovery: { dns: a:1, ttl: 3 }\n",
+      "t.yml:4:26", "unknown key 'ttl'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  discovery: { dns: a:1 }\n  split:\n"
+      "    arms:\n      a: { servers: [127.0.0.1:3] }\n", "t.yml:1:1",
+      "not implemented yet for split arms" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  health_check: { kind: ping }\n"
       "  servers: [127.0.0.1:2]\n", "t.yml:4:25", "unknown value 'ping'" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  health_check: { interval: 0s }\n"
@@ -321,6 +340,33 @@ static void test_health_check_defaults(void **state)
     conf_put(cf);
 }
 
+static void test_discovery(void **state)
+{
+    (void)state;
+    struct conf *cf = load_ok(
+        "a:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
+        "  discovery: { dns: db.svc.local:5432, resolvers: [127.0.0.1:5353, \"[::1]\"] }\n"
+        "b:\n  listen: 127.0.0.1:2\n  redis: true\n  servers: [127.0.0.1:9:1]\n"
+        "  discovery: { dns_srv: _redis._tcp.cache, interval: 250ms, max_endpoints: 8 }\n"
+        "c:\n  listen: 127.0.0.1:3\n  protocol: http\n  discovery: { file: /etc/eps }\n");
+    const struct conf_discovery *a = &cf->pools[0].discovery, *b = &cf->pools[1].discovery;
+    assert_int_equal(a->kind, CONF_DISC_DNS);
+    assert_string_equal(a->name, "db.svc.local");
+    assert_int_equal(a->port, 5432);
+    assert_string_equal(a->resolvers, "127.0.0.1:5353,[::1]:53");
+    assert_int_equal(a->interval, 5000);
+    assert_int_equal(a->max_endpoints, 64);
+    assert_int_equal(cf->pools[0].nservers, 0); /* servers are optional with discovery */
+    assert_int_equal(b->kind, CONF_DISC_SRV);
+    assert_string_equal(b->name, "_redis._tcp.cache");
+    assert_int_equal(b->interval, 250);
+    assert_int_equal(b->max_endpoints, 8);
+    assert_null(b->resolvers);
+    assert_int_equal(cf->pools[2].discovery.kind, CONF_DISC_FILE);
+    assert_string_equal(cf->pools[2].discovery.name, "/etc/eps");
+    conf_put(cf);
+}
+
 static void test_nul_byte_in_value(void **state)
 {
     (void)state;
@@ -362,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_bad_configs_name_their_line),
         cmocka_unit_test(test_health_check_defaults),
+        cmocka_unit_test(test_discovery),
         cmocka_unit_test(test_nul_byte_in_value),
         cmocka_unit_test(test_depth_and_size_limits),
     };

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "admin/stats.h"
+#include "upstream/server.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -58,14 +59,19 @@ static void test_json_sums_workers(void **state)
         stats_latency(&a.pools[0], 0, (uint64_t)(i < 90 ? 100 : 5000));
     }
     struct stats *ws[2] = { &a, &b };
+    struct server_table tab;
+    assert_int_equal(server_table_init(&tab, &pool, 2), 0);
+    const struct server_table *tabs[1] = { &tab };
     char *json = NULL;
-    long n = stats_json(&json, &cf, ws, 2, 0, "host\"x");
+    long n = stats_json(&json, &cf, tabs, ws, 2, 0, "host\"x");
     assert_true(n > 0);
     assert_non_null(strstr(json, "\"requests\":7"));
     assert_non_null(strstr(json, "\"source\":\"host\\\"x\""));
     assert_non_null(strstr(json, "\"latency_p50_us\":103"));  /* bucket bound of 100 us */
     assert_non_null(strstr(json, "\"latency_p99_us\":5119"));
+    assert_non_null(strstr(json, "\"s1\": {"));
     free(json);
+    server_table_free(&tab);
     stats_free(&a);
     stats_free(&b);
 }
