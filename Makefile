@@ -14,7 +14,7 @@ LLHTTP_INC_DIR ?= /usr/share/include/llhttp
 LLHTTP_SRCS := $(LLHTTP_SRC_DIR)/api.c $(LLHTTP_SRC_DIR)/http.c $(LLHTTP_SRC_DIR)/llhttp.c
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(MODE_CFLAGS) $(WARN) -isystem $(LLHTTP_INC_DIR) $(EXTRA_CFLAGS)
 LDFLAGS  += $(EXTRA_LDFLAGS)
-LDLIBS   := -lyaml -lpthread -lm
+LDLIBS   := -lyaml -lcares -lpthread -lm
 # The release binary is linked statically: only the library code legate
 # uses is mapped, which halves its idle RSS (the shared libc alone maps
 # ~1.5 MiB of text into a dynamic binary). Sanitizer builds link dynamically.

@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "opt.h"
+#include "upstream/disc.h"
 #include "upstream/health.h"
 #include "upstream/pool.h"
 #include "version.h"
@@ -37,6 +38,7 @@ struct legate {
     struct ev_io sigio;
     struct ev_io statsio;
     struct health *health;      /* active checks, on `loop`; NULL if none */
+    struct disc *disc;          /* discovery, on `loop`; NULL if none */
     char host[256];
 };
 
@@ -243,8 +245,9 @@ static void legate_stats_accept(struct ev_loop *loop, struct ev_io *io, unsigned
     }
 }
 
-/* A server's health changed: every worker looks at once. */
-static void legate_health_changed(void *arg)
+/* A pool's server table changed (health, discovery): every worker looks
+ * at once. */
+static void legate_servers_changed(void *arg)
 {
     struct legate *lg = arg;
     for (unsigned i = 0; i < lg->nstarted; i++) {
@@ -283,10 +286,14 @@ static int legate_serve(struct legate *lg, const sigset_t *set)
         if (ev_io_add(lg->loop, &lg->sigio, EV_READ) == 0 &&
             ev_io_add_shared(lg->loop, &lg->statsio) == 0 &&
             health_start(&lg->health, lg->loop, lg->conf, lg->shared, &lg->log,
-                         legate_health_changed, lg) == 0) {
+                         legate_servers_changed, lg) == 0 &&
+            disc_start(&lg->disc, lg->loop, lg->conf, lg->shared, &lg->log,
+                       legate_servers_changed, lg) == 0) {
             log_notice(&lg->log, "stats on %s", spec);
             rc = ev_loop_run(lg->loop);
         }
+        disc_stop(lg->disc);
+        lg->disc = NULL;
         health_stop(lg->health);
         lg->health = NULL;
         close(lfd);

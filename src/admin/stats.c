@@ -293,6 +293,10 @@ long stats_json(char **out, const struct conf *cf, const struct server_table *co
                       ", \"latency_p99_us\":%" PRIu64, pct[0], pct[1], pct[2]);
             stats_put(&b, "}");
         }
+        if (cp->discovery.kind != CONF_DISC_NONE) {
+            stats_put(&b, ", \"discovery_updates\":%" PRIu64 ", \"discovery_failures\":%" PRIu64,
+                      tab->disc_updates, tab->disc_failures);
+        }
         if (cp->proto == CONF_PROTO_HTTP) {
             stats_json_arms(&b, cp, workers, nworkers, p, cells);
         }

@@ -39,7 +39,9 @@ int server_table_init(struct server_table *t, const struct conf_pool *cp, unsign
     for (unsigned w = 0; w < nworkers; w++) {
         atomic_init(&t->acked[w], 0);
     }
-    memcpy(t->servers, cp->servers, t->nstatic * sizeof(*t->servers));
+    if (t->nstatic > 0) {
+        memcpy(t->servers, cp->servers, t->nstatic * sizeof(*t->servers));
+    }
     return 0;
 }
 
@@ -70,23 +72,39 @@ void server_table_publish(struct server_table *t)
     atomic_fetch_add_explicit(&t->version, 1, memory_order_release);
 }
 
-static bool server_same(const struct conf_server *s, const struct server_ep *e)
+static const char *server_ep_ident(const struct server_ep *e, char *buf, size_t len)
 {
-    return s->weight == e->weight && s->addr.len == e->addr.len &&
-           memcmp(&s->addr.ss, &e->addr.ss, e->addr.len) == 0;
+    if (e->ident[0] != '\0') {
+        return e->ident;
+    }
+    net_addr_str(&e->addr, buf, len);
+    return buf;
 }
 
-/* Fill free slot i with endpoint e: spec "ip:port" (also the ketama
- * identity, as twemproxy names an unnamed server). */
+static bool server_same(const struct conf_server *s, const struct server_ep *e)
+{
+    char buf[NET_ADDR_STRLEN];
+    return s->weight == e->weight && s->addr.len == e->addr.len &&
+           memcmp(&s->addr.ss, &e->addr.ss, e->addr.len) == 0 &&
+           strcmp(s->ident, server_ep_ident(e, buf, sizeof(buf))) == 0;
+}
+
+/* Fill free slot i with endpoint e: spec "ip:port", ident its name or,
+ * as twemproxy names an unnamed server, "ip:port" too. One block holds
+ * both strings. */
 static int server_slot_fill(struct server_table *t, size_t i, const struct server_ep *e)
 {
-    char spec[NET_ADDR_STRLEN];
+    char spec[NET_ADDR_STRLEN], buf[NET_ADDR_STRLEN];
     net_addr_str(&e->addr, spec, sizeof(spec));
-    char *s = strdup(spec);
+    const char *ident = server_ep_ident(e, buf, sizeof(buf));
+    size_t ls = strlen(spec) + 1, li = strlen(ident) + 1;
+    char *s = malloc(ls + li);
     if (s == NULL) {
         return -1;
     }
-    t->servers[i] = (struct conf_server){ .spec = s, .ident = s, .addr = e->addr,
+    memcpy(s, spec, ls);
+    memcpy(s + ls, ident, li);
+    t->servers[i] = (struct conf_server){ .spec = s, .ident = s + ls, .addr = e->addr,
                                           .weight = e->weight };
     atomic_fetch_add_explicit(&t->gen[i], 1, memory_order_relaxed);
     atomic_store_explicit(&t->down[i], false, memory_order_relaxed);

@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum server_state { SERVER_FREE, SERVER_ACTIVE, SERVER_DRAINING };
 
@@ -36,12 +37,15 @@ struct server_table {
     /* main's thread only */
     unsigned long *removed_at;  /* the version that made the slot DRAINING */
     size_t ndraining;
+    uint64_t disc_updates;      /* discovery results applied */
+    uint64_t disc_failures;     /* failed lookups (the last good set kept) */
 };
 
 /* A discovered endpoint. */
 struct server_ep {
     struct net_addr addr;
     unsigned weight;
+    char ident[NET_ADDR_STRLEN]; /* its ketama identity ("" : "ip:port") */
 };
 
 /* What one apply changed. */

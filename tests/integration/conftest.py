@@ -212,6 +212,46 @@ def echo_server():
         s.close()
 
 
+class DnsServer:
+    """dnsmasq on a loopback port serving the A and SRV records the test
+    sets; set() rewrites its config file and restarts it on the same port
+    (lookups in between fail, as during a real outage)."""
+
+    def __init__(self, tmp_path):
+        assert shutil.which("dnsmasq"), "dnsmasq missing: run scripts/bootstrap"
+        self.port = free_port()
+        self.conf = tmp_path / f"dnsmasq-{self.port}.conf"
+        self.proc = None
+
+    def set(self, hosts=(), srv=()):
+        """hosts: (name, ip) pairs; srv: (name, target, port, priority, weight)."""
+        lines = [f"port={self.port}", "listen-address=127.0.0.1", "bind-interfaces",
+                 "no-resolv", "no-hosts", "no-negcache", "local-ttl=1", "log-facility=-"]
+        lines += [f"host-record={n},{ip}" for n, ip in hosts]
+        lines += [f"srv-host={n},{t},{p},{prio},{w}" for n, t, p, prio, w in srv]
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.stop()
+        self.proc = subprocess.Popen(["dnsmasq", "--no-daemon", "-u", "root",
+                                      f"--conf-file={self.conf}"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.proc.poll() is not None or can_connect(("127.0.0.1", self.port)),
+                 what="dnsmasq")
+        assert self.proc.poll() is None, "dnsmasq did not start"
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def dns(tmp_path):
+    d = DnsServer(tmp_path)
+    yield d
+    d.stop()
+
+
 class RedisServer:
     def __init__(self, tmp_path, args=()):
         assert shutil.which("redis-server"), "redis-server missing: run scripts/bootstrap"

@@ -1,0 +1,238 @@
+"""Discovery (discovery:) against a real dnsmasq and real files: SRV scaling
+under continuous traffic, A records, failed lookups keeping the last good
+set, endpoints files (rewritten, malformed, missing), max_endpoints, a
+discovered shard moving only its share of keys, discovered http servers and
+health checks of discovered servers."""
+
+import json
+import socket
+import threading
+import time
+
+import redis
+import requests
+
+from conftest import EchoServer, RedisServer, free_port, recv_all, wait_for
+
+
+def stats(lg):
+    with socket.create_connection(("127.0.0.1", lg.stats_port), timeout=10) as s:
+        return json.loads(recv_all(s))
+
+
+def name_of(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        return recv_all(s).decode()
+
+
+def tcp_disc_conf(port, disc, extra=""):
+    return (f"legate:\n  workers: 2\n  shutdown_grace: 2s\n"
+            f"svc:\n  listen: 127.0.0.1:{port}\n  protocol: tcp\n  retries: 0\n"
+            f"  discovery: {disc}\n{extra}")
+
+
+def srv_records(servers):
+    hosts = [(f"{s.name}.legate.test", "127.0.0.1") for s in servers]
+    srv = [("_svc._tcp.legate.test", f"{s.name}.legate.test", s.port, 0, 10) for s in servers]
+    return hosts, srv
+
+
+def test_srv_scale_2_4_1_under_continuous_traffic(legate, dns, echo_server):
+    """A pool discovered by SRV follows 2 -> 4 -> 1 endpoints while clients
+    keep connecting; removed endpoints drain (they are still up here), so
+    not one client connection fails."""
+    eps = [echo_server(mode="name", name=f"e{i}") for i in range(1, 5)]
+    hosts, srv = srv_records(eps[:2])
+    dns.set(hosts=srv_records(eps)[0], srv=srv)
+    port = free_port()
+    lg = legate(tcp_disc_conf(port, f"{{ dns_srv: _svc._tcp.legate.test, "
+                                    f"resolvers: [127.0.0.1:{dns.port}], interval: 200ms }}"),
+                wait_addr=("127.0.0.1", port))
+    wait_for(lambda: "2 servers (+2 -0)" in lg.log(), timeout=10, what="2 endpoints")
+    seen = []  # (time, name or error)
+    stop = threading.Event()
+
+    def traffic():
+        while not stop.is_set():
+            t = time.monotonic()
+            try:
+                seen.append((t, name_of(port)))
+            except OSError as e:
+                seen.append((t, f"error: {e}"))
+
+    th = threading.Thread(target=traffic)
+    th.start()
+    try:
+        time.sleep(0.5)
+        dns.set(hosts=srv_records(eps)[0], srv=srv_records(eps)[1])
+        wait_for(lambda: "4 servers (+2 -0)" in lg.log(), timeout=10, what="4 endpoints")
+        t4 = time.monotonic()
+        time.sleep(1.0)
+        dns.set(hosts=srv_records(eps)[0], srv=srv_records(eps[:1])[1])
+        wait_for(lambda: "1 servers (+0 -3)" in lg.log(), timeout=10, what="1 endpoint")
+        t1 = time.monotonic()
+        time.sleep(1.0)
+        for e in eps[1:]:  # the removed ones go away for good
+            e.close()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        th.join(30)
+    errors = [(t, n) for t, n in seen if n.startswith("error")]
+    assert not errors, errors[:5]
+    assert len(seen) > 200
+    names = lambda a, b: {n for t, n in seen if a < t < b}  # noqa: E731
+    assert names(0, t4 - 1.5) <= {"e1", "e2"}
+    assert names(t4 + 0.1, t1 - 0.3) == {"e1", "e2", "e3", "e4"}
+    assert names(t1 + 0.1, float("inf")) == {"e1"}
+    assert "failed" not in lg.log() or "keeping the last" in lg.log()
+
+
+def test_dns_a_records_and_a_failed_lookup_keeps_the_last_set(legate, dns):
+    """dns: NAME:PORT takes every address; when the resolver dies the set
+    stays, the failure is logged and counted, traffic goes on."""
+    a = EchoServer(mode="name", name="a", host="127.0.0.1")
+    b = EchoServer(mode="name", name="b", host="127.0.0.2", port=a.port)
+    c = EchoServer(mode="name", name="c", host="127.0.0.3", port=a.port)
+    try:
+        dns.set(hosts=[("db.legate.test", "127.0.0.1"), ("db.legate.test", "127.0.0.2"),
+                       ("db.legate.test", "127.0.0.3")])
+        port = free_port()
+        lg = legate(tcp_disc_conf(port, f"{{ dns: db.legate.test:{a.port}, "
+                                        f"resolvers: [127.0.0.1:{dns.port}], "
+                                        f"interval: 200ms }}"),
+                    wait_addr=("127.0.0.1", port))
+        wait_for(lambda: "3 servers (+3 -0)" in lg.log(), timeout=10, what="3 addresses")
+        assert {name_of(port) for _ in range(30)} == {"a", "b", "c"}
+        dns.stop()
+        wait_for(lambda: "keeping the last 3 discovered servers" in lg.log(), timeout=10,
+                 what="failure logged")
+        assert {name_of(port) for _ in range(30)} == {"a", "b", "c"}
+        st = stats(lg)["svc"]
+        assert st["discovery_failures"] >= 1 and st["discovery_updates"] >= 1
+        assert sum(1 for k in st if k.startswith("127.0.0.")) == 3
+        dns.set(hosts=[("db.legate.test", "127.0.0.2")])
+        wait_for(lambda: "1 servers (+0 -2)" in lg.log(), timeout=10, what="scaled to one")
+        assert "works again" in lg.log()
+        assert {name_of(port) for _ in range(20)} == {"b"}
+    finally:
+        for s in (a, b, c):
+            s.close()
+
+
+def test_file_discovery_rewritten_malformed_and_missing(legate, echo_server, tmp_path):
+    a, b, c = (echo_server(mode="name", name=n) for n in "abc")
+    eps = tmp_path / "endpoints"
+    eps.write_text(f"# the service\n127.0.0.1:{a.port}:1\n- 127.0.0.1:{b.port}:3   # weighted\n\n")
+    port = free_port()
+    lg = legate(tcp_disc_conf(port, f"{{ file: {eps}, interval: 100ms }}"),
+                wait_addr=("127.0.0.1", port))
+    wait_for(lambda: "2 servers (+2 -0)" in lg.log(), timeout=10, what="file read")
+    seen = [name_of(port) for _ in range(40)]
+    # 1:3 by smooth round robin in each of the two workers: within 1 per worker.
+    assert 28 <= seen.count("b") <= 32 and seen.count("a") + seen.count("b") == 40, seen
+    tmp = tmp_path / "endpoints.new"  # rewritten the way tools do: a rename
+    tmp.write_text(f"127.0.0.1:{c.port}\n")
+    tmp.rename(eps)
+    wait_for(lambda: "1 servers (+1 -2)" in lg.log(), timeout=10, what="rewrite seen")
+    assert {name_of(port) for _ in range(10)} == {"c"}
+    eps.write_text(f"127.0.0.1:{a.port}\nnot-an-address\n")
+    wait_for(lambda: "line 2: expected host:port" in lg.log(), timeout=10, what="bad line")
+    assert {name_of(port) for _ in range(10)} == {"c"}  # the last good set
+    eps.unlink()
+    wait_for(lambda: "No such file or directory" in lg.log(), timeout=10, what="missing file")
+    assert {name_of(port) for _ in range(10)} == {"c"}
+    eps.write_text(f"127.0.0.1:{a.port}\n")
+    wait_for(lambda: "works again" in lg.log(), timeout=10, what="recovered")
+    wait_for(lambda: {name_of(port) for _ in range(10)} == {"a"}, timeout=10, what="a only")
+
+
+def test_max_endpoints_and_health_checks_of_discovered_servers(legate, echo_server, tmp_path):
+    a, b = echo_server(mode="name", name="a"), echo_server(mode="name", name="b")
+    dead = free_port()
+    eps = tmp_path / "endpoints"
+    eps.write_text(f"127.0.0.1:{a.port}\n127.0.0.1:{dead}\n127.0.0.1:{b.port}\n")
+    port = free_port()
+    lg = legate(tcp_disc_conf(port, f"{{ file: {eps}, interval: 100ms, max_endpoints: 2 }}",
+                              "  health_check: { interval: 100ms, timeout: 200ms, fall: 1 }\n"),
+                wait_addr=("127.0.0.1", port))
+    wait_for(lambda: "more than max_endpoints (2)" in lg.log(), timeout=10, what="cap logged")
+    wait_for(lambda: f"127.0.0.1:{dead} is down" in lg.log(), timeout=10,
+             what="dead discovered server taken out")
+    assert {name_of(port) for _ in range(20)} == {"a"}  # b did not fit, dead is out
+    # The dead one leaves the file: its slot drains and b gets one.
+    eps.write_text(f"127.0.0.1:{a.port}\n127.0.0.1:{b.port}\n")
+    wait_for(lambda: {name_of(port) for _ in range(20)} == {"a", "b"}, timeout=10,
+             what="b discovered once a slot is free")
+
+
+def test_added_shard_moves_about_one_nth_of_the_keys(legate, tmp_path):
+    shards = [RedisServer(tmp_path) for _ in range(4)]
+    try:
+        eps = tmp_path / "shards"
+        eps.write_text("".join(f"127.0.0.1:{s.port}:1\n" for s in shards[:3]))
+        port = free_port()
+        lg = legate(f"legate:\n  workers: 2\n  shutdown_grace: 2s\n"
+                    f"cache:\n  listen: 127.0.0.1:{port}\n  redis: true\n  hash: fnv1a_64\n"
+                    f"  distribution: ketama\n  discovery: {{ file: {eps}, interval: 100ms }}\n",
+                    wait_addr=("127.0.0.1", port))
+        wait_for(lambda: "3 servers (+3 -0)" in lg.log(), timeout=10, what="3 shards")
+        r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=20)
+        keys = [f"key:{i}" for i in range(10000)]
+        pipe = r.pipeline(transaction=False)
+        for k in keys:
+            pipe.set(k, "1")
+        assert all(pipe.execute())
+        eps.write_text("".join(f"127.0.0.1:{s.port}:1\n" for s in shards))
+        wait_for(lambda: "4 servers (+1 -0)" in lg.log(), timeout=10, what="4th shard")
+        assert "160 of 640 ring points changed owner" in lg.log(), lg.log()
+        pipe = r.pipeline(transaction=False)
+        for k in keys:
+            pipe.get(k)
+        moved = sum(1 for v in pipe.execute() if v is None)  # now looked up on the new shard
+        assert 0.15 * len(keys) < moved < 0.35 * len(keys), moved
+        on_new = int(redis.Redis(port=shards[3].port).dbsize())
+        assert on_new == 0  # nothing was copied there: the moved keys are the misses
+    finally:
+        for s in shards:
+            s.stop()
+
+
+def test_http_pool_uses_discovered_servers(legate, tmp_path):
+    import http.server
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = self.server.name.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    ups = []
+    for n in ("x", "y"):
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        srv.name = n
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        ups.append(srv)
+    try:
+        eps = tmp_path / "web"
+        eps.write_text(f"127.0.0.1:{ups[0].server_port}\n")
+        port = free_port()
+        lg = legate(f"legate:\n  workers: 2\n  shutdown_grace: 2s\n"
+                    f"web:\n  listen: 127.0.0.1:{port}\n  protocol: http\n"
+                    f"  discovery: {{ file: {eps}, interval: 100ms }}\n",
+                    wait_addr=("127.0.0.1", port))
+        wait_for(lambda: "1 servers (+1 -0)" in lg.log(), timeout=10, what="x found")
+        s = requests.Session()  # keep-alive: its upstream connection drains on removal
+        assert s.get(f"http://127.0.0.1:{port}/", timeout=10).text == "x"
+        eps.write_text(f"127.0.0.1:{ups[1].server_port}\n")
+        wait_for(lambda: "1 servers (+1 -1)" in lg.log(), timeout=10, what="y replaces x")
+        assert {s.get(f"http://127.0.0.1:{port}/", timeout=10).text for _ in range(10)} == {"y"}
+    finally:
+        for u in ups:
+            u.shutdown()
