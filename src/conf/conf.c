@@ -320,9 +320,6 @@ static int pk_balance(struct conf_ctx *cx, struct conf_pool *p, const struct con
     if (conf_read_enum(cx, v, key, conf_balance_names, &x) == -1) {
         return -1;
     }
-    if (x == CONF_BAL_P2C_EWMA) {
-        return conf_fail(cx, v, key, "'p2c_ewma' is not implemented yet");
-    }
     p->balance = (enum conf_balance)x;
     return 0;
 }

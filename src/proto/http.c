@@ -223,6 +223,7 @@ static void http_client_drop_up(struct http_client *cl, bool reusable)
     cl->u = NULL;
     u->cl = NULL;
     struct http_pool *hp = cl->hp;
+    bal_closed(&hp->arm_bal[cl->arm], (int)u->server);
     if (reusable && !u->gone && u->in.bytes == 0 && !u->c.eof && !hp->wk->draining &&
         hp->nidle[u->server] < HTTP_IDLE_PER_SERVER &&
         hp->pool->state[u->server] == SERVER_ACTIVE) {
@@ -479,7 +480,11 @@ static int http_client_parse(struct http_client *cl)
 static void http_exchange_done(struct http_client *cl, bool up_reusable)
 {
     struct http_pool *hp = cl->hp;
-    stats_arm_latency(http_stats(hp), cl->arm, tm_now_us() - cl->t_start_us);
+    uint64_t now_us = tm_now_us();
+    stats_arm_latency(http_stats(hp), cl->arm, now_us - cl->t_start_us);
+    if (cl->u != NULL) { /* answered (failures come here without one) */
+        bal_observe(&hp->arm_bal[cl->arm], cl->u->server, now_us - cl->t_start_us, now_us);
+    }
     if (!cl->req_done) {
         /* answered before the request body ended: this connection can't
          * tell where the next request starts */
@@ -793,6 +798,7 @@ static void http_up_connect_failed(struct http_up *u, const char *why, int statu
     struct http_client *cl = u->cl;
     log_warn(u->hp->wk->log, "pool '%s': connect to %s failed: %s", u->hp->cp->name,
              http_server_spec(u->hp, u->server), why);
+    bal_closed(&u->hp->arm_bal[cl->arm], (int)u->server);
     cl->u = NULL;
     u->cl = NULL;
     http_up_close(u);
@@ -909,6 +915,7 @@ retry:
      * this request was processed, so send it again on a new one. */
     {
         struct http_client *cl = u->cl;
+        bal_closed(&u->hp->arm_bal[cl->arm], (int)u->server);
         cl->u = NULL;
         u->cl = NULL;
         http_up_close(u);
@@ -1010,6 +1017,7 @@ static void http_dispatch(struct http_client *cl)
             continue;
         }
         cl->u = u;
+        bal_opened(&hp->arm_bal[cl->arm], (int)server);
         u->rsp.no_body = cl->req.head.method == HTTP_HEAD;
         stats_add(stats_server(http_stats(hp), server, SS_REQUESTS), 1);
         http_up_kick(u);

@@ -3,6 +3,7 @@
 #include "../core/conn.h"
 #include "../core/log.h"
 #include "../core/net.h"
+#include "../core/tm.h"
 #include "../upstream/pool.h"
 #include "../wk.h"
 
@@ -29,6 +30,7 @@ struct tcp_session {
     uint64_t last_active;
     int server_idx;           /* index in the pool's servers, -1 none */
     bool reset;               /* ended by a reset or write error */
+    uint64_t connect_us;      /* when the current connect began (p2c_ewma) */
     int tried[CONF_MAX_RETRIES + 1];
     unsigned ntried;
 };
@@ -114,6 +116,8 @@ static void tcp_opened(struct tcp_session *s)
     struct ev_loop *loop = s->wk->loop;
     s->state = TCP_OPEN;
     pool_server_conn(s->pool, (size_t)s->server_idx, 1);
+    uint64_t now_us = tm_now_us();
+    bal_observe(&s->pool->bal, (size_t)s->server_idx, now_us - s->connect_us, now_us);
     s->server.writable = true;
     ev_timer_stop(loop, &s->timer);
     if (s->pool->cp->timeout_idle != 0) {
@@ -182,6 +186,7 @@ static void tcp_connect_next(struct tcp_session *s)
         }
         s->tried[s->ntried++] = i;
         s->server_idx = i;
+        s->connect_us = tm_now_us();
         bool done = false;
         int fd = net_connect(&s->pool->servers[i].addr, &done);
         if (fd == -1) {

@@ -1,6 +1,7 @@
 /* bal: weighted server choice (see bal.h). */
 #include "bal.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -122,14 +123,64 @@ static int bal_weighted_random(struct bal *b, const int *skip, size_t nskip)
     return -1;
 }
 
+void bal_observe(struct bal *b, size_t i, uint64_t latency_us, uint64_t now_us)
+{
+    if (b->kind != CONF_BAL_P2C_EWMA) {
+        return;
+    }
+    struct bal_server *s = &b->servers[i];
+    double rtt = (double)latency_us;
+    if (rtt > s->ewma_us || s->ewma_at_us == 0) {
+        s->ewma_us = rtt;
+    } else {
+        double dt = now_us > s->ewma_at_us ? (double)(now_us - s->ewma_at_us) : 0.0;
+        double w = exp(-dt / BAL_EWMA_TAU_US);
+        s->ewma_us = s->ewma_us * w + rtt * (1.0 - w);
+    }
+    s->ewma_at_us = now_us;
+}
+
+static double bal_cost(const struct bal_server *s)
+{
+    return (s->ewma_us + 1.0) * (double)(s->active + 1) / (double)(s->weight ? s->weight : 1);
+}
+
+/* The k-th (0-based) server that may be picked. */
+static int bal_nth(const struct bal *b, size_t k, const int *skip, size_t nskip)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (!bal_skipped(b, (int)i, skip, nskip) && k-- == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static int bal_p2c(struct bal *b, const int *skip, size_t nskip)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        m += !bal_skipped(b, (int)i, skip, nskip);
+    }
+    if (m <= 1) {
+        return m == 1 ? bal_nth(b, 0, skip, nskip) : -1;
+    }
+    uint64_t r = bal_random(b);
+    size_t x = (size_t)(r % m);
+    size_t y = (size_t)((r >> 32) % (m - 1));
+    y += y >= x; /* a different one */
+    int a = bal_nth(b, x, skip, nskip), c = bal_nth(b, y, skip, nskip);
+    return bal_cost(&b->servers[c]) < bal_cost(&b->servers[a]) ? c : a;
+}
+
 typedef int (*bal_pick_fn)(struct bal *b, const int *skip, size_t nskip);
 
-/* Indexed by enum conf_balance; p2c_ewma is refused by the config. */
+/* Indexed by enum conf_balance. */
 static const bal_pick_fn bal_pickers[] = {
     [CONF_BAL_ROUND_ROBIN] = bal_round_robin,
     [CONF_BAL_LEAST_CONN] = bal_least_conn,
     [CONF_BAL_RANDOM] = bal_weighted_random,
-    [CONF_BAL_P2C_EWMA] = bal_round_robin,
+    [CONF_BAL_P2C_EWMA] = bal_p2c,
 };
 
 int bal_pick(struct bal *b, const int *skip, size_t nskip)

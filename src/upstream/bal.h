@@ -1,5 +1,8 @@
 /* bal: choosing a server of a non-sharded pool: weighted round robin
- * (smooth, as nginx), weighted least connections, weighted random.
+ * (smooth, as nginx), weighted least connections, weighted random, and
+ * p2c_ewma — the power of two choices over a peak-sensitive moving average
+ * of latency times outstanding work (as Linkerd): two random candidates,
+ * the one with the lower (ewma + 1) * (active + 1) / weight wins.
  *
  * One bal per pool per worker: plain state, no locks. The caller reports
  * connections opened and closed so least_connections sees them. */
@@ -15,9 +18,13 @@
 struct bal_server {
     unsigned weight;
     int64_t current; /* smooth round robin */
-    unsigned active; /* open connections through this worker */
-    bool down;       /* out (health checks): never picked */
+    unsigned active; /* open connections (tcp) or requests (http) of this worker */
+    bool down;       /* out (health checks, not in the table): never picked */
+    double ewma_us;  /* p2c_ewma: latency, decaying over BAL_EWMA_TAU_US */
+    uint64_t ewma_at_us; /* when it was last updated */
 };
+
+enum { BAL_EWMA_TAU_US = 10 * 1000 * 1000 };
 
 struct bal {
     enum conf_balance kind;
@@ -60,6 +67,11 @@ static inline void bal_closed(struct bal *b, int i)
 {
     b->servers[i].active--;
 }
+
+/* A latency measured on server `i` at `now_us` (p2c_ewma; a no-op for the
+ * other kinds): a sample above the average replaces it (peak-sensitive),
+ * one below moves it by the decay since the last one. */
+void bal_observe(struct bal *b, size_t i, uint64_t latency_us, uint64_t now_us);
 
 /* A uniform 64-bit random number from the balancer's generator. */
 uint64_t bal_random(struct bal *b);

@@ -56,7 +56,7 @@ static void test_skip_list_is_honoured(void **state)
     (void)state;
     struct conf_server s[3];
     const unsigned w[3] = { 1, 1, 1 };
-    for (int kind = CONF_BAL_ROUND_ROBIN; kind <= CONF_BAL_RANDOM; kind++) {
+    for (int kind = CONF_BAL_ROUND_ROBIN; kind <= CONF_BAL_P2C_EWMA; kind++) {
         struct conf_pool cp = bal_pool(s, w, 3, (enum conf_balance)kind);
         struct bal b;
         assert_int_equal(bal_init_servers(&b, cp.balance, cp.servers, cp.nservers, 7), 0);
@@ -112,6 +112,49 @@ static void test_random_follows_weights(void **state)
     bal_free(&b);
 }
 
+static void test_p2c_ewma_prefers_the_fast_and_idle(void **state)
+{
+    (void)state;
+    struct conf_server s[3];
+    const unsigned w[3] = { 1, 1, 1 };
+    struct conf_pool cp = bal_pool(s, w, 3, CONF_BAL_P2C_EWMA);
+    struct bal b;
+    assert_int_equal(bal_init_servers(&b, cp.balance, cp.servers, cp.nservers, 99), 0);
+    uint64_t now = 1000000;
+    bal_observe(&b, 0, 20000, now); /* slow */
+    bal_observe(&b, 1, 1000, now);
+    bal_observe(&b, 2, 1000, now);
+    int count[3] = { 0 };
+    for (int i = 0; i < 3000; i++) {
+        count[bal_pick(&b, NULL, 0)]++;
+    }
+    /* The slow one wins no duel against a fast one, and the two candidates
+     * are always different servers: it is never picked. */
+    assert_int_equal(count[0], 0);
+    assert_true(count[1] > 1200 && count[2] > 1200);
+    /* Outstanding work counts too: a fast server with 40 in flight loses
+     * to the slow idle one (20 ms * 1 < 1 ms * 41). */
+    b.servers[1].active = 40;
+    b.servers[2].active = 40;
+    int slow = 0;
+    for (int i = 0; i < 300; i++) {
+        slow += bal_pick(&b, NULL, 0) == 0;
+    }
+    assert_true(slow > 150); /* every duel it takes part in */
+    /* A lower sample decays in; a higher one replaces the average at once. */
+    bal_observe(&b, 0, 1000, now + BAL_EWMA_TAU_US);
+    assert_true(b.servers[0].ewma_us < 20000 * 0.4 + 1000);
+    bal_observe(&b, 0, 50000, now + BAL_EWMA_TAU_US + 1);
+    assert_true(b.servers[0].ewma_us == 50000.0);
+    /* Down servers and skips are honoured. */
+    bal_set_down(&b, 1, true);
+    int skip[1] = { 2 };
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(bal_pick(&b, skip, 1), 0);
+    }
+    bal_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -119,6 +162,7 @@ int main(void)
         cmocka_unit_test(test_skip_list_is_honoured),
         cmocka_unit_test(test_least_connections_weighted),
         cmocka_unit_test(test_random_follows_weights),
+        cmocka_unit_test(test_p2c_ewma_prefers_the_fast_and_idle),
     };
     return cmocka_run_group_tests_name("bal", tests, NULL, NULL);
 }
