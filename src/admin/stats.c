@@ -15,6 +15,22 @@ struct stats_field {
     const char *desc;
 };
 
+static const struct stats_field stats_extra_fields[SX_N] = {
+    [SX_RETRIES] = { "retries", "# retries sent to another server (tcp, http)" },
+    [SX_RETRIES_DENIED] = { "retries_denied", "# retries refused by the retry budget" },
+    [SX_REJECTED] = { "rejected", "# refused at once by max_connections or max_pending" },
+};
+
+/* Extra counters appear in pools nutcracker has no equivalent of (tcp,
+ * http), and `rejected` wherever a limit is set. */
+static bool stats_extra_shown(const struct conf_pool *cp, enum stats_pool_extra f)
+{
+    if (cp->proto == CONF_PROTO_TCP || cp->proto == CONF_PROTO_HTTP) {
+        return true;
+    }
+    return f == SX_REJECTED && (cp->max_pending != 0 || cp->max_connections != 0);
+}
+
 static const struct stats_field stats_pool_fields[SP_N] = {
     [SP_CLIENT_EOF] = { "client_eof", "# eof on client connections" },
     [SP_CLIENT_ERR] = { "client_err", "# errors on client connections" },
@@ -267,6 +283,16 @@ long stats_json(char **out, const struct conf *cf, const struct server_table *co
                 cells[w] = &workers[w]->pools[p].f[f];
             }
             stats_put(&b, "%s\"%s\":%" PRId64, f ? ", " : "", stats_pool_fields[f].name,
+                      stats_sum(cells, nworkers));
+        }
+        for (int f = 0; f < SX_N; f++) {
+            if (!stats_extra_shown(cp, (enum stats_pool_extra)f)) {
+                continue;
+            }
+            for (size_t w = 0; w < nworkers; w++) {
+                cells[w] = &workers[w]->pools[p].x[f];
+            }
+            stats_put(&b, ", \"%s\":%" PRId64, stats_extra_fields[f].name,
                       stats_sum(cells, nworkers));
         }
         const struct server_table *tab = tabs[p];

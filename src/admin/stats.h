@@ -44,6 +44,15 @@ enum stats_server_field {
     SS_N,
 };
 
+/* legate's own pool counters, beside nutcracker's (shown where they apply:
+ * see stats.c, so nutcracker-compatible pools keep nutcracker's fields). */
+enum stats_pool_extra {
+    SX_RETRIES,         /* retries sent (tcp, http) */
+    SX_RETRIES_DENIED,  /* retries the budget refused */
+    SX_REJECTED,        /* turned away by max_connections or max_pending */
+    SX_N,
+};
+
 /* http: per arm of a split (and the mirror, as the last row). */
 enum stats_arm_field {
     SA_REQUESTS,
@@ -64,6 +73,7 @@ enum { STATS_LAT_BUCKETS = 16 + 37 * 8 };
 
 struct stats_pool {
     stats_ctr f[SP_N];
+    stats_ctr x[SX_N];
     stats_ctr *servers;   /* nservers rows of SS_N */
     stats_ctr *latency;   /* nservers rows of STATS_LAT_BUCKETS */
     size_t nservers;

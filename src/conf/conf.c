@@ -330,6 +330,52 @@ static int pk_retries(struct conf_ctx *cx, struct conf_pool *p, const struct con
     return conf_read_unsigned(cx, v, key, 0, CONF_MAX_RETRIES, &p->retries);
 }
 
+static int pk_max_connections(struct conf_ctx *cx, struct conf_pool *p,
+                              const struct conf_node *v, const char *key)
+{
+    return conf_read_unsigned(cx, v, key, 1, 10000000, &p->max_connections);
+}
+
+static int pk_max_pending(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
+                          const char *key)
+{
+    return conf_read_unsigned(cx, v, key, 1, 100000000, &p->max_pending);
+}
+
+/* retry_budget: { percent: 20, min_per_second: 10 } or false. */
+static int pk_retry_budget(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
+                           const char *key)
+{
+    if (v->kind == CONF_SCALAR) {
+        bool on;
+        if (conf_read_bool(cx, v, key, &on) == -1) {
+            return -1;
+        }
+        p->retry_budget = on;
+        return 0;
+    }
+    if (v->kind != CONF_MAP) {
+        return conf_fail(cx, v, key, "expected { percent, min_per_second } or false");
+    }
+    p->retry_budget = true;
+    for (size_t i = 0; i + 1 < v->n; i += 2) {
+        const char *k = v->items[i]->value;
+        const struct conf_node *val = v->items[i + 1];
+        int rc;
+        if (strcmp(k, "percent") == 0) {
+            rc = conf_read_unsigned(cx, val, k, 0, 100, &p->retry_percent);
+        } else if (strcmp(k, "min_per_second") == 0) {
+            rc = conf_read_unsigned(cx, val, k, 0, 100000, &p->retry_min_per_second);
+        } else {
+            rc = conf_fail(cx, v->items[i], key, "unknown key '%s' (percent, min_per_second)", k);
+        }
+        if (rc == -1) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int pk_hash(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
                    const char *key)
 {
@@ -518,13 +564,6 @@ static int pk_via(struct conf_ctx *cx, struct conf_pool *p, const struct conf_no
     return conf_read_bool(cx, v, key, &p->via);
 }
 
-static int pk_later(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
-                    const char *key)
-{
-    (void)p;
-    return conf_fail(cx, v, key, "not implemented yet in this version of legate");
-}
-
 static const struct conf_pool_key conf_pool_keys[] = {
     { "listen", P_ANY, pk_listen },
     { "protocol", P_ANY, pk_protocol },
@@ -554,8 +593,9 @@ static const struct conf_pool_key conf_pool_keys[] = {
     { "mirror", P_HTTP, conf_http_mirror },
     { "forwarded_for", P_HTTP, pk_forwarded_for },
     { "via", P_HTTP, pk_via },
-    { "max_connections", P_ANY, pk_later },
-    { "max_pending", P_ANY, pk_later },
+    { "max_connections", P_TCP | P_HTTP, pk_max_connections },
+    { "max_pending", P_ANY, pk_max_pending },
+    { "retry_budget", P_TCP | P_HTTP, pk_retry_budget },
 };
 
 static const struct conf_pool_key *conf_pool_key_find(const char *name)
@@ -587,6 +627,9 @@ static void conf_pool_defaults(struct conf_pool *p)
     p->limit_line = 8 * 1024;
     conf_health_defaults(&p->health);
     conf_discovery_defaults(&p->discovery);
+    p->retry_budget = true;
+    p->retry_percent = 20;
+    p->retry_min_per_second = 10;
 }
 
 static const char *conf_protos_text(unsigned mask)

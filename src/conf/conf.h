@@ -119,6 +119,11 @@ struct conf_pool {
 
     enum conf_balance balance;
     unsigned retries;           /* further servers tried after a failed connect */
+    bool retry_budget;          /* retries limited to a share of requests */
+    unsigned retry_percent;     /* ... this percentage of them */
+    unsigned retry_min_per_second; /* ... plus this many a second (per worker) */
+    unsigned max_connections;   /* upstream connections of the pool; 0: no limit */
+    unsigned max_pending;       /* requests (tcp: connects) in flight; 0: no limit */
 
     /* Sharding keys (redis, memcache), with twemproxy's meaning. */
     enum conf_hash hash;

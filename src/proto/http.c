@@ -65,6 +65,8 @@ struct http_client {
     bool req_done;              /* the whole request is in `up` */
     bool req_chunked;           /* its body is re-chunked */
     bool idempotent;
+    bool pending;               /* holds a max_pending place for this request */
+    bool busy;                  /* max_connections turned its connect away */
     bool rsp_started;           /* response head written to `out` */
     bool rsp_chunked;           /* its body is re-chunked toward the client */
     bool close_after;           /* close once this response is out */
@@ -86,6 +88,7 @@ struct http_up {
     struct buf_queue in;
     struct http_parser rsp;
     bool connecting;
+    bool counted;               /* holds a max_connections place */
     bool reused;                /* served an exchange before this one */
     bool got_bytes;             /* something came back for this exchange */
     struct ev_timer timer;
@@ -99,6 +102,7 @@ static void http_client_close(struct http_client *cl, bool err);
 static void http_up_close(struct http_up *u);
 static void http_up_pump(struct http_up *u);
 static void http_dispatch(struct http_client *cl);
+static void http_reject(struct http_client *cl, const char *why);
 
 /* Run the other side's pump from the loop rather than from inside this
  * side's (no re-entry; one run per batch however often it is asked). */
@@ -249,6 +253,10 @@ static void http_client_close(struct http_client *cl, bool err)
     }
     cl->gone = true;
     struct http_pool *hp = cl->hp;
+    if (cl->pending) {
+        pool_pending_end(hp->pool);
+        cl->pending = false;
+    }
     if (cl->mirror != NULL) {
         http_mirror_abort(cl->mirror); /* the request will never be complete */
         cl->mirror = NULL;
@@ -395,6 +403,7 @@ static int http_request_head(struct http_client *cl)
     cl->idempotent = http_method_idempotent(h->method);
     cl->arm = http_split_pick(cp, h, cl->addr, bal_random(&hp->pool->bal));
     cl->t_start_us = tm_now_us();
+    budget_deposit(&hp->pool->budget, cp, ev_now(hp->wk->loop));
     stats_add(stats_arm(http_stats(hp), cl->arm, SA_REQUESTS), 1);
     struct http_out o = {
         .forwarded_for = cp->forwarded_for ? cl->addr : NULL,
@@ -460,7 +469,12 @@ static int http_client_parse(struct http_client *cl)
             if (cl->req.head.expect_continue && cl->req.head.framing == HTTP_BODY_NONE) {
                 cl->req.head.expect_continue = false;
             }
-            http_dispatch(cl);
+            if (!pool_pending_begin(hp->pool)) {
+                http_reject(cl, "too many requests in flight (max_pending)");
+            } else {
+                cl->pending = hp->cp->max_pending != 0;
+                http_dispatch(cl);
+            }
             if (cl->gone || cl->state == HC_CLOSING) {
                 return -1;
             }
@@ -481,6 +495,10 @@ static void http_exchange_done(struct http_client *cl, bool up_reusable)
 {
     struct http_pool *hp = cl->hp;
     uint64_t now_us = tm_now_us();
+    if (cl->pending) {
+        pool_pending_end(hp->pool);
+        cl->pending = false;
+    }
     stats_arm_latency(http_stats(hp), cl->arm, now_us - cl->t_start_us);
     if (cl->u != NULL) { /* answered (failures come here without one) */
         bal_observe(&hp->arm_bal[cl->arm], cl->u->server, now_us - cl->t_start_us, now_us);
@@ -527,6 +545,20 @@ static void http_upstream_failed(struct http_client *cl, int status, const char 
         return;
     }
     http_reply_error(cl, status, why, !cl->req_done);
+    http_exchange_done(cl, false);
+}
+
+/* A limit of the pool turns the request away at once: 503. */
+static void http_reject(struct http_client *cl, const char *why)
+{
+    struct http_pool *hp = cl->hp;
+    stats_add(&http_stats(hp)->x[SX_REJECTED], 1);
+    stats_add(stats_arm(http_stats(hp), cl->arm, SA_RESPONSES_5XX), 1);
+    if (cl->mirror != NULL) {
+        http_mirror_abort(cl->mirror);
+        cl->mirror = NULL;
+    }
+    http_reply_error(cl, 503, why, !cl->req_done);
     http_exchange_done(cl, false);
 }
 
@@ -630,6 +662,10 @@ static void http_up_close(struct http_up *u)
     }
     u->gone = true;
     struct http_pool *hp = u->hp;
+    if (u->counted) {
+        pool_conn_end(hp->pool);
+        u->counted = false;
+    }
     if (u->cl == NULL) {
         http_up_unidle(u);
     }
@@ -958,9 +994,14 @@ static struct http_up *http_up_get(struct http_client *cl, size_t server)
         http_up_arm_timer(u);
         return u;
     }
+    if (!pool_conn_begin(hp->pool)) {
+        cl->busy = true;
+        return NULL;
+    }
     bool done = false;
     int fd = net_connect(&hp->pool->servers[server].addr, &done);
     if (fd == -1) {
+        pool_conn_end(hp->pool);
         log_warn(hp->wk->log, "pool '%s': connect to %s failed: %s", hp->cp->name,
                  http_server_spec(hp, server), strerror(errno));
         stats_add(stats_server(http_stats(hp), server, SS_SERVER_ERR), 1);
@@ -968,9 +1009,11 @@ static struct http_up *http_up_get(struct http_client *cl, size_t server)
     }
     u = calloc(1, sizeof(*u));
     if (u == NULL) {
+        pool_conn_end(hp->pool);
         close(fd);
         return NULL;
     }
+    u->counted = true;
     u->hp = hp;
     u->server = server;
     u->cl = cl;
@@ -981,6 +1024,7 @@ static struct http_up *http_up_get(struct http_client *cl, size_t server)
     u->kick = (struct ev_defer){ .fn = http_up_kicked, .data = u };
     u->release = (struct ev_defer){ .fn = http_up_release, .data = u };
     if (conn_open(&u->c, hp->wk->loop, fd, http_up_io, u) == -1) {
+        pool_conn_end(hp->pool);
         close(fd);
         http_parser_free(&u->rsp);
         free(u);
@@ -1002,14 +1046,28 @@ static struct http_up *http_up_get(struct http_client *cl, size_t server)
 static void http_dispatch(struct http_client *cl)
 {
     struct http_pool *hp = cl->hp;
+    const char *why = "no upstream server reachable";
     while (cl->ntried < HTTP_MAX_TRIES) {
         int i = bal_pick(&hp->arm_bal[cl->arm], cl->tried, cl->ntried);
         if (i == -1) {
             break;
         }
+        if (cl->ntried > 0) { /* a retry: only within the budget */
+            if (!budget_withdraw(&hp->pool->budget, hp->cp, ev_now(hp->wk->loop))) {
+                stats_add(&http_stats(hp)->x[SX_RETRIES_DENIED], 1);
+                why = "no upstream server reachable (retry budget spent)";
+                break;
+            }
+            stats_add(&http_stats(hp)->x[SX_RETRIES], 1);
+        }
         size_t server = (size_t)i;
         cl->tried[cl->ntried++] = (int)server;
         struct http_up *u = http_up_get(cl, server);
+        if (u == NULL && cl->busy) {
+            cl->busy = false;
+            http_reject(cl, "too many upstream connections (max_connections)");
+            return;
+        }
         if (u == NULL) {
             if (!cl->idempotent) {
                 break;
@@ -1023,7 +1081,7 @@ static void http_dispatch(struct http_client *cl)
         http_up_kick(u);
         return;
     }
-    http_upstream_failed(cl, 502, "no upstream server reachable", SA_UPSTREAM_ERRORS);
+    http_upstream_failed(cl, 502, why, SA_UPSTREAM_ERRORS);
 }
 
 /* ------------------------------------------------------------------ */

@@ -386,6 +386,16 @@ static void redis_route(struct redis_client *cl)
         return;
     }
     redis_client_link(cl, m);
+    if (rp->cp->max_pending != 0) {
+        if (!pool_pending_begin(rp->pool)) {
+            stats_add(&rp->pool->stats->x[SX_REJECTED], 1);
+            redis_reply_fmt(rp, m, "-ERR legate: pool busy: %u requests in flight "
+                            "(max_pending)\r\n", rp->cp->max_pending);
+            m->done = true;
+            return;
+        }
+        m->counted = true;
+    }
     const struct redis_cmd *cmd = rp->last_cmd;
     if (r->name_too_long) {
         cmd = NULL;

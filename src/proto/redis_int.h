@@ -49,6 +49,7 @@ struct redis_msg {
     uint64_t end;                 /* offset just past them in the connection's stream */
     bool done;
     bool internal;                /* legate's own AUTH/SELECT to a server */
+    bool counted;                 /* holds a max_pending place until freed */
     bool failed;                  /* parent: a fragment failed */
     uint8_t kind;                 /* parent: enum redis_kind, to merge */
     uint32_t nfrags;              /* parent: fragments not yet answered */

@@ -37,6 +37,9 @@ void redis_msg_free(struct redis_pool *rp, struct redis_msg *m)
     if (m == NULL) {
         return;
     }
+    if (m->counted) {
+        pool_pending_end(rp->pool);
+    }
     for (uint32_t i = 0; i < m->nallfrags; i++) {
         redis_msg_free(rp, m->frags[i]);
     }

@@ -31,6 +31,7 @@ struct tcp_session {
     int server_idx;           /* index in the pool's servers, -1 none */
     bool reset;               /* ended by a reset or write error */
     uint64_t connect_us;      /* when the current connect began (p2c_ewma) */
+    bool pending;             /* holds a max_pending place until connected */
     int tried[CONF_MAX_RETRIES + 1];
     unsigned ntried;
 };
@@ -59,6 +60,10 @@ static void tcp_close(struct tcp_session *s)
         return;
     }
     struct ev_loop *loop = s->wk->loop;
+    if (s->pending) {
+        pool_pending_end(s->pool);
+        s->pending = false;
+    }
     if (s->server_idx != -1 && s->server.open) {
         pool_server_drop(s->pool, (size_t)s->server_idx);
         if (s->state == TCP_OPEN) {
@@ -115,6 +120,10 @@ static void tcp_opened(struct tcp_session *s)
 {
     struct ev_loop *loop = s->wk->loop;
     s->state = TCP_OPEN;
+    if (s->pending) {
+        pool_pending_end(s->pool);
+        s->pending = false;
+    }
     pool_server_conn(s->pool, (size_t)s->server_idx, 1);
     uint64_t now_us = tm_now_us();
     bal_observe(&s->pool->bal, (size_t)s->server_idx, now_us - s->connect_us, now_us);
@@ -184,12 +193,30 @@ static void tcp_connect_next(struct tcp_session *s)
             tcp_close(s);
             return;
         }
+        if (s->ntried > 0) { /* a retry: only within the budget */
+            if (!budget_withdraw(&s->pool->budget, cp, ev_now(loop))) {
+                log_info(s->wk->log, "pool '%s': retry budget spent, closing client", cp->name);
+                stats_add(&s->pool->stats->x[SX_RETRIES_DENIED], 1);
+                stats_add(&s->pool->stats->f[SP_FORWARD_ERROR], 1);
+                tcp_close(s);
+                return;
+            }
+            stats_add(&s->pool->stats->x[SX_RETRIES], 1);
+        }
+        if (!pool_conn_begin(s->pool)) {
+            log_info(s->wk->log, "pool '%s': max_connections %u reached, closing client",
+                     cp->name, cp->max_connections);
+            stats_add(&s->pool->stats->x[SX_REJECTED], 1);
+            tcp_close(s);
+            return;
+        }
         s->tried[s->ntried++] = i;
         s->server_idx = i;
         s->connect_us = tm_now_us();
         bool done = false;
         int fd = net_connect(&s->pool->servers[i].addr, &done);
         if (fd == -1) {
+            pool_conn_end(s->pool);
             log_warn(s->wk->log, "pool '%s': connect to %s failed: %s", cp->name,
                      s->pool->servers[i].spec, strerror(errno));
             stats_add(stats_server(s->pool->stats, (size_t)i, SS_SERVER_ERR), 1);
@@ -200,6 +227,7 @@ static void tcp_connect_next(struct tcp_session *s)
             (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
         }
         if (conn_open(&s->server, loop, fd, tcp_server_io, s) == -1) {
+            pool_conn_end(s->pool);
             close(fd);
             tcp_close(s);
             return;
@@ -288,11 +316,20 @@ static void tcp_pump(struct tcp_session *s)
 int tcp_session_start(struct pool *p, int fd)
 {
     struct wk *w = p->wk;
+    if (!pool_pending_begin(p)) {
+        log_info(w->log, "pool '%s': max_pending %u connects in flight, closing new client",
+                 p->cp->name, p->cp->max_pending);
+        stats_add(&p->stats->x[SX_REJECTED], 1);
+        return -1;
+    }
     struct tcp_session *s = calloc(1, sizeof(*s));
     if (s == NULL) {
+        pool_pending_end(p);
         log_error(w->log, "pool '%s': out of memory for a session", p->cp->name);
         return -1;
     }
+    s->pending = true;
+    budget_deposit(&p->budget, p->cp, ev_now(w->loop));
     s->pool = p;
     s->wk = w;
     s->state = TCP_CONNECTING;
@@ -306,6 +343,7 @@ int tcp_session_start(struct pool *p, int fd)
     net_set_nodelay(fd, &p->cp->listen);
     if (conn_open(&s->client, w->loop, fd, tcp_client_io, s) == -1) {
         log_error(w->log, "pool '%s': epoll: %s", p->cp->name, strerror(errno));
+        pool_pending_end(p);
         free(s);
         return -1;
     }

@@ -37,6 +37,8 @@ int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
 {
     atomic_init(&sh->clients, 0);
     atomic_init(&sh->unix_users, nworkers);
+    atomic_init(&sh->up_conns, 0);
+    atomic_init(&sh->pending, 0);
     if (server_table_init(&sh->tab, cp, nworkers) == -1) {
         snprintf(err, errlen, "pool '%s': out of memory", cp->name);
         return -1;
@@ -172,6 +174,7 @@ int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
     p->servers = sh->tab.servers;
     p->nslots = sh->tab.nslots;
     p->seen = 0;
+    p->budget = (struct budget){ 0 };
     p->state = calloc(p->nslots, sizeof(*p->state));
     p->gen = calloc(p->nslots, sizeof(*p->gen));
     p->down = calloc(p->nslots, sizeof(*p->down));

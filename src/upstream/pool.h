@@ -11,6 +11,7 @@
 #include "../conf/conf.h"
 #include "../core/ev.h"
 #include "bal.h"
+#include "budget.h"
 #include "server.h"
 
 #include <stdatomic.h>
@@ -25,6 +26,8 @@ struct pool_shared {
     size_t nlfds;         /* unix: one socket shared by all workers */
     bool is_unix;
     struct server_table tab; /* the servers, static and discovered (server.h) */
+    atomic_uint up_conns; /* upstream connections of all workers (max_connections) */
+    atomic_uint pending;  /* requests in flight, all workers (max_pending) */
 };
 
 struct pool {
@@ -45,7 +48,52 @@ struct pool {
     uint8_t *state;         /* enum server_state per slot */
     unsigned *gen;          /* per slot: the fill it belongs to */
     bool *down;             /* per slot: held out by health checks */
+    struct budget budget;   /* retries of this worker (budget.h) */
 };
+
+/* max_pending: take a place for one request (or tcp connect) in flight, or
+ * return false (the caller answers "busy"); give it back with
+ * pool_pending_end. No-ops without the limit. */
+static inline bool pool_pending_begin(struct pool *p)
+{
+    unsigned max = p->cp->max_pending;
+    if (max == 0) {
+        return true;
+    }
+    if (atomic_fetch_add_explicit(&p->shared->pending, 1, memory_order_relaxed) >= max) {
+        atomic_fetch_sub_explicit(&p->shared->pending, 1, memory_order_relaxed);
+        return false;
+    }
+    return true;
+}
+
+static inline void pool_pending_end(struct pool *p)
+{
+    if (p->cp->max_pending != 0) {
+        atomic_fetch_sub_explicit(&p->shared->pending, 1, memory_order_relaxed);
+    }
+}
+
+/* max_connections: the same for one upstream connection. */
+static inline bool pool_conn_begin(struct pool *p)
+{
+    unsigned max = p->cp->max_connections;
+    if (max == 0) {
+        return true;
+    }
+    if (atomic_fetch_add_explicit(&p->shared->up_conns, 1, memory_order_relaxed) >= max) {
+        atomic_fetch_sub_explicit(&p->shared->up_conns, 1, memory_order_relaxed);
+        return false;
+    }
+    return true;
+}
+
+static inline void pool_conn_end(struct pool *p)
+{
+    if (p->cp->max_connections != 0) {
+        atomic_fetch_sub_explicit(&p->shared->up_conns, 1, memory_order_relaxed);
+    }
+}
 
 /* Server `i` may take new requests in this worker. */
 static inline bool pool_server_usable(const struct pool *p, size_t i)
@@ -107,6 +155,7 @@ static inline void pool_server_take(struct pool *p, size_t i)
 static inline void pool_server_drop(struct pool *p, size_t i)
 {
     bal_closed(&p->bal, (int)i);
+    pool_conn_end(p); /* taken with pool_conn_begin before the connect */
     pool_server_use(p, i, -1);
 }
 

@@ -96,3 +96,129 @@ def test_least_connections_counts_http_requests_in_flight(legate):
     finally:
         a.shutdown()
         b.shutdown()
+
+
+def stats_of(lg):
+    import json
+    import socket
+    from conftest import recv_all
+    with socket.create_connection(("127.0.0.1", lg.stats_port), timeout=10) as s:
+        return json.loads(recv_all(s))
+
+
+def test_retry_budget_caps_retries_during_a_total_outage(legate):
+    """Every server refuses: with the budget, retries stay near 20% of the
+    connections (plus the floor); without it, each connection tries all."""
+    import socket
+    dead = [free_port() for _ in range(3)]
+    capped, free = free_port(), free_port()
+    servers = "".join(f"    - 127.0.0.1:{p}\n" for p in dead)
+    conf = "legate:\n  workers: 1\n  shutdown_grace: 2s\n"
+    for name, port, budget in (("capped", capped, "{ percent: 20, min_per_second: 1 }"),
+                               ("free", free, "false")):
+        conf += (f"{name}:\n  listen: 127.0.0.1:{port}\n  protocol: tcp\n  retries: 2\n"
+                 f"  retry_budget: {budget}\n  servers:\n{servers}")
+    lg = legate(conf, wait_addr=("127.0.0.1", capped))
+    n = 300
+    t0 = time.monotonic()
+    for port in (capped, free):
+        for _ in range(n):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.settimeout(10)
+                assert s.recv(16) == b""  # closed: nothing reachable
+    elapsed = time.monotonic() - t0
+    st = stats_of(lg)
+    c, f = st["capped"], st["free"]
+    assert f["retries"] == 2 * n and f["retries_denied"] == 0, f
+    assert 0.1 * n < c["retries"] <= 0.2 * n + 1 * elapsed + 2, (c, elapsed)
+    assert c["retries_denied"] >= n - c["retries"] - 2, c
+    assert c["forward_error"] == n and f["forward_error"] == n
+
+
+def test_redis_max_pending_answers_excess_at_once(legate, tmp_path):
+    import redis as redislib
+    from conftest import RedisServer
+    from resp import Reader, encode
+    import socket
+    srv = RedisServer(tmp_path)
+    port = free_port()
+    lg = legate(f"legate:\n  workers: 2\n  shutdown_grace: 2s\n"
+                f"cache:\n  listen: 127.0.0.1:{port}\n  redis: true\n  timeout: 20000\n"
+                f"  max_pending: 5\n  servers:\n    - 127.0.0.1:{srv.port}:1\n",
+                wait_addr=("127.0.0.1", port))
+    srv.proc.send_signal(19)  # SIGSTOP: requests hang in flight
+    try:
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        c.sendall(b"".join(encode("SET", f"k{i}", "v") for i in range(5)))
+        time.sleep(0.3)
+        other = redislib.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+        t = time.monotonic()
+        try:
+            other.get("x")
+            raise AssertionError("a sixth request in flight was accepted")
+        except redislib.ResponseError as e:
+            assert "max_pending" in str(e)
+        assert time.monotonic() - t < 2
+    finally:
+        srv.proc.send_signal(18)
+    rd = Reader(c)
+    assert all(rd.reply() == ("+", b"OK") for _ in range(5))  # the five are answered
+    assert redislib.Redis(host="127.0.0.1", port=port, socket_timeout=5).set("after", "1")
+    assert stats_of(lg)["cache"]["rejected"] == 1
+    srv.stop()
+
+
+def test_http_max_pending_and_max_connections_answer_503(legate):
+    slow = upstream("slow", delay=1.0)
+    p1, p2 = free_port(), free_port()
+    conf = ("legate:\n  workers: 1\n  shutdown_grace: 2s\n"
+            f"pend:\n  listen: 127.0.0.1:{p1}\n  protocol: http\n  max_pending: 2\n"
+            f"  servers:\n    - 127.0.0.1:{slow.server_port}\n"
+            f"conns:\n  listen: 127.0.0.1:{p2}\n  protocol: http\n  max_connections: 1\n"
+            f"  servers:\n    - 127.0.0.1:{slow.server_port}\n")
+    lg = legate(conf, wait_addr=("127.0.0.1", p1))
+    try:
+        for port, limit, held in ((p1, "max_pending", 2), (p2, "max_connections", 1)):
+            results = []
+
+            def one():
+                r = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
+                results.append((r.status_code, r.text))
+
+            threads = [threading.Thread(target=one) for _ in range(held)]
+            for t in threads:
+                t.start()
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            r = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
+            assert r.status_code == 503 and limit in r.text, (r.status_code, r.text)
+            assert time.monotonic() - t0 < 0.8  # at once, not after the slow ones
+            for t in threads:
+                t.join(30)
+            assert results == [(200, "slow")] * held
+            assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+        st = stats_of(lg)
+        assert st["pend"]["rejected"] == 1 and st["conns"]["rejected"] == 1
+    finally:
+        slow.shutdown()
+
+
+def test_tcp_max_connections_closes_the_excess_client(legate, echo_server):
+    import socket
+    e = echo_server()
+    port = free_port()
+    lg = legate("legate:\n  workers: 1\n  shutdown_grace: 2s\n"
+                f"t:\n  listen: 127.0.0.1:{port}\n  protocol: tcp\n  max_connections: 1\n"
+                f"  servers:\n    - 127.0.0.1:{e.port}\n", wait_addr=("127.0.0.1", port))
+    a = socket.create_connection(("127.0.0.1", port), timeout=10)
+    a.sendall(b"ping")
+    assert a.recv(4) == b"ping"
+    b = socket.create_connection(("127.0.0.1", port), timeout=10)
+    assert b.recv(16) == b""  # turned away at once
+    a.close()
+    wait_for(lambda: stats_of(lg)["t"]["client_connections"] == 0, what="a gone")
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    c.sendall(b"pong")
+    assert c.recv(4) == b"pong"
+    c.close()
+    assert stats_of(lg)["t"]["rejected"] == 1
