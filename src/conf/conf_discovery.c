@@ -95,12 +95,13 @@ static int dk_resolver(struct conf_ctx *cx, struct conf_discovery *d, const stru
         return conf_fail(cx, v, key, "expected an IP address[:port], got '%s'", s);
     }
     size_t old = d->resolvers ? strlen(d->resolvers) : 0;
-    char *r = realloc(d->resolvers, old + strlen(host) + 16);
+    size_t room = strlen(host) + 16; /* ",[" host "]:" port */
+    char *r = realloc(d->resolvers, old + room);
     if (r == NULL) {
         return conf_fail(cx, v, key, "out of memory");
     }
-    sprintf(r + old, "%s%s%s%s:%u", old ? "," : "", v6 ? "[" : "", host, v6 ? "]" : "",
-            (unsigned)port);
+    snprintf(r + old, room, "%s%s%s%s:%u", old ? "," : "", v6 ? "[" : "", host,
+             v6 ? "]" : "", (unsigned)port);
     d->resolvers = r;
     return 0;
 }

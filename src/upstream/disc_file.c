@@ -67,7 +67,7 @@ static int disc_file_line(const char *s, size_t len, struct server_ep *e, char *
             snprintf(why, whylen, "server name too long");
             return -1;
         }
-        strcpy(e->ident, cs.name);
+        memcpy(e->ident, cs.name, strlen(cs.name) + 1);
     }
     conf_server_clear(&cs);
     return 0;
