@@ -342,6 +342,53 @@ static int pk_max_pending(struct conf_ctx *cx, struct conf_pool *p, const struct
     return conf_read_unsigned(cx, v, key, 1, 100000000, &p->max_pending);
 }
 
+/* outlier_detection: { failures: 5, ejection_time: 5s, max_ejection_time:
+ * 300s, max_ejected_percent: 50 } or false. */
+static int pk_outlier(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
+                      const char *key)
+{
+    if (v->kind == CONF_SCALAR) {
+        bool on;
+        if (conf_read_bool(cx, v, key, &on) == -1) {
+            return -1;
+        }
+        p->outlier_failures = on ? 5 : 0;
+        return 0;
+    }
+    if (v->kind != CONF_MAP) {
+        return conf_fail(cx, v, key, "expected { failures, ejection_time, max_ejection_time, "
+                         "max_ejected_percent } or false");
+    }
+    p->outlier_failures = 5;
+    for (size_t i = 0; i + 1 < v->n; i += 2) {
+        const char *k = v->items[i]->value;
+        const struct conf_node *val = v->items[i + 1];
+        int rc;
+        if (strcmp(k, "failures") == 0) {
+            rc = conf_read_unsigned(cx, val, k, 1, 1000, &p->outlier_failures);
+        } else if (strcmp(k, "ejection_time") == 0) {
+            rc = conf_read_duration(cx, val, k, &p->outlier_time);
+            if (rc == 0 && p->outlier_time == 0) {
+                rc = conf_fail(cx, val, k, "must be > 0");
+            }
+        } else if (strcmp(k, "max_ejection_time") == 0) {
+            rc = conf_read_duration(cx, val, k, &p->outlier_max_time);
+        } else if (strcmp(k, "max_ejected_percent") == 0) {
+            rc = conf_read_unsigned(cx, val, k, 0, 100, &p->outlier_max_percent);
+        } else {
+            rc = conf_fail(cx, v->items[i], key, "unknown key '%s' (failures, ejection_time, "
+                           "max_ejection_time, max_ejected_percent)", k);
+        }
+        if (rc == -1) {
+            return -1;
+        }
+    }
+    if (p->outlier_max_time < p->outlier_time) {
+        return conf_fail(cx, v, key, "max_ejection_time is shorter than ejection_time");
+    }
+    return 0;
+}
+
 /* retry_budget: { percent: 20, min_per_second: 10 } or false. */
 static int pk_retry_budget(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
                            const char *key)
@@ -596,6 +643,7 @@ static const struct conf_pool_key conf_pool_keys[] = {
     { "max_connections", P_TCP | P_HTTP, pk_max_connections },
     { "max_pending", P_ANY, pk_max_pending },
     { "retry_budget", P_TCP | P_HTTP, pk_retry_budget },
+    { "outlier_detection", P_TCP | P_HTTP, pk_outlier },
 };
 
 static const struct conf_pool_key *conf_pool_key_find(const char *name)
@@ -630,6 +678,10 @@ static void conf_pool_defaults(struct conf_pool *p)
     p->retry_budget = true;
     p->retry_percent = 20;
     p->retry_min_per_second = 10;
+    p->outlier_failures = 0; /* off unless asked for */
+    p->outlier_time = 5000;
+    p->outlier_max_time = 300000;
+    p->outlier_max_percent = 50;
 }
 
 static const char *conf_protos_text(unsigned mask)

@@ -123,6 +123,11 @@ struct conf_pool {
     unsigned retry_percent;     /* ... this percentage of them */
     unsigned retry_min_per_second; /* ... plus this many a second (per worker) */
     unsigned max_connections;   /* upstream connections of the pool; 0: no limit */
+    /* Passive outlier ejection (tcp, http), per worker: */
+    unsigned outlier_failures;  /* consecutive failures that eject; 0: off */
+    uint64_t outlier_time;      /* ms of the first ejection (doubles each time) */
+    uint64_t outlier_max_time;  /* ms: the longest ejection */
+    unsigned outlier_max_percent; /* never more of the pool ejected (min 1) */
     unsigned max_pending;       /* requests (tcp: connects) in flight; 0: no limit */
 
     /* Sharding keys (redis, memcache), with twemproxy's meaning. */

@@ -502,6 +502,7 @@ static void http_exchange_done(struct http_client *cl, bool up_reusable)
     stats_arm_latency(http_stats(hp), cl->arm, now_us - cl->t_start_us);
     if (cl->u != NULL) { /* answered (failures come here without one) */
         bal_observe(&hp->arm_bal[cl->arm], cl->u->server, now_us - cl->t_start_us, now_us);
+        pool_server_ok(hp->pool, cl->u->server);
     }
     if (!cl->req_done) {
         /* answered before the request body ended: this connection can't
@@ -768,6 +769,7 @@ static void http_up_fail(struct http_up *u, int status, const char *why,
              http_server_spec(u->hp, u->server), why);
     stats_add(stats_server(http_stats(u->hp), u->server,
                            what == SA_TIMEOUTS ? SS_SERVER_TIMEDOUT : SS_SERVER_ERR), 1);
+    pool_server_failed(u->hp->pool, u->server);
     if (cl == NULL) {
         http_up_close(u);
         return;
@@ -835,6 +837,7 @@ static void http_up_connect_failed(struct http_up *u, const char *why, int statu
     log_warn(u->hp->wk->log, "pool '%s': connect to %s failed: %s", u->hp->cp->name,
              http_server_spec(u->hp, u->server), why);
     bal_closed(&u->hp->arm_bal[cl->arm], (int)u->server);
+    pool_server_failed(u->hp->pool, u->server);
     cl->u = NULL;
     u->cl = NULL;
     http_up_close(u);
@@ -1005,6 +1008,7 @@ static struct http_up *http_up_get(struct http_client *cl, size_t server)
         log_warn(hp->wk->log, "pool '%s': connect to %s failed: %s", hp->cp->name,
                  http_server_spec(hp, server), strerror(errno));
         stats_add(stats_server(http_stats(hp), server, SS_SERVER_ERR), 1);
+        pool_server_failed(hp->pool, server);
         return NULL;
     }
     u = calloc(1, sizeof(*u));

@@ -102,6 +102,7 @@ static void tcp_timer_fired(struct ev_loop *loop, struct ev_timer *t)
         pool_server_drop(s->pool, (size_t)s->server_idx);
         conn_close(&s->server, loop);
         stats_add(stats_server(s->pool->stats, (size_t)s->server_idx, SS_SERVER_TIMEDOUT), 1);
+        pool_server_failed(s->pool, (size_t)s->server_idx);
         tcp_connect_next(s);
         return;
     }
@@ -127,6 +128,7 @@ static void tcp_opened(struct tcp_session *s)
     pool_server_conn(s->pool, (size_t)s->server_idx, 1);
     uint64_t now_us = tm_now_us();
     bal_observe(&s->pool->bal, (size_t)s->server_idx, now_us - s->connect_us, now_us);
+    pool_server_ok(s->pool, (size_t)s->server_idx);
     s->server.writable = true;
     ev_timer_stop(loop, &s->timer);
     if (s->pool->cp->timeout_idle != 0) {
@@ -157,6 +159,7 @@ static void tcp_server_io(struct ev_loop *loop, struct ev_io *io, unsigned event
     pool_server_drop(s->pool, (size_t)s->server_idx);
     conn_close(&s->server, s->wk->loop);
     stats_add(stats_server(s->pool->stats, (size_t)s->server_idx, SS_SERVER_ERR), 1);
+    pool_server_failed(s->pool, (size_t)s->server_idx);
     ev_timer_stop(s->wk->loop, &s->timer);
     /* Events for the closed socket may follow in this batch and point at
      * s->server: connect the next server once the batch is over. */
@@ -220,6 +223,7 @@ static void tcp_connect_next(struct tcp_session *s)
             log_warn(s->wk->log, "pool '%s': connect to %s failed: %s", cp->name,
                      s->pool->servers[i].spec, strerror(errno));
             stats_add(stats_server(s->pool->stats, (size_t)i, SS_SERVER_ERR), 1);
+            pool_server_failed(s->pool, (size_t)i);
             continue;
         }
         if (cp->tcpkeepalive) {

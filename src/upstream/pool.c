@@ -153,8 +153,15 @@ static void pool_accept(struct ev_loop *loop, struct ev_io *io, unsigned events)
     }
 }
 
+static void pool_outlier_back(struct ev_loop *loop, struct ev_timer *t);
+
 static void pool_free_view(struct pool *p)
 {
+    for (size_t i = 0; p->outlier != NULL && i < p->nslots; i++) {
+        ev_timer_stop(p->wk->loop, &p->outlier[i].back);
+    }
+    free(p->outlier);
+    p->outlier = NULL;
     bal_free(&p->bal);
     free(p->state);
     free(p->gen);
@@ -184,6 +191,17 @@ int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
         log_error(w->log, "pool '%s': out of memory", cp->name);
         pool_free_view(p);
         return -1;
+    }
+    p->nejected = 0;
+    if (cp->outlier_failures != 0 &&
+        (p->outlier = calloc(p->nslots, sizeof(*p->outlier))) == NULL) {
+        log_error(w->log, "pool '%s': out of memory", cp->name);
+        pool_free_view(p);
+        return -1;
+    }
+    for (size_t i = 0; p->outlier != NULL && i < p->nslots; i++) {
+        p->outlier[i] = (struct pool_outlier){ .p = p, .server = i };
+        p->outlier[i].back = (struct ev_timer){ .fn = pool_outlier_back, .data = &p->outlier[i] };
     }
     for (size_t i = 0; i < p->nslots; i++) {
         p->state[i] = i < sh->tab.nstatic ? SERVER_ACTIVE : SERVER_FREE;
@@ -246,6 +264,79 @@ void pool_fini(struct pool *p)
     pool_free_view(p);
 }
 
+/* Balancers and the protocol follow a change of usability that is this
+ * worker's own (an ejection or its end). */
+static void pool_refresh(struct pool *p)
+{
+    for (size_t i = 0; i < p->nslots; i++) {
+        bal_set_down(&p->bal, i, !pool_server_usable(p, i));
+    }
+    const struct pool_proto *pp = &pool_protos[p->cp->proto];
+    if (pp->sync != NULL) {
+        pp->sync(p);
+    }
+}
+
+static void pool_outlier_back(struct ev_loop *loop, struct ev_timer *t)
+{
+    (void)loop;
+    struct pool_outlier *o = t->data;
+    struct pool *p = o->p;
+    o->ejected = false;
+    o->fails = 0;
+    p->nejected--;
+    log_notice(p->wk->log, "pool '%s': server %s back from ejection (worker %u)", p->cp->name,
+               p->servers[o->server].spec, p->wk->id);
+    pool_refresh(p);
+}
+
+/* How many servers of the pool may be ejected at once: the share, at least
+ * one, never the last one in the table. */
+static size_t pool_outlier_cap(const struct pool *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->nslots; i++) {
+        n += p->state[i] == SERVER_ACTIVE;
+    }
+    size_t cap = n * p->cp->outlier_max_percent / 100;
+    cap = cap == 0 && p->cp->outlier_max_percent > 0 ? 1 : cap;
+    return n == 0 ? 0 : (cap < n ? cap : n - 1);
+}
+
+void pool_server_failed(struct pool *p, size_t i)
+{
+    if (p->outlier == NULL) {
+        return;
+    }
+    struct pool_outlier *o = &p->outlier[i];
+    const struct conf_pool *cp = p->cp;
+    if (o->ejected || ++o->fails < cp->outlier_failures || p->nejected >= pool_outlier_cap(p)) {
+        return;
+    }
+    uint64_t ms = cp->outlier_time;
+    for (unsigned k = 0; k < o->ejections && ms < cp->outlier_max_time; k++) {
+        ms *= 2;
+    }
+    ms = ms > cp->outlier_max_time ? cp->outlier_max_time : ms;
+    o->ejected = true;
+    o->ejections++;
+    p->nejected++;
+    stats_add(&p->stats->f[SP_SERVER_EJECTS], 1);
+    log_warn(p->wk->log, "pool '%s': server %s ejected for %llu ms after %u failures in a row "
+             "(worker %u)", cp->name, p->servers[i].spec, (unsigned long long)ms, o->fails,
+             p->wk->id);
+    ev_timer_start(p->wk->loop, &o->back, ms);
+    pool_refresh(p);
+}
+
+void pool_server_ok(struct pool *p, size_t i)
+{
+    if (p->outlier != NULL) {
+        p->outlier[i].fails = 0;
+        p->outlier[i].ejections = 0;
+    }
+}
+
 void pool_sync(struct pool *p)
 {
     struct server_table *t = &p->shared->tab;
@@ -261,6 +352,13 @@ void pool_sync(struct pool *p)
         if (gen != p->gen[i] && p->state[i] != SERVER_FREE) { /* filled anew */
             p->gen[i] = gen;
             bal_reset_server(&p->bal, i, p->servers[i].weight);
+            if (p->outlier != NULL) {
+                struct pool_outlier *o = &p->outlier[i];
+                p->nejected -= o->ejected;
+                ev_timer_stop(p->wk->loop, &o->back);
+                o->ejected = false;
+                o->fails = o->ejections = 0;
+            }
         }
         bal_set_down(&p->bal, i, !pool_server_usable(p, i));
     }

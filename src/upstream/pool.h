@@ -49,6 +49,18 @@ struct pool {
     unsigned *gen;          /* per slot: the fill it belongs to */
     bool *down;             /* per slot: held out by health checks */
     struct budget budget;   /* retries of this worker (budget.h) */
+    struct pool_outlier *outlier; /* per slot (outlier_detection), NULL when off */
+    size_t nejected;
+};
+
+/* Passive outlier ejection of one server in one worker. */
+struct pool_outlier {
+    struct pool *p;
+    size_t server;
+    unsigned fails;         /* in a row */
+    unsigned ejections;     /* in a row (each doubles the time), reset by a success */
+    bool ejected;
+    struct ev_timer back;   /* the ejection ends */
 };
 
 /* max_pending: take a place for one request (or tcp connect) in flight, or
@@ -98,7 +110,8 @@ static inline void pool_conn_end(struct pool *p)
 /* Server `i` may take new requests in this worker. */
 static inline bool pool_server_usable(const struct pool *p, size_t i)
 {
-    return p->state[i] == SERVER_ACTIVE && !p->down[i];
+    return p->state[i] == SERVER_ACTIVE && !p->down[i] &&
+           (p->outlier == NULL || !p->outlier[i].ejected);
 }
 
 /* Open the listening sockets of `cp` for `nworkers`. Returns 0, or -1 with
@@ -124,6 +137,15 @@ void pool_fini(struct pool *p);
  * worker was poked): servers added, draining or held out by health
  * checks; the protocol follows, then the version is acknowledged. */
 void pool_sync(struct pool *p);
+
+/* Outlier detection: a request or connect to server `i` failed (refused,
+ * timed out, bad framing) or succeeded. `outlier_detection.failures`
+ * failures in a row eject it from this worker's choices for
+ * ejection_time x 2^(ejections so far), at most max_ejection_time, and
+ * never more than max_ejected_percent of the pool nor its last server.
+ * No-ops when the pool has no outlier detection. */
+void pool_server_failed(struct pool *p, size_t i);
+void pool_server_ok(struct pool *p, size_t i);
 
 /* A connection of this worker to server `i` starts (+1, before anything
  * of the slot is read) or ends (-1, the last thing done with the slot): a

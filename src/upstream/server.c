@@ -124,8 +124,19 @@ void server_table_apply(struct server_table *t, const struct server_ep *eps, siz
         out->refused = n;
         return;
     }
+    /* The same endpoint twice (two SRV records, a repeated line): once. */
+    for (size_t k = 0; k < n; k++) {
+        for (size_t j = 0; j < k && !placed[k]; j++) {
+            placed[k] = eps[j].weight == eps[k].weight && eps[j].addr.len == eps[k].addr.len &&
+                        memcmp(&eps[j].addr.ss, &eps[k].addr.ss, eps[k].addr.len) == 0 &&
+                        strcmp(eps[j].ident, eps[k].ident) == 0;
+        }
+    }
     /* Endpoints already in a slot (or draining there: taken back). */
     for (size_t k = 0; k < n; k++) {
+        if (placed[k]) {
+            continue;
+        }
         for (size_t i = t->nstatic; i < t->nslots; i++) {
             enum server_state st = server_state_of(t, i);
             if (st != SERVER_FREE && !wanted[i] && server_same(&t->servers[i], &eps[k])) {

@@ -222,3 +222,61 @@ def test_tcp_max_connections_closes_the_excess_client(legate, echo_server):
     assert c.recv(4) == b"pong"
     c.close()
     assert stats_of(lg)["t"]["rejected"] == 1
+
+
+def test_outlier_detection_ejects_with_doubling_time(legate, echo_server):
+    """Consecutive connect failures eject a server from the worker's choice
+    for ejection_time, doubled each time it fails again on return; the
+    pool's last server is never ejected."""
+    import socket
+    live = echo_server(mode="name", name="live")
+    dead = free_port()
+    port = free_port()
+    lg = legate("legate:\n  workers: 1\n  shutdown_grace: 2s\n"
+                f"t:\n  listen: 127.0.0.1:{port}\n  protocol: tcp\n  retries: 1\n"
+                f"  outlier_detection: {{ failures: 3, ejection_time: 500ms, "
+                f"max_ejection_time: 2s }}\n"
+                f"  servers:\n    - 127.0.0.1:{dead}\n    - 127.0.0.1:{live.port}\n",
+                wait_addr=("127.0.0.1", port))
+
+    def names(n):
+        out = []
+        for _ in range(n):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                out.append(recv_all_(s))
+        return out
+
+    assert names(10) == ["live"] * 10  # retried past the dead one
+    wait_for(lambda: "ejected for 500 ms after 3 failures" in lg.log(), what="ejection")
+    errs = stats_of(lg)["t"][f"127.0.0.1:{dead}"]["server_err"]
+    assert errs == 3
+    names(10)
+    assert stats_of(lg)["t"][f"127.0.0.1:{dead}"]["server_err"] == 3  # not tried meanwhile
+    wait_for(lambda: "back from ejection" in lg.log(), timeout=5, what="return")
+    # Back on probation: the next failures eject it for twice as long.
+    deadline = time.monotonic() + 5
+    while "ejected for 1000 ms" not in lg.log() and time.monotonic() < deadline:
+        names(5)
+    assert "ejected for 1000 ms" in lg.log(), lg.log()
+    assert stats_of(lg)["t"]["server_ejects"] == 2
+
+
+def recv_all_(s):
+    from conftest import recv_all
+    return recv_all(s).decode()
+
+
+def test_outlier_detection_never_ejects_the_last_server(legate):
+    import socket
+    dead = free_port()
+    port = free_port()
+    lg = legate("legate:\n  workers: 1\n  shutdown_grace: 2s\n"
+                f"t:\n  listen: 127.0.0.1:{port}\n  protocol: tcp\n  retries: 0\n"
+                f"  outlier_detection: {{ failures: 1, max_ejected_percent: 100 }}\n"
+                f"  servers:\n    - 127.0.0.1:{dead}\n", wait_addr=("127.0.0.1", port))
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.settimeout(10)
+            assert s.recv(1) == b""
+    assert "ejected" not in lg.log()
+    assert stats_of(lg)["t"][f"127.0.0.1:{dead}"]["server_err"] == 5  # tried every time

@@ -272,6 +272,19 @@ static const struct {
       "  servers: [127.0.0.1:2:1]\n", "t.yml:4:40", "key 'max_ejected_percent'" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  health_check: [tcp]\n"
       "  servers: [127.0.0.1:2]\n", "t.yml:4:17", "expected { kind" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  max_connections: 5\n"
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:3", "applies only to tcp and http pools" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  max_pending: 0\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:4:16", "key 'max_pending'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  retry_budget: { percent: 120 }\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:4:28", "key 'percent'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  retry_budget: { ratio: 1 }\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:4:19", "unknown key 'ratio'" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
+      "  outlier_detection: { ejection_time: 10s, max_ejection_time: 1s }\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:4:22", "max_ejection_time is shorter" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  outlier_detection: { failures: 0 }\n"
+      "  servers: [127.0.0.1:2]\n", "t.yml:4:34", "key 'failures'" },
     { "legate:\n  workers: 0\np:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
       "  servers: [127.0.0.1:2]\n", "t.yml:2:12", "key 'workers'" },
     { "legate:\n  threads: 2\n", "t.yml:2:3", "key 'threads': unknown key in the legate section" },
