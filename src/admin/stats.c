@@ -319,7 +319,7 @@ long stats_json(char **out, const struct conf *cf, const struct server_table *co
                       ", \"latency_p99_us\":%" PRIu64, pct[0], pct[1], pct[2]);
             stats_put(&b, "}");
         }
-        if (cp->discovery.kind != CONF_DISC_NONE) {
+        if (cp->ndisc > 0) {
             stats_put(&b, ", \"discovery_updates\":%" PRIu64 ", \"discovery_failures\":%" PRIu64,
                       tab->disc_updates, tab->disc_failures);
         }

@@ -674,7 +674,6 @@ static void conf_pool_defaults(struct conf_pool *p)
     p->limit_header = 32 * 1024;
     p->limit_line = 8 * 1024;
     conf_health_defaults(&p->health);
-    conf_discovery_defaults(&p->discovery);
     p->retry_budget = true;
     p->retry_percent = 20;
     p->retry_min_per_second = 10;
@@ -745,12 +744,13 @@ static int conf_read_pool(struct conf_ctx *cx, const struct conf_node *name,
         if (conf_http_finish(cx, p, name) == -1) {
             return -1;
         }
-    } else if (p->nservers == 0 && p->discovery.kind == CONF_DISC_NONE) {
+    } else if (p->nservers == 0 && p->ndisc == 0) {
         return conf_fail(cx, name, "servers", "missing (every pool needs servers or discovery)");
     }
     if (conf_health_finish(cx, p, name) == -1) {
         return -1;
     }
+    conf_discovery_finish(p);
     if (p->redis_user != NULL && p->redis_auth == NULL) {
         return conf_fail(cx, conf_tree_get(body, "redis_user"), "redis_user",
                          "needs redis_auth (the password)");

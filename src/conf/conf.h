@@ -88,7 +88,11 @@ struct conf_health {
 /* Where a pool finds servers besides its static list (discovery:). */
 enum conf_disc { CONF_DISC_NONE, CONF_DISC_DNS, CONF_DISC_SRV, CONF_DISC_FILE };
 
+enum { CONF_DISC_POOL = -1, CONF_DISC_MIRROR = -2 };
+
 struct conf_discovery {
+    int owner;                   /* CONF_DISC_POOL, an arm's index, or CONF_DISC_MIRROR */
+    size_t first;                /* its servers: slots [first, first + max_endpoints) */
     enum conf_disc kind;
     char *name;                  /* dns: host name; dns_srv: record; file: path */
     uint16_t port;               /* dns: the port of every address */
@@ -169,7 +173,9 @@ struct conf_pool {
     uint64_t limit_line;        /* bytes of a request line (414 above) */
 
     struct conf_health health;
-    struct conf_discovery discovery;
+    struct conf_discovery *disc; /* every discovery of the pool (its own, its arms',
+                                  * its mirror's), in slot order after `servers` */
+    size_t ndisc;
 
     struct conf_server *servers;
     size_t nservers;
@@ -183,6 +189,19 @@ struct conf {
     struct conf_pool *pools;
     size_t npools;
 };
+
+/* The discovery of `owner` (CONF_DISC_POOL, an arm, CONF_DISC_MIRROR) in
+ * pool `cp`, or NULL. */
+static inline const struct conf_discovery *conf_pool_discovery(const struct conf_pool *cp,
+                                                               int owner)
+{
+    for (size_t i = 0; i < cp->ndisc; i++) {
+        if (cp->disc[i].owner == owner) {
+            return &cp->disc[i];
+        }
+    }
+    return NULL;
+}
 
 /* Read and validate `path`. Returns 0 and a snapshot holding one reference
  * in *out, or -1 with "file:line:column: ..." (or "file: ...") in err. */

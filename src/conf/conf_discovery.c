@@ -6,7 +6,8 @@
  *     resolvers: [127.0.0.1:53]   # dns, dns_srv: instead of /etc/resolv.conf
  *     interval: 5s          # lookups (or file checks) at most this far apart
  *     max_endpoints: 64     # slots for discovered servers
- * Exactly one source. */
+ * Exactly one source. The same map may stand in a split arm or the mirror
+ * (conf_http.c): each is a group of slots of its own. */
 #include "conf_int.h"
 #include "conf_value.h"
 
@@ -123,10 +124,10 @@ static int dk_resolvers(struct conf_ctx *cx, struct conf_discovery *d, const str
     return 0;
 }
 
-int conf_discovery_read(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
-                        const char *key)
+/* One discovery map into d. */
+static int conf_discovery_parse(struct conf_ctx *cx, struct conf_discovery *d,
+                                const struct conf_node *v, const char *key)
 {
-    struct conf_discovery *d = &p->discovery;
     d->line = v->line;
     if (v->kind != CONF_MAP) {
         return conf_fail(cx, v, key, "expected { dns: NAME:PORT | dns_srv: NAME | file: PATH, "
@@ -170,17 +171,45 @@ int conf_discovery_read(struct conf_ctx *cx, struct conf_pool *p, const struct c
     return 0;
 }
 
-void conf_discovery_defaults(struct conf_discovery *d)
+int conf_discovery_add(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
+                       const char *key, int owner)
 {
+    struct conf_discovery *grown = realloc(p->disc, (p->ndisc + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        return conf_fail(cx, v, key, "out of memory");
+    }
+    p->disc = grown;
+    struct conf_discovery *d = &p->disc[p->ndisc++];
+    memset(d, 0, sizeof(*d));
+    d->owner = owner;
     d->kind = CONF_DISC_NONE;
     d->interval = 5000;
     d->max_endpoints = 64;
+    return conf_discovery_parse(cx, d, v, key);
+}
+
+int conf_discovery_read(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
+                        const char *key)
+{
+    return conf_discovery_add(cx, p, v, key, CONF_DISC_POOL);
+}
+
+void conf_discovery_finish(struct conf_pool *p)
+{
+    size_t first = p->nservers;
+    for (size_t i = 0; i < p->ndisc; i++) {
+        p->disc[i].first = first;
+        first += p->disc[i].max_endpoints;
+    }
 }
 
 void conf_discovery_free(struct conf_pool *p)
 {
-    free(p->discovery.name);
-    free(p->discovery.resolvers);
-    p->discovery.name = NULL;
-    p->discovery.resolvers = NULL;
+    for (size_t i = 0; i < p->ndisc; i++) {
+        free(p->disc[i].name);
+        free(p->disc[i].resolvers);
+    }
+    free(p->disc);
+    p->disc = NULL;
+    p->ndisc = 0;
 }

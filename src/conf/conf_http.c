@@ -82,10 +82,11 @@ static int conf_http_sticky(struct conf_ctx *cx, struct conf_pool *p, const stru
     return conf_http_token(cx, v->items[1], kinds[which], &p->sticky_name);
 }
 
-/* One arm: NAME: { weight: N, servers: [...] } */
-static int conf_http_arm(struct conf_ctx *cx, struct conf_arm *a, const struct conf_node *name,
-                         const struct conf_node *v)
+/* One arm: NAME: { weight: N, servers: [...], discovery: {...} } */
+static int conf_http_arm(struct conf_ctx *cx, struct conf_pool *p, int index,
+                         const struct conf_node *name, const struct conf_node *v)
 {
+    struct conf_arm *a = &p->arms[index];
     if (conf_http_token(cx, name, "arms", &a->name) == -1) {
         return -1;
     }
@@ -95,6 +96,7 @@ static int conf_http_arm(struct conf_ctx *cx, struct conf_arm *a, const struct c
         return conf_fail(cx, v, a->name, "expected { weight: N, servers: [...] }");
     }
     bool have_servers = false;
+    bool have_discovery = false;
     for (size_t i = 0; i + 1 < v->n; i += 2) {
         const char *k = v->items[i]->value;
         const struct conf_node *val = v->items[i + 1];
@@ -107,13 +109,19 @@ static int conf_http_arm(struct conf_ctx *cx, struct conf_arm *a, const struct c
                 return -1;
             }
             have_servers = true;
+        } else if (strcmp(k, "discovery") == 0) {
+            if (conf_discovery_add(cx, p, val, k, index) == -1) {
+                return -1;
+            }
+            have_discovery = true;
         } else {
-            return conf_fail(cx, v->items[i], k, "unknown key in arm '%s' (weight, servers)",
-                             a->name);
+            return conf_fail(cx, v->items[i], k, "unknown key in arm '%s' (weight, servers, "
+                             "discovery)", a->name);
         }
     }
-    if (!have_servers) {
-        return conf_fail(cx, name, "servers", "arm '%s' has no servers", a->name);
+    if (!have_servers && !have_discovery) {
+        return conf_fail(cx, name, "servers", "arm '%s' has no servers (nor discovery)",
+                         a->name);
     }
     return 0;
 }
@@ -133,11 +141,11 @@ static int conf_http_arms(struct conf_ctx *cx, struct conf_pool *p, const struct
     }
     unsigned total = 0;
     for (size_t i = 0; i + 1 < v->n; i += 2) {
-        struct conf_arm *a = &p->arms[p->narms++];
-        if (conf_http_arm(cx, a, v->items[i], v->items[i + 1]) == -1) {
+        int index = (int)p->narms++;
+        if (conf_http_arm(cx, p, index, v->items[i], v->items[i + 1]) == -1) {
             return -1;
         }
-        total += a->weight;
+        total += p->arms[index].weight;
     }
     if (total == 0) {
         return conf_fail(cx, v, "arms", "every arm has weight 0: no request could be placed");
@@ -199,8 +207,14 @@ int conf_http_mirror(struct conf_ctx *cx, struct conf_pool *p, const struct conf
                 return -1;
             }
             have_servers = true;
+        } else if (strcmp(k, "discovery") == 0) {
+            if (conf_discovery_add(cx, p, val, k, CONF_DISC_MIRROR) == -1) {
+                return -1;
+            }
+            have_servers = true;
         } else {
-            return conf_fail(cx, v->items[i], k, "unknown key in mirror (percent, servers)");
+            return conf_fail(cx, v->items[i], k, "unknown key in mirror (percent, servers, "
+                             "discovery)");
         }
     }
     if (!have_servers) {
@@ -232,12 +246,12 @@ int conf_http_finish(struct conf_ctx *cx, struct conf_pool *p, const struct conf
         return conf_fail(cx, name, "servers", "a split pool takes its servers from "
                          "split.arms; remove the pool's servers list");
     }
-    if (p->split && p->discovery.kind != CONF_DISC_NONE) {
-        return conf_fail(cx, name, "discovery", "not implemented yet for split arms (a plain "
-                         "http pool can use it)");
+    if (p->split && conf_pool_discovery(p, CONF_DISC_POOL) != NULL) {
+        return conf_fail(cx, name, "discovery", "a split pool finds servers per arm: put "
+                         "discovery in split.arms.NAME");
     }
     if (!p->split) {
-        if (p->nservers == 0 && p->discovery.kind == CONF_DISC_NONE) {
+        if (p->nservers == 0 && conf_pool_discovery(p, CONF_DISC_POOL) == NULL) {
             return conf_fail(cx, name, "servers", "missing (every pool needs servers or "
                              "discovery)");
         }

@@ -50,7 +50,11 @@ void conf_http_free(struct conf_pool *p);
 /* discovery: (conf_discovery.c). */
 int conf_discovery_read(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
                         const char *key);
-void conf_discovery_defaults(struct conf_discovery *d);
+/* A discovery map for `owner` (an arm's index, CONF_DISC_MIRROR). */
+int conf_discovery_add(struct conf_ctx *cx, struct conf_pool *p, const struct conf_node *v,
+                       const char *key, int owner);
+/* After every key: each discovery's first slot. */
+void conf_discovery_finish(struct conf_pool *p);
 void conf_discovery_free(struct conf_pool *p);
 
 /* health_check: (conf_health.c). */

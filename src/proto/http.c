@@ -144,14 +144,17 @@ static const char *http_server_spec(const struct http_pool *hp, size_t server)
 }
 
 /* Host for a request that has none (HTTP/1.0): the arm's first configured
- * server, else the name discovery looks up, else legate's own address. */
-static const char *http_default_host(const struct conf_pool *cp, const struct conf_arm *arm)
+ * server, else the name its discovery looks up, else legate's own address. */
+static const char *http_default_host(const struct conf_pool *cp, size_t arm)
 {
-    if (arm->n > 0) {
-        return cp->servers[arm->first].spec;
+    const struct conf_arm *a = &cp->arms[arm];
+    if (a->n > 0) {
+        return cp->servers[a->first].spec;
     }
-    return cp->discovery.kind == CONF_DISC_DNS || cp->discovery.kind == CONF_DISC_SRV
-               ? cp->discovery.name : cp->listen_spec;
+    const struct conf_discovery *d = conf_pool_discovery(cp, cp->split ? (int)arm
+                                                                       : CONF_DISC_POOL);
+    return d != NULL && (d->kind == CONF_DISC_DNS || d->kind == CONF_DISC_SRV) ? d->name
+                                                                               : cp->listen_spec;
 }
 
 static struct stats_pool *http_stats(const struct http_pool *hp)
@@ -409,7 +412,7 @@ static int http_request_head(struct http_client *cl)
         .forwarded_for = cp->forwarded_for ? cl->addr : NULL,
         .via = cp->via,
         .chunked = cl->req_chunked,
-        .host = http_default_host(cp, &cp->arms[cl->arm]),
+        .host = http_default_host(cp, cl->arm),
     };
     if (http_head_write_request(h, &o, &cl->up, &hp->wk->bufs) == -1) {
         return -1;
@@ -1128,14 +1131,18 @@ int http_pool_init(struct pool *p)
     return 0;
 }
 
-/* Slot `i` serves arm `a`: the arm's configured servers, and for the one
- * arm of a plain pool, every discovered server too. */
+/* Slot `i` serves arm `a`: the arm's configured servers and the slots of
+ * its discovery (a plain pool's one arm: the pool's discovery). */
 static bool http_arm_member(const struct pool *p, size_t a, size_t i)
 {
     const struct conf_pool *cp = p->cp;
     const struct conf_arm *arm = &cp->arms[a];
-    return (i >= arm->first && i < arm->first + arm->n) ||
-           (!cp->split && i >= p->shared->tab.nstatic);
+    if (i >= arm->first && i < arm->first + arm->n) {
+        return true;
+    }
+    const struct conf_discovery *d = conf_pool_discovery(cp, cp->split ? (int)a
+                                                                       : CONF_DISC_POOL);
+    return d != NULL && i >= d->first && i < d->first + d->max_endpoints;
 }
 
 /* Each arm's balancer follows the pool's: members only, usable only. */

@@ -66,6 +66,7 @@ static void mirror_close(struct http_mirror *m, enum stats_arm_field what)
     buf_queue_clear(&m->out, &m->wk->bufs);
     wk_item_del(m->wk, &m->item);
     ev_defer(m->wk->loop, &m->release);
+    pool_server_use(m->pool, m->server, -1); /* last: the slot may be recycled */
 }
 
 static void mirror_item_abort(struct wk_item *it)
@@ -163,6 +164,33 @@ static void mirror_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
     mirror_pump(m);
 }
 
+/* The mirror's usable servers: its configured ones, then its discovery's
+ * slots. Returns the n-th of them (n modulo their number), or -1 if none. */
+static int mirror_pick(const struct pool *p, uint64_t n)
+{
+    const struct conf_pool *cp = p->cp;
+    const struct conf_discovery *d = conf_pool_discovery(cp, CONF_DISC_MIRROR);
+    size_t dfirst = d != NULL ? d->first : 0, dn = d != NULL ? d->max_endpoints : 0;
+    size_t usable = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t k = pass == 0 ? 0 : (size_t)(n % usable);
+        for (size_t j = 0; j < cp->mirror_n + dn; j++) {
+            size_t i = j < cp->mirror_n ? cp->mirror_first + j : dfirst + (j - cp->mirror_n);
+            if (!pool_server_usable(p, i)) {
+                continue;
+            }
+            if (pass == 1 && k-- == 0) {
+                return (int)i;
+            }
+            usable += pass == 0;
+        }
+        if (usable == 0) {
+            return -1;
+        }
+    }
+    return -1;
+}
+
 struct http_mirror *http_mirror_start(struct pool *p, const struct http_head *h,
                                       const struct http_out *o, uint64_t roll,
                                       struct http_mirror **slot)
@@ -173,11 +201,9 @@ struct http_mirror *http_mirror_start(struct pool *p, const struct http_head *h,
     }
     struct wk *w = p->wk;
     stats_add(stats_arm(p->stats, cp->narms, SA_REQUESTS), 1);
-    size_t server = cp->mirror_first + (size_t)((roll / 100) % cp->mirror_n);
-    for (size_t k = 0; k < cp->mirror_n && p->down[server]; k++) { /* skip held-out ones */
-        server = cp->mirror_first + (server - cp->mirror_first + 1) % cp->mirror_n;
-    }
-    struct http_mirror *m = p->down[server] ? NULL : calloc(1, sizeof(*m));
+    int pick = mirror_pick(p, roll / 100);
+    size_t server = pick < 0 ? 0 : (size_t)pick;
+    struct http_mirror *m = pick < 0 ? NULL : calloc(1, sizeof(*m));
     if (m == NULL) {
         stats_add(stats_arm(p->stats, cp->narms, SA_DROPPED), 1);
         return NULL;
@@ -206,6 +232,7 @@ struct http_mirror *http_mirror_start(struct pool *p, const struct http_head *h,
         free(m);
         return NULL;
     }
+    pool_server_use(p, server, 1);
     m->connecting = !done;
     if (done) {
         pool_server_conn(p, server, 1);

@@ -28,6 +28,8 @@ struct disc_target {
 struct disc_pool {
     struct disc *d;
     const struct conf_pool *cp;
+    const struct conf_discovery *c; /* this group's: the pool's, an arm's or the mirror's */
+    char label[160];              /* "pool 'p'", "pool 'p' arm 'a'", "pool 'p' mirror" */
     struct pool_shared *sh;
     struct dns *dns;
     struct ev_timer timer;        /* the next lookup or file check */
@@ -127,17 +129,17 @@ static void disc_apply(struct disc_pool *dp, const struct server_ep *eps, size_t
     struct ring before = { 0 }, after = { 0 };
     bool rings = disc_sharded(dp->cp) && disc_ring(&before, dp) == 0;
     struct server_change chg;
-    server_table_apply(t, eps, n, &chg);
+    server_table_apply(t, dp->c->first, dp->c->max_endpoints, eps, n, &chg);
     t->disc_updates++;
     if (dp->failing) {
-        log_notice(d->log, "pool '%s': discovery (%s %s) works again", dp->cp->name,
-                   disc_kind_name(dp->cp->discovery.kind), dp->cp->discovery.name);
+        log_notice(d->log, "%s: discovery (%s %s) works again", dp->label,
+                   disc_kind_name(dp->c->kind), dp->c->name);
         dp->failing = false;
     }
     if (chg.refused > 0 && eps != dp->kept) {
-        log_warn(d->log, "pool '%s': discovery found %zu servers more than max_endpoints "
-                 "(%u) holds; they are left out until slots are free", dp->cp->name,
-                 chg.refused, dp->cp->discovery.max_endpoints);
+        log_warn(d->log, "%s: discovery found %zu servers more than max_endpoints "
+                 "(%u) holds; they are left out until slots are free", dp->label,
+                 chg.refused, dp->c->max_endpoints);
     }
     /* A file is applied again (slots free up as removed servers drain)
      * until all of it fits; lookups are applied every round anyway. */
@@ -145,7 +147,7 @@ static void disc_apply(struct disc_pool *dp, const struct server_ep *eps, size_t
         free(dp->kept);
         dp->kept = NULL;
         dp->nkept = 0;
-        if (chg.refused > 0 && dp->cp->discovery.kind == CONF_DISC_FILE &&
+        if (chg.refused > 0 && dp->c->kind == CONF_DISC_FILE &&
             (dp->kept = malloc(n * sizeof(*eps))) != NULL) {
             memcpy(dp->kept, eps, n * sizeof(*eps));
             dp->nkept = n;
@@ -170,8 +172,8 @@ static void disc_apply(struct disc_pool *dp, const struct server_ep *eps, size_t
     if (rings) {
         ring_free(&before);
     }
-    log_notice(d->log, "pool '%s': discovery (%s %s): %zu servers (+%zu -%zu)%s", dp->cp->name,
-               disc_kind_name(dp->cp->discovery.kind), dp->cp->discovery.name,
+    log_notice(d->log, "%s: discovery (%s %s): %zu servers (+%zu -%zu)%s", dp->label,
+               disc_kind_name(dp->c->kind), dp->c->name,
                chg.kept + chg.added, chg.added, chg.removed, moved);
     d->notify(d->arg);
     if (t->ndraining > 0) {
@@ -185,17 +187,17 @@ static void disc_failed(struct disc_pool *dp, const char *why)
     struct server_table *t = &dp->sh->tab;
     t->disc_failures++;
     size_t kept = 0;
-    for (size_t i = t->nstatic; i < t->nslots; i++) {
+    for (size_t i = dp->c->first; i < dp->c->first + dp->c->max_endpoints; i++) {
         kept += server_state_of(t, i) == SERVER_ACTIVE;
     }
     if (!dp->failing) {
-        log_warn(d->log, "pool '%s': discovery (%s %s) failed: %s; keeping the last %zu "
-                 "discovered servers", dp->cp->name, disc_kind_name(dp->cp->discovery.kind),
-                 dp->cp->discovery.name, why, kept);
+        log_warn(d->log, "%s: discovery (%s %s) failed: %s; keeping the last %zu "
+                 "discovered servers", dp->label, disc_kind_name(dp->c->kind),
+                 dp->c->name, why, kept);
         dp->failing = true;
     } else {
-        log_info(d->log, "pool '%s': discovery (%s %s) failed again: %s", dp->cp->name,
-                 disc_kind_name(dp->cp->discovery.kind), dp->cp->discovery.name, why);
+        log_info(d->log, "%s: discovery (%s %s) failed again: %s", dp->label,
+                 disc_kind_name(dp->c->kind), dp->c->name, why);
     }
 }
 
@@ -207,7 +209,7 @@ static void disc_round_end(struct disc_pool *dp)
     } else {
         disc_apply(dp, dp->eps, dp->neps);
     }
-    uint64_t next = dp->cp->discovery.interval;
+    uint64_t next = dp->c->interval;
     if (dp->err[0] == '\0' && dp->ttl != UINT32_MAX) {
         uint64_t ttl_ms = (uint64_t)dp->ttl * 1000;
         ttl_ms = ttl_ms < DISC_TTL_FLOOR_MS ? DISC_TTL_FLOOR_MS : ttl_ms;
@@ -375,7 +377,7 @@ static bool disc_file_changed(const struct disc_pool *dp, const struct stat *st)
 /* file: PATH — re-read when it changed since the last good read. */
 static void disc_check_file(struct disc_pool *dp)
 {
-    const char *path = dp->cp->discovery.name;
+    const char *path = dp->c->name;
     struct stat st;
     if (stat(path, &st) == -1) {
         char why[300];
@@ -388,7 +390,7 @@ static void disc_check_file(struct disc_pool *dp)
         if (dp->kept != NULL) {
             disc_apply(dp, dp->kept, dp->nkept);
         }
-        ev_timer_start(dp->d->loop, &dp->timer, dp->cp->discovery.interval);
+        ev_timer_start(dp->d->loop, &dp->timer, dp->c->interval);
         dp->busy = false;
         return;
     }
@@ -425,7 +427,7 @@ static void disc_lookup(struct ev_loop *loop, struct ev_timer *t)
     dp->busy = true;
     dp->err[0] = '\0';
     dp->ttl = UINT32_MAX;
-    const struct conf_discovery *c = &dp->cp->discovery;
+    const struct conf_discovery *c = dp->c;
     switch (c->kind) {
     case CONF_DISC_DNS:
         dns_lookup_host(dp->dns, c->name, c->port, disc_host_done, dp);
@@ -439,6 +441,20 @@ static void disc_lookup(struct ev_loop *loop, struct ev_timer *t)
     }
 }
 
+static void disc_label(struct disc_pool *dp)
+{
+    const struct conf_pool *cp = dp->cp;
+    int owner = dp->c->owner;
+    if (owner >= 0 && cp->split) {
+        snprintf(dp->label, sizeof(dp->label), "pool '%s' arm '%s'", cp->name,
+                 cp->arms[owner].name);
+    } else if (owner == CONF_DISC_MIRROR) {
+        snprintf(dp->label, sizeof(dp->label), "pool '%s' mirror", cp->name);
+    } else {
+        snprintf(dp->label, sizeof(dp->label), "pool '%s'", cp->name);
+    }
+}
+
 int disc_start(struct disc **out, struct ev_loop *loop, const struct conf *cf,
                struct pool_shared *shared, const struct log *log, disc_notify_fn notify,
                void *arg)
@@ -446,7 +462,7 @@ int disc_start(struct disc **out, struct ev_loop *loop, const struct conf *cf,
     *out = NULL;
     size_t n = 0;
     for (size_t i = 0; i < cf->npools; i++) {
-        n += cf->pools[i].discovery.kind != CONF_DISC_NONE;
+        n += cf->pools[i].ndisc;
     }
     if (n == 0) {
         return 0;
@@ -464,27 +480,27 @@ int disc_start(struct disc **out, struct ev_loop *loop, const struct conf *cf,
     d->reclaim = (struct ev_timer){ .fn = disc_reclaim, .data = d };
     for (size_t i = 0; i < cf->npools; i++) {
         const struct conf_pool *cp = &cf->pools[i];
-        if (cp->discovery.kind == CONF_DISC_NONE) {
-            continue;
+        for (size_t g = 0; g < cp->ndisc; g++) {
+            const struct conf_discovery *c = &cp->disc[g];
+            struct disc_pool *dp = &d->pools[d->npools++];
+            dp->d = d;
+            dp->cp = cp;
+            dp->c = c;
+            dp->sh = &shared[i];
+            dp->timer = (struct ev_timer){ .fn = disc_lookup, .data = dp };
+            disc_label(dp);
+            char err[256];
+            if (c->kind != CONF_DISC_FILE &&
+                dns_open(&dp->dns, loop, c->resolvers, err, sizeof(err)) == -1) {
+                log_error(log, "%s: discovery: %s", dp->label, err);
+                disc_stop(d);
+                return -1;
+            }
+            log_notice(log, "%s: discovery from %s %s every %llu ms%s%s", dp->label,
+                       disc_kind_name(c->kind), c->name, (unsigned long long)c->interval,
+                       c->resolvers ? ", asking " : "", c->resolvers ? c->resolvers : "");
+            ev_timer_start(loop, &dp->timer, 0);
         }
-        struct disc_pool *dp = &d->pools[d->npools++];
-        dp->d = d;
-        dp->cp = cp;
-        dp->sh = &shared[i];
-        dp->timer = (struct ev_timer){ .fn = disc_lookup, .data = dp };
-        char err[256];
-        if (cp->discovery.kind != CONF_DISC_FILE &&
-            dns_open(&dp->dns, loop, cp->discovery.resolvers, err, sizeof(err)) == -1) {
-            log_error(log, "pool '%s': discovery: %s", cp->name, err);
-            disc_stop(d);
-            return -1;
-        }
-        log_notice(log, "pool '%s': discovery from %s %s every %llu ms%s%s", cp->name,
-                   disc_kind_name(cp->discovery.kind), cp->discovery.name,
-                   (unsigned long long)cp->discovery.interval,
-                   cp->discovery.resolvers ? ", asking " : "",
-                   cp->discovery.resolvers ? cp->discovery.resolvers : "");
-        ev_timer_start(loop, &dp->timer, 0);
     }
     *out = d;
     return 0;

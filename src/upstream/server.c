@@ -7,7 +7,11 @@
 
 size_t server_slots(const struct conf_pool *cp)
 {
-    return cp->nservers + (cp->discovery.kind != CONF_DISC_NONE ? cp->discovery.max_endpoints : 0);
+    size_t n = cp->nservers;
+    for (size_t i = 0; i < cp->ndisc; i++) {
+        n += cp->disc[i].max_endpoints;
+    }
+    return n;
 }
 
 int server_table_init(struct server_table *t, const struct conf_pool *cp, unsigned nworkers)
@@ -112,9 +116,10 @@ static int server_slot_fill(struct server_table *t, size_t i, const struct serve
     return 0;
 }
 
-void server_table_apply(struct server_table *t, const struct server_ep *eps, size_t n,
-                        struct server_change *out)
+void server_table_apply(struct server_table *t, size_t first, size_t count,
+                        const struct server_ep *eps, size_t n, struct server_change *out)
 {
+    size_t end = first + count;
     memset(out, 0, sizeof(*out));
     bool *wanted = calloc(t->nslots, sizeof(*wanted));
     bool *placed = calloc(n ? n : 1, sizeof(*placed));
@@ -137,7 +142,7 @@ void server_table_apply(struct server_table *t, const struct server_ep *eps, siz
         if (placed[k]) {
             continue;
         }
-        for (size_t i = t->nstatic; i < t->nslots; i++) {
+        for (size_t i = first; i < end; i++) {
             enum server_state st = server_state_of(t, i);
             if (st != SERVER_FREE && !wanted[i] && server_same(&t->servers[i], &eps[k])) {
                 wanted[i] = placed[k] = true;
@@ -153,7 +158,7 @@ void server_table_apply(struct server_table *t, const struct server_ep *eps, siz
         }
     }
     unsigned long next = atomic_load_explicit(&t->version, memory_order_relaxed) + 1;
-    for (size_t i = t->nstatic; i < t->nslots; i++) {
+    for (size_t i = first; i < end; i++) {
         if (!wanted[i] && server_state_of(t, i) == SERVER_ACTIVE) {
             atomic_store_explicit(&t->state[i], SERVER_DRAINING, memory_order_relaxed);
             t->removed_at[i] = next;
@@ -166,11 +171,11 @@ void server_table_apply(struct server_table *t, const struct server_ep *eps, siz
         if (placed[k]) {
             continue;
         }
-        size_t i = t->nstatic;
-        while (i < t->nslots && server_state_of(t, i) != SERVER_FREE) {
+        size_t i = first;
+        while (i < end && server_state_of(t, i) != SERVER_FREE) {
             i++;
         }
-        if (i == t->nslots || server_slot_fill(t, i, &eps[k]) == -1) {
+        if (i == end || server_slot_fill(t, i, &eps[k]) == -1) {
             out->refused++;
             continue;
         }

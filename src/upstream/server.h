@@ -56,7 +56,7 @@ struct server_change {
     size_t refused;             /* no free slot (max_endpoints) */
 };
 
-/* Slots of pool `cp` (static servers + its discovery's max_endpoints). */
+/* Slots of pool `cp` (static servers + every discovery's max_endpoints). */
 size_t server_slots(const struct conf_pool *cp);
 
 /* Set up the table of `cp` for `nworkers`. Returns 0, or -1 when out of
@@ -64,13 +64,14 @@ size_t server_slots(const struct conf_pool *cp);
 int server_table_init(struct server_table *t, const struct conf_pool *cp, unsigned nworkers);
 void server_table_free(struct server_table *t);
 
-/* main: the discovered endpoints are now eps[0, n): slots of endpoints no
- * longer there start draining, new ones take free slots (same address and
- * weight as a draining slot: it is taken back). Static servers are never
- * touched. Bumps the version when anything changed; the caller pokes the
- * workers. */
-void server_table_apply(struct server_table *t, const struct server_ep *eps, size_t n,
-                        struct server_change *out);
+/* main: the endpoints a discovery found are now eps[0, n); its slots are
+ * [first, first + count). Slots of endpoints no longer there start
+ * draining, new ones take free slots (same address and weight as a
+ * draining slot: it is taken back), the same endpoint twice counts once.
+ * Other slots are never touched. Bumps the version when anything changed;
+ * the caller pokes the workers. */
+void server_table_apply(struct server_table *t, size_t first, size_t count,
+                        const struct server_ep *eps, size_t n, struct server_change *out);
 
 /* main: free the draining slots nobody uses any more. Returns how many are
  * still draining. */

@@ -236,3 +236,51 @@ def test_http_pool_uses_discovered_servers(legate, tmp_path):
     finally:
         for u in ups:
             u.shutdown()
+
+
+def test_split_arms_and_mirror_find_their_own_servers(legate, tmp_path):
+    import http.server
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.server.hits += 1
+            body = self.server.name.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    ups = {}
+    for n in ("prod", "exp1", "exp2", "shadow"):
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        srv.name, srv.hits, srv.daemon_threads = n, 0, True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        ups[n] = srv
+    try:
+        exp_file, mirror_file = tmp_path / "exp", tmp_path / "mirror"
+        exp_file.write_text(f"127.0.0.1:{ups['exp1'].server_port}\n")
+        mirror_file.write_text(f"127.0.0.1:{ups['shadow'].server_port}\n")
+        port = free_port()
+        lg = legate(f"legate:\n  workers: 1\n  shutdown_grace: 2s\n"
+                    f"web:\n  listen: 127.0.0.1:{port}\n  protocol: http\n"
+                    f"  split:\n    override_header: X-Arm\n    arms:\n"
+                    f"      prod: {{ weight: 1, servers: [127.0.0.1:{ups['prod'].server_port}] }}\n"
+                    f"      exp: {{ weight: 0, discovery: {{ file: {exp_file}, interval: 100ms }} }}\n"
+                    f"  mirror: {{ percent: 100, discovery: {{ file: {mirror_file}, "
+                    f"interval: 100ms }} }}\n", wait_addr=("127.0.0.1", port))
+        wait_for(lambda: "arm 'exp': discovery" in lg.log() and "mirror: discovery (file" in lg.log(),
+                 timeout=10, what="both discovered")
+        url = f"http://127.0.0.1:{port}/"
+        assert requests.get(url, timeout=10).text == "prod"
+        assert requests.get(url, headers={"X-Arm": "exp"}, timeout=10).text == "exp1"
+        exp_file.write_text(f"127.0.0.1:{ups['exp2'].server_port}\n")
+        wait_for(lambda: requests.get(url, headers={"X-Arm": "exp"}, timeout=10).text == "exp2",
+                 timeout=10, what="the arm follows its file")
+        wait_for(lambda: ups["shadow"].hits >= 3, timeout=10, what="copies at the mirror")
+        assert ups["prod"].hits >= 1 and ups["exp1"].hits >= 1
+    finally:
+        for u in ups.values():
+            u.shutdown()

@@ -255,7 +255,9 @@ static const struct {
       "t.yml:4:26", "unknown key 'ttl'" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  discovery: { dns: a:1 }\n  split:\n"
       "    arms:\n      a: { servers: [127.0.0.1:3] }\n", "t.yml:1:1",
-      "not implemented yet for split arms" },
+      "put discovery in split.arms.NAME" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  split:\n    arms:\n"
+      "      a: { discovery: { dns: x } }\n", "t.yml:6:30", "expected NAME:PORT" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  health_check: { kind: ping }\n"
       "  servers: [127.0.0.1:2]\n", "t.yml:4:25", "unknown value 'ping'" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  health_check: { interval: 0s }\n"
@@ -362,7 +364,8 @@ static void test_discovery(void **state)
         "b:\n  listen: 127.0.0.1:2\n  redis: true\n  servers: [127.0.0.1:9:1]\n"
         "  discovery: { dns_srv: _redis._tcp.cache, interval: 250ms, max_endpoints: 8 }\n"
         "c:\n  listen: 127.0.0.1:3\n  protocol: http\n  discovery: { file: /etc/eps }\n");
-    const struct conf_discovery *a = &cf->pools[0].discovery, *b = &cf->pools[1].discovery;
+    const struct conf_discovery *a = conf_pool_discovery(&cf->pools[0], CONF_DISC_POOL);
+    const struct conf_discovery *b = conf_pool_discovery(&cf->pools[1], CONF_DISC_POOL);
     assert_int_equal(a->kind, CONF_DISC_DNS);
     assert_string_equal(a->name, "db.svc.local");
     assert_int_equal(a->port, 5432);
@@ -375,8 +378,31 @@ static void test_discovery(void **state)
     assert_int_equal(b->interval, 250);
     assert_int_equal(b->max_endpoints, 8);
     assert_null(b->resolvers);
-    assert_int_equal(cf->pools[2].discovery.kind, CONF_DISC_FILE);
-    assert_string_equal(cf->pools[2].discovery.name, "/etc/eps");
+    assert_int_equal(b->first, 1); /* after the one configured server */
+    assert_int_equal(cf->pools[2].disc[0].kind, CONF_DISC_FILE);
+    assert_string_equal(cf->pools[2].disc[0].name, "/etc/eps");
+    conf_put(cf);
+    /* Split arms and the mirror each find their own servers, in slot order
+     * after the configured ones. */
+    cf = load_ok("w:\n  listen: 127.0.0.1:1\n  protocol: http\n  split:\n    arms:\n"
+                 "      prod: { weight: 9, servers: [127.0.0.1:2], "
+                 "discovery: { file: /a, max_endpoints: 4 } }\n"
+                 "      exp: { weight: 1, discovery: { dns: exp.svc:80 } }\n"
+                 "  mirror: { percent: 5, discovery: { file: /m, max_endpoints: 2 } }\n");
+    const struct conf_pool *w = &cf->pools[0];
+    assert_int_equal(w->nservers, 1);
+    assert_int_equal(w->ndisc, 3);
+    const struct conf_discovery *prod = conf_pool_discovery(w, 0);
+    const struct conf_discovery *exp = conf_pool_discovery(w, 1);
+    const struct conf_discovery *mir = conf_pool_discovery(w, CONF_DISC_MIRROR);
+    assert_non_null(prod);
+    assert_non_null(exp);
+    assert_non_null(mir);
+    assert_int_equal(prod->first, 1);
+    assert_int_equal(exp->first, 5);
+    assert_int_equal(mir->first, 5 + 64);
+    assert_int_equal(w->arms[1].n, 0);
+    assert_null(conf_pool_discovery(w, CONF_DISC_POOL));
     conf_put(cf);
 }
 

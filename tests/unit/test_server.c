@@ -45,8 +45,13 @@ static void test_apply_drain_and_recycle(void **state)
     memset(&cp, 0, sizeof(cp));
     cp.servers = statics;
     cp.nservers = 1;
-    cp.discovery.kind = CONF_DISC_FILE;
-    cp.discovery.max_endpoints = 3;
+    struct conf_discovery d;
+    memset(&d, 0, sizeof(d));
+    d.kind = CONF_DISC_FILE;
+    d.max_endpoints = 3;
+    d.first = 1;
+    cp.disc = &d;
+    cp.ndisc = 1;
     struct server_table t;
     assert_int_equal(server_table_init(&t, &cp, 2), 0);
     assert_int_equal(t.nslots, 4);
@@ -55,7 +60,7 @@ static void test_apply_drain_and_recycle(void **state)
     struct server_change c;
     struct server_ep set1[] = { ep("127.0.0.1", 10), ep("127.0.0.2", 10),
                                 ep("127.0.0.1", 10) /* twice: once */ };
-    server_table_apply(&t, set1, 3, &c);
+    server_table_apply(&t, 1, 3, set1, 3, &c);
     assert_int_equal(c.added, 2);
     assert_int_equal(c.refused, 0);
     assert_string_equal(t.servers[1].spec, "127.0.0.1:10");
@@ -64,14 +69,14 @@ static void test_apply_drain_and_recycle(void **state)
     assert_true(v1 > 0);
 
     /* Same set again: nothing changes, no new version. */
-    server_table_apply(&t, set1, 2, &c);
+    server_table_apply(&t, 1, 3, set1, 2, &c);
     assert_int_equal(c.kept, 2);
     assert_int_equal(c.added + c.removed, 0);
     assert_int_equal(atomic_load(&t.version), v1);
 
     /* .1 leaves, .3 and .4 come: .1 drains, one slot is left for two. */
     struct server_ep set2[] = { ep("127.0.0.2", 10), ep("127.0.0.3", 10), ep("127.0.0.4", 10) };
-    server_table_apply(&t, set2, 3, &c);
+    server_table_apply(&t, 1, 3, set2, 3, &c);
     assert_int_equal(c.removed, 1);
     assert_int_equal(c.kept, 1);
     assert_int_equal(c.added, 1);
@@ -91,7 +96,7 @@ static void test_apply_drain_and_recycle(void **state)
 
     /* Applied again, the refused one gets the free slot (a new fill). */
     unsigned gen = atomic_load(&t.gen[1]);
-    server_table_apply(&t, set2, 3, &c);
+    server_table_apply(&t, 1, 3, set2, 3, &c);
     assert_int_equal(c.added, 1);
     assert_int_equal(c.refused, 0);
     assert_int_equal(count(&t, SERVER_ACTIVE), 4);
@@ -99,7 +104,7 @@ static void test_apply_drain_and_recycle(void **state)
 
     /* A draining endpoint that comes back is taken back in its slot. */
     struct server_ep set3[] = { ep("127.0.0.2", 10), ep("127.0.0.3", 10) };
-    server_table_apply(&t, set3, 2, &c);
+    server_table_apply(&t, 1, 3, set3, 2, &c);
     assert_int_equal(c.removed, 1);
     size_t drained = 0;
     for (size_t i = 1; i < t.nslots; i++) {
@@ -107,7 +112,7 @@ static void test_apply_drain_and_recycle(void **state)
     }
     assert_true(drained > 0);
     gen = atomic_load(&t.gen[drained]);
-    server_table_apply(&t, set2, 3, &c);
+    server_table_apply(&t, 1, 3, set2, 3, &c);
     assert_int_equal(server_state_of(&t, drained), SERVER_ACTIVE);
     assert_int_equal(atomic_load(&t.gen[drained]), gen); /* same fill: connections stay */
 
