@@ -63,20 +63,23 @@ struct pool_outlier {
     struct ev_timer back;   /* the ejection ends */
 };
 
-/* max_pending: take a place for one request (or tcp connect) in flight, or
- * return false (the caller answers "busy"); give it back with
- * pool_pending_end. No-ops without the limit. */
-static inline bool pool_pending_begin(struct pool *p)
+/* A place under `max` in a process-wide count, or false when full. */
+static inline bool pool_limit_take(atomic_uint *count, unsigned max)
 {
-    unsigned max = p->cp->max_pending;
-    if (max == 0) {
-        return true;
-    }
-    if (atomic_fetch_add_explicit(&p->shared->pending, 1, memory_order_relaxed) >= max) {
-        atomic_fetch_sub_explicit(&p->shared->pending, 1, memory_order_relaxed);
+    if (atomic_fetch_add_explicit(count, 1, memory_order_relaxed) >= max) {
+        atomic_fetch_sub_explicit(count, 1, memory_order_relaxed);
         return false;
     }
     return true;
+}
+
+/* max_pending: take a place for one request (or tcp connect) in flight, or
+ * return false (the caller answers "busy"); give it back with
+ * pool_pending_end. max_connections: the same for one upstream
+ * connection (pool_conn_begin/end). No-ops without the limit. */
+static inline bool pool_pending_begin(struct pool *p)
+{
+    return p->cp->max_pending == 0 || pool_limit_take(&p->shared->pending, p->cp->max_pending);
 }
 
 static inline void pool_pending_end(struct pool *p)
@@ -86,18 +89,10 @@ static inline void pool_pending_end(struct pool *p)
     }
 }
 
-/* max_connections: the same for one upstream connection. */
 static inline bool pool_conn_begin(struct pool *p)
 {
-    unsigned max = p->cp->max_connections;
-    if (max == 0) {
-        return true;
-    }
-    if (atomic_fetch_add_explicit(&p->shared->up_conns, 1, memory_order_relaxed) >= max) {
-        atomic_fetch_sub_explicit(&p->shared->up_conns, 1, memory_order_relaxed);
-        return false;
-    }
-    return true;
+    return p->cp->max_connections == 0 ||
+           pool_limit_take(&p->shared->up_conns, p->cp->max_connections);
 }
 
 static inline void pool_conn_end(struct pool *p)

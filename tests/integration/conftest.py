@@ -4,6 +4,7 @@ on ephemeral loopback ports, and stop everything afterwards.
 LEGATE_BIN names the binary under test (release or ASan build);
 LEGATE_SANITIZED=1 says it is a sanitizer build (RSS bounds are looser)."""
 
+import http.server
 import os
 import shutil
 import signal
@@ -210,6 +211,36 @@ def echo_server():
     yield make
     for s in servers:
         s.close()
+
+
+class _NameHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        srv = self.server
+        srv.hits += 1
+        if srv.delay:
+            time.sleep(srv.delay)
+        status = srv.health_status if self.path == "/healthz" else 200
+        body = srv.name.encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def http_upstream(name, delay=0.0):
+    """A threaded HTTP/1.1 server on loopback answering its `name`; /healthz
+    answers with `health_status` (200); `delay` seconds before each answer;
+    `hits` counts requests. Stop it with shutdown()."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NameHandler)
+    srv.name, srv.delay, srv.hits, srv.health_status = name, delay, 0, 200
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
 
 
 class DnsServer:

@@ -12,7 +12,7 @@ import time
 import redis
 import requests
 
-from conftest import EchoServer, RedisServer, free_port, recv_all, wait_for
+from conftest import EchoServer, RedisServer, free_port, http_upstream, recv_all, wait_for
 
 
 def stats(lg):
@@ -199,26 +199,7 @@ def test_added_shard_moves_about_one_nth_of_the_keys(legate, tmp_path):
 
 
 def test_http_pool_uses_discovered_servers(legate, tmp_path):
-    import http.server
-
-    class H(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = self.server.name.encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    ups = []
-    for n in ("x", "y"):
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        srv.name = n
-        srv.daemon_threads = True
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        ups.append(srv)
+    ups = [http_upstream("x"), http_upstream("y")]
     try:
         eps = tmp_path / "web"
         eps.write_text(f"127.0.0.1:{ups[0].server_port}\n")
@@ -239,26 +220,7 @@ def test_http_pool_uses_discovered_servers(legate, tmp_path):
 
 
 def test_split_arms_and_mirror_find_their_own_servers(legate, tmp_path):
-    import http.server
-
-    class H(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.server.hits += 1
-            body = self.server.name.encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    ups = {}
-    for n in ("prod", "exp1", "exp2", "shadow"):
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        srv.name, srv.hits, srv.daemon_threads = n, 0, True
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        ups[n] = srv
+    ups = {n: http_upstream(n) for n in ("prod", "exp1", "exp2", "shadow")}
     try:
         exp_file, mirror_file = tmp_path / "exp", tmp_path / "mirror"
         exp_file.write_text(f"127.0.0.1:{ups['exp1'].server_port}\n")

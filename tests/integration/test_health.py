@@ -4,7 +4,6 @@ skipped and readmitted, http checks judge the status of a path, redis
 checks authenticate, memcache checks ask for the version, and
 max_ejected_percent keeps part of a pool in."""
 
-import http.server
 import random
 import shutil
 import socket
@@ -14,7 +13,7 @@ import time
 
 import redis
 
-from conftest import EchoServer, RedisServer, can_connect, free_port, recv_all, wait_for
+from conftest import RedisServer, can_connect, free_port, http_upstream, recv_all, wait_for
 from resp import command
 
 
@@ -171,29 +170,6 @@ def test_max_ejected_percent_keeps_part_of_the_pool(legate):
              what="one out, one kept")
     time.sleep(0.5)
     assert lg.log().count("is down") == 1, lg.log()
-
-
-class HealthHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        srv = self.server
-        status = srv.health_status if self.path == "/healthz" else 200
-        body = srv.name.encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def http_upstream(name):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HealthHandler)
-    srv.name = name
-    srv.health_status = 200
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
 
 
 def test_http_check_judges_the_status_of_its_path(legate):

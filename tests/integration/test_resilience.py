@@ -2,40 +2,13 @@
 away from a backend the test slows down; least_connections on http counts
 requests in flight."""
 
-import http.server
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from conftest import free_port, wait_for
-
-
-class SlowHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        srv = self.server
-        if srv.delay:
-            time.sleep(srv.delay)
-        body = srv.name.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def upstream(name, delay=0.0):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
-    srv.name = name
-    srv.delay = delay
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
+from conftest import free_port, http_upstream as upstream, wait_for
 
 
 def http_conf(port, ups, balance, workers=1, extra=""):
