@@ -302,13 +302,14 @@ class RedisServer:
 def redis_server(tmp_path):
     servers = []
 
-    def make():
-        s = RedisServer(tmp_path)
+    def make(args=()):
+        s = RedisServer(tmp_path, args=args)
         servers.append(s)
         return s
 
     yield make
     for s in servers:
+        s.proc.send_signal(signal.SIGCONT)  # a test may have left it stopped
         s.stop()
 
 

@@ -12,7 +12,7 @@ import time
 import redis
 import requests
 
-from conftest import EchoServer, RedisServer, free_port, http_upstream, recv_all, wait_for
+from conftest import EchoServer, free_port, http_upstream, recv_all, wait_for
 
 
 def stats(lg):
@@ -166,36 +166,32 @@ def test_max_endpoints_and_health_checks_of_discovered_servers(legate, echo_serv
              what="b discovered once a slot is free")
 
 
-def test_added_shard_moves_about_one_nth_of_the_keys(legate, tmp_path):
-    shards = [RedisServer(tmp_path) for _ in range(4)]
-    try:
-        eps = tmp_path / "shards"
-        eps.write_text("".join(f"127.0.0.1:{s.port}:1\n" for s in shards[:3]))
-        port = free_port()
-        lg = legate(f"legate:\n  workers: 2\n  shutdown_grace: 2s\n"
-                    f"cache:\n  listen: 127.0.0.1:{port}\n  redis: true\n  hash: fnv1a_64\n"
-                    f"  distribution: ketama\n  discovery: {{ file: {eps}, interval: 100ms }}\n",
-                    wait_addr=("127.0.0.1", port))
-        wait_for(lambda: "3 servers (+3 -0)" in lg.log(), timeout=10, what="3 shards")
-        r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=20)
-        keys = [f"key:{i}" for i in range(10000)]
-        pipe = r.pipeline(transaction=False)
-        for k in keys:
-            pipe.set(k, "1")
-        assert all(pipe.execute())
-        eps.write_text("".join(f"127.0.0.1:{s.port}:1\n" for s in shards))
-        wait_for(lambda: "4 servers (+1 -0)" in lg.log(), timeout=10, what="4th shard")
-        assert "160 of 640 ring points changed owner" in lg.log(), lg.log()
-        pipe = r.pipeline(transaction=False)
-        for k in keys:
-            pipe.get(k)
-        moved = sum(1 for v in pipe.execute() if v is None)  # now looked up on the new shard
-        assert 0.15 * len(keys) < moved < 0.35 * len(keys), moved
-        on_new = int(redis.Redis(port=shards[3].port).dbsize())
-        assert on_new == 0  # nothing was copied there: the moved keys are the misses
-    finally:
-        for s in shards:
-            s.stop()
+def test_added_shard_moves_about_one_nth_of_the_keys(legate, redis_server, tmp_path):
+    shards = [redis_server() for _ in range(4)]
+    eps = tmp_path / "shards"
+    eps.write_text("".join(f"127.0.0.1:{s.port}:1\n" for s in shards[:3]))
+    port = free_port()
+    lg = legate(f"legate:\n  workers: 2\n  shutdown_grace: 2s\n"
+                f"cache:\n  listen: 127.0.0.1:{port}\n  redis: true\n  hash: fnv1a_64\n"
+                f"  distribution: ketama\n  discovery: {{ file: {eps}, interval: 100ms }}\n",
+                wait_addr=("127.0.0.1", port))
+    wait_for(lambda: "3 servers (+3 -0)" in lg.log(), timeout=10, what="3 shards")
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=20)
+    keys = [f"key:{i}" for i in range(10000)]
+    pipe = r.pipeline(transaction=False)
+    for k in keys:
+        pipe.set(k, "1")
+    assert all(pipe.execute())
+    eps.write_text("".join(f"127.0.0.1:{s.port}:1\n" for s in shards))
+    wait_for(lambda: "4 servers (+1 -0)" in lg.log(), timeout=10, what="4th shard")
+    assert "160 of 640 ring points changed owner" in lg.log(), lg.log()
+    pipe = r.pipeline(transaction=False)
+    for k in keys:
+        pipe.get(k)
+    moved = sum(1 for v in pipe.execute() if v is None)  # now looked up on the new shard
+    assert 0.15 * len(keys) < moved < 0.35 * len(keys), moved
+    on_new = int(redis.Redis(port=shards[3].port).dbsize())
+    assert on_new == 0  # nothing was copied there: the moved keys are the misses
 
 
 def test_http_pool_uses_discovered_servers(legate, tmp_path):

@@ -13,7 +13,7 @@ import time
 
 import redis
 
-from conftest import RedisServer, can_connect, free_port, http_upstream, recv_all, wait_for
+from conftest import can_connect, free_port, http_upstream, recv_all, wait_for
 from resp import command
 
 
@@ -24,12 +24,12 @@ def shard_pool(port, shards, extra, workers=2):
             f"  distribution: ketama\n{extra}  servers:\n{lines}")
 
 
-def test_hung_redis_shard_leaves_the_ring_within_interval_plus_timeout(legate, tmp_path):
+def test_hung_redis_shard_leaves_the_ring_within_interval_plus_timeout(legate, redis_server):
     """One of three shards is SIGSTOPped (it still accepts connections) under
     continuous traffic: requests already sent to it are answered with an error
     by `timeout`, and from one check interval + check timeout on, no request is
     routed to it. After SIGCONT it rejoins and gets its keys again."""
-    shards = [RedisServer(tmp_path) for _ in range(3)]
+    shards = [redis_server() for _ in range(3)]
     interval, check_timeout = 1.0, 0.3
     port = free_port()
     # server_failure_limit is high so that the checks, not passive ejection,
@@ -90,15 +90,13 @@ def test_hung_redis_shard_leaves_the_ring_within_interval_plus_timeout(legate, t
     for k in keys:
         assert r.set(k, "1")
     assert any(command(shards[0].port, "EXISTS", k) == (":", b"1") for k in keys)
-    for s in shards:
-        s.stop()
 
 
-def test_without_ejection_a_down_shard_fails_fast(legate, tmp_path):
+def test_without_ejection_a_down_shard_fails_fast(legate, redis_server):
     """auto_eject_hosts off: keys stay with their shard (twemproxy's
     placement), and while checks hold it out they get an immediate error
     instead of waiting for `timeout`."""
-    shards = [RedisServer(tmp_path) for _ in range(3)]
+    shards = [redis_server() for _ in range(3)]
     port = free_port()
     lg = legate(shard_pool(port, shards, "  timeout: 5000\n"
                            "  health_check: { interval: 200ms, timeout: 200ms, fall: 1 }\n"),
@@ -124,8 +122,6 @@ def test_without_ejection_a_down_shard_fails_fast(legate, tmp_path):
         assert all(r.get(k) == b"1" for k in on1)
     finally:
         shards[0].proc.send_signal(18)
-    for s in shards:
-        s.stop()
 
 
 def tcp_conf(port, servers, check, extra=""):
@@ -197,10 +193,10 @@ def test_http_check_judges_the_status_of_its_path(legate):
         b.shutdown()
 
 
-def test_redis_check_authenticates(legate, tmp_path):
+def test_redis_check_authenticates(legate, redis_server):
     """With redis_auth the check sends AUTH before PING: a right password
     keeps the server in; a wrong one takes it out (error reply)."""
-    srv = RedisServer(tmp_path, args=("--requirepass", "s3cret"))
+    srv = redis_server(args=("--requirepass", "s3cret"))
     good, bad = free_port(), free_port()
     conf = "legate:\n  workers: 1\n  shutdown_grace: 2s\n"
     for name, port, pw in (("good", good, "s3cret"), ("bad", bad, "wrong")):
@@ -208,24 +204,21 @@ def test_redis_check_authenticates(legate, tmp_path):
                  f"  health_check: {{ interval: 100ms, timeout: 200ms, fall: 2 }}\n"
                  f"  servers:\n    - 127.0.0.1:{srv.port}:1\n")
     lg = legate(conf, wait_addr=("127.0.0.1", good))
-    try:
-        wait_for(lambda: "pool 'bad'" in lg.log() and "is down" in lg.log(), timeout=10,
-                 what="bad pool's server down")
-        assert "error reply" in lg.log()
-        time.sleep(0.5)  # several more checks of the good pool
-        assert "pool 'good': server" not in lg.log(), lg.log()
-        r = redis.Redis(host="127.0.0.1", port=good, password="s3cret", socket_timeout=10)
-        assert r.set("x", "1") and r.get("x") == b"1"
-    finally:
-        srv.stop()
+    wait_for(lambda: "pool 'bad'" in lg.log() and "is down" in lg.log(), timeout=10,
+             what="bad pool's server down")
+    assert "error reply" in lg.log()
+    time.sleep(0.5)  # several more checks of the good pool
+    assert "pool 'good': server" not in lg.log(), lg.log()
+    r = redis.Redis(host="127.0.0.1", port=good, password="s3cret", socket_timeout=10)
+    assert r.set("x", "1") and r.get("x") == b"1"
 
 
-def test_memcache_check_asks_for_the_version(legate, tmp_path):
+def test_memcache_check_asks_for_the_version(legate, redis_server):
     assert shutil.which("memcached"), "memcached missing: run scripts/bootstrap"
     mport = free_port()
     mc = subprocess.Popen(["memcached", "-u", "root", "-l", "127.0.0.1", "-p", str(mport),
                            "-U", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    rs = RedisServer(tmp_path)  # answers "version" with an error
+    rs = redis_server()  # answers "version" with an error
     try:
         wait_for(lambda: can_connect(("127.0.0.1", mport)), what="memcached")
         port = free_port()
@@ -240,4 +233,3 @@ def test_memcache_check_asks_for_the_version(legate, tmp_path):
     finally:
         mc.terminate()
         mc.wait(10)
-        rs.stop()

@@ -108,12 +108,11 @@ def test_retry_budget_caps_retries_during_a_total_outage(legate):
     assert c["forward_error"] == n and f["forward_error"] == n
 
 
-def test_redis_max_pending_answers_excess_at_once(legate, tmp_path):
+def test_redis_max_pending_answers_excess_at_once(legate, redis_server):
     import redis as redislib
-    from conftest import RedisServer
     from resp import Reader, encode
     import socket
-    srv = RedisServer(tmp_path)
+    srv = redis_server()
     port = free_port()
     lg = legate(f"legate:\n  workers: 2\n  shutdown_grace: 2s\n"
                 f"cache:\n  listen: 127.0.0.1:{port}\n  redis: true\n  timeout: 20000\n"
@@ -138,7 +137,6 @@ def test_redis_max_pending_answers_excess_at_once(legate, tmp_path):
     assert all(rd.reply() == ("+", b"OK") for _ in range(5))  # the five are answered
     assert redislib.Redis(host="127.0.0.1", port=port, socket_timeout=5).set("after", "1")
     assert stats_of(lg)["cache"]["rejected"] == 1
-    srv.stop()
 
 
 def test_http_max_pending_and_max_connections_answer_503(legate):
