@@ -45,6 +45,7 @@ struct wk {
     atomic_bool stop_requested;
     bool draining;
     struct ev_timer grace;
+    struct ev_timer trim;       /* gives memory back after bursts */
 
     struct stats stats;         /* this worker's counters (it is their only writer) */
     struct wk_item items;       /* list head of live sessions */

@@ -549,8 +549,10 @@ static void redis_client_parse(struct redis_client *cl)
     while (!cl->quit && cl->pending < REDIS_MAX_PENDING) {
         size_t avail = buf_cursor_avail(&cl->cur, &cl->in);
         if (avail == 0) {
+            resp_req_shed(&cl->req, &rp->spare_args); /* between requests: hold none */
             return;
         }
+        resp_req_adopt(&cl->req, &rp->spare_args);
         size_t used;
         int rc = resp_req_feed(&cl->req, cl->cur.p, avail, &used, &rp->limits);
         cl->cur.p += used;

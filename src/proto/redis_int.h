@@ -106,6 +106,7 @@ struct redis_pool {
     uint8_t *scratch;             /* contiguous copy of a key split across chunks */
     size_t scratch_cap;
     const struct redis_cmd *last_cmd; /* memo: clients repeat commands */
+    struct resp_args_spare spare_args; /* idle clients hold no argument array */
     struct redis_msg *spare;      /* freed messages kept for reuse (via cnext) */
     unsigned nspare;
 };

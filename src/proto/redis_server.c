@@ -647,6 +647,7 @@ void redis_pool_fini(struct pool *p)
     free(rp->live);
     ring_free(&rp->ring);
     free(rp->scratch);
+    free(rp->spare_args.args);
     redis_msg_spares_free(rp);
     free(rp);
     p->proto = NULL;

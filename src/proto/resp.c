@@ -41,6 +41,32 @@ void resp_req_reset(struct resp_req *r)
     r->cap = cap;
 }
 
+void resp_req_shed(struct resp_req *r, struct resp_args_spare *s)
+{
+    if (r->args == NULL || r->phase != 0 || r->nargs != 0) {
+        return;
+    }
+    if (s->args == NULL) {
+        s->args = r->args;
+        s->cap = r->cap;
+    } else {
+        free(r->args);
+    }
+    r->args = NULL;
+    r->cap = 0;
+}
+
+void resp_req_adopt(struct resp_req *r, struct resp_args_spare *s)
+{
+    if (r->args != NULL || s->args == NULL) {
+        return;
+    }
+    r->args = s->args;
+    r->cap = s->cap;
+    s->args = NULL;
+    s->cap = 0;
+}
+
 void resp_req_free(struct resp_req *r)
 {
     free(r->args);

@@ -69,6 +69,17 @@ struct resp_req {
 void resp_req_init(struct resp_req *r);
 /* Get ready for the next request (keeps the argument array). */
 void resp_req_reset(struct resp_req *r);
+
+/* One argument array kept between clients (per worker and pool), so an idle
+ * client holds none: resp_req_shed gives a client's array to the spare
+ * when nothing of a request is parsed (or frees it, when the spare is
+ * taken); resp_req_adopt takes it back before parsing. */
+struct resp_args_spare {
+    struct resp_arg *args;
+    uint32_t cap;
+};
+void resp_req_shed(struct resp_req *r, struct resp_args_spare *s);
+void resp_req_adopt(struct resp_req *r, struct resp_args_spare *s);
 void resp_req_free(struct resp_req *r);
 int resp_req_feed(struct resp_req *r, const uint8_t *data, size_t n, size_t *used,
                   const struct resp_limits *lim);

@@ -462,3 +462,58 @@ def test_configured_limits_are_enforced(legate, shards):
             s.sendall(bad)
             out = recv_all(s)
         assert out.startswith(b"-ERR legate: protocol error") and why.encode() in out, (why, out)
+
+
+@pytest.mark.skipif(os.environ.get("LEGATE_SANITIZED") == "1",
+                    reason="sanitizer shadow memory makes RSS meaningless")
+def test_idle_rss_and_idle_clients_are_small(legate, shards, tmp_path):
+    """Issue 3's memory targets on a 3-shard pool with the stats listener:
+    idle RSS at most 2 MiB (and no more than nutcracker's in the same run),
+    and 5,000 idle clients (one PING each) add at most 2 MiB."""
+    import resource
+    from conftest import rss_kib, can_connect
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 12000:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below 2 x 5,000 + slack")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 12000), hard))
+    port = free_port()
+    lg = legate(redis_pool(port, shards), wait_addr=("127.0.0.1", port))
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    assert r.set("warm", "1")
+    r.close()
+    time.sleep(0.3)
+    idle = rss_kib(lg.proc.pid)
+    nport, nstats = free_port(), free_port()
+    conf = tmp_path / "nutcracker.yml"
+    conf.write_text(redis_pool(nport, shards).split("\n", 3)[3])  # the same pool, no legate:
+    nut = subprocess.Popen(["nutcracker", "-c", str(conf), "-s", str(nstats)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: can_connect(("127.0.0.1", nport)), what="nutcracker")
+        nr = redis.Redis(host="127.0.0.1", port=nport, socket_timeout=10)
+        assert nr.set("warm", "1")
+        nr.close()
+        time.sleep(0.3)
+        reference = rss_kib(nut.pid)
+    finally:
+        nut.terminate()
+        nut.wait(10)
+    print(f"idle RSS: legate {idle} KiB, nutcracker {reference} KiB")
+    assert idle <= 2048, f"idle RSS {idle} KiB"
+    assert idle <= reference, f"legate {idle} KiB, nutcracker {reference} KiB"
+    clients = []
+    try:
+        for _ in range(5000):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(encode("PING"))
+            clients.append(s)
+        for s in clients:
+            assert Reader(s).reply() == ("+", b"PONG")
+        time.sleep(0.3)
+        added = rss_kib(lg.proc.pid) - idle
+        print(f"5000 idle clients: +{added} KiB")
+        assert added <= 2048, f"+{added} KiB for 5,000 idle clients"
+    finally:
+        for s in clients:
+            s.close()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -332,9 +332,39 @@ static void test_header_formatting(void **state)
     assert_memory_equal(out, ":18446744073709551615\r\n", 23);
 }
 
+static void test_idle_request_sheds_its_arguments(void **state)
+{
+    (void)state;
+    struct resp_args_spare spare = { 0 };
+    struct resp_req a, b;
+    resp_req_init(&a);
+    resp_req_init(&b);
+    static const char req[] = "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+    size_t used = 0;
+    assert_int_equal(resp_req_feed(&a, (const uint8_t *)req, sizeof(req) - 1, &used,
+                                   &resp_default_limits), RESP_DONE);
+    resp_req_reset(&a);
+    resp_req_shed(&a, &spare);
+    assert_null(a.args);
+    assert_non_null(spare.args);
+    resp_req_adopt(&b, &spare); /* another client takes it */
+    assert_null(spare.args);
+    assert_int_equal(resp_req_feed(&b, (const uint8_t *)req, sizeof(req) - 1, &used,
+                                   &resp_default_limits), RESP_DONE);
+    assert_int_equal(b.nargs, 2);
+    /* A half-parsed request keeps its array. */
+    assert_int_equal(resp_req_feed(&a, (const uint8_t *)req, 9, &used, &resp_default_limits),
+                     RESP_AGAIN);
+    resp_req_shed(&a, &spare);
+    assert_non_null(a.args);
+    resp_req_free(&a);
+    resp_req_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idle_request_sheds_its_arguments),
         cmocka_unit_test(test_request_every_split),
         cmocka_unit_test(test_request_inline_and_empty),
         cmocka_unit_test(test_request_names),
