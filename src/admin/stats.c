@@ -317,6 +317,16 @@ long stats_json(char **out, const struct conf *cf, const struct server_table *co
             stats_percentiles(workers, nworkers, p, s, false, pct);
             stats_put(&b, ", \"latency_p50_us\":%" PRIu64 ", \"latency_p90_us\":%" PRIu64
                       ", \"latency_p99_us\":%" PRIu64, pct[0], pct[1], pct[2]);
+            /* Only where they can change, so nutcracker's pools keep its fields. */
+            if (cp->health.kind != CONF_CHECK_NONE) {
+                stats_put(&b, ", \"health\":\"%s\"",
+                          atomic_load_explicit(&tab->down[s], memory_order_relaxed) ? "down"
+                                                                                    : "up");
+            }
+            if (s >= tab->nstatic) {
+                stats_put(&b, ", \"draining\":%s",
+                          server_state_of(tab, s) == SERVER_DRAINING ? "true" : "false");
+            }
             stats_put(&b, "}");
         }
         if (cp->ndisc > 0) {

@@ -111,6 +111,7 @@ def test_dns_a_records_and_a_failed_lookup_keeps_the_last_set(legate, dns):
         st = stats(lg)["svc"]
         assert st["discovery_failures"] >= 1 and st["discovery_updates"] >= 1
         assert sum(1 for k in st if k.startswith("127.0.0.")) == 3
+        assert all(st[k]["draining"] is False for k in st if k.startswith("127.0.0."))
         dns.set(hosts=[("db.legate.test", "127.0.0.2")])
         wait_for(lambda: "1 servers (+0 -2)" in lg.log(), timeout=10, what="scaled to one")
         assert "works again" in lg.log()
