@@ -21,7 +21,7 @@ LDLIBS   := -lyaml -lcares -lpthread -lm
 BIN_LDFLAGS ?= -static
 
 LIB_SRCS := $(wildcard src/core/*.c src/conf/*.c src/upstream/*.c src/proto/*.c src/admin/*.c) \
-            src/wk.c src/opt.c
+            src/wk.c src/gen.c src/opt.c
 MAIN_SRC := src/main.c
 LLHTTP_OBJS := $(LLHTTP_SRCS:$(LLHTTP_SRC_DIR)/%.c=$(BUILD)/llhttp/%.o)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(LLHTTP_OBJS)

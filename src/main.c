@@ -6,9 +6,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "opt.h"
-#include "upstream/disc.h"
-#include "upstream/health.h"
-#include "upstream/pool.h"
+#include "gen.h"
 #include "version.h"
 #include "wk.h"
 
@@ -27,18 +25,14 @@
 struct legate {
     struct opt opt;
     struct log log;
-    struct conf *conf;
-    struct pool_shared *shared; /* one per pool */
-    struct wk *workers;
-    unsigned nworkers;          /* initialised */
-    unsigned nstarted;          /* threads running */
+    struct gen *cur;            /* the running configuration */
+    struct gen *retiring;       /* earlier ones, draining after a reload */
     bool pid_written;
     int64_t started;            /* wall clock, for the stats' uptime */
-    struct ev_loop *loop;       /* main's own: signals and the stats listener */
+    struct ev_loop *loop;       /* main's own: signals, stats, health, discovery */
     struct ev_io sigio;
     struct ev_io statsio;
-    struct health *health;      /* active checks, on `loop`; NULL if none */
-    struct disc *disc;          /* discovery, on `loop`; NULL if none */
+    struct ev_timer reap;       /* frees retired generations once they ended */
     char host[256];
 };
 
@@ -91,87 +85,78 @@ static int legate_write_pid(const char *path)
     return fclose(f) == 0 ? 0 : -1;
 }
 
-static unsigned legate_worker_count(const struct conf *cf)
+enum { LEGATE_REAP_MS = 100 };
+
+/* Free the retired generations whose threads have all ended. */
+static void legate_reap(struct ev_loop *loop, struct ev_timer *t)
 {
-    if (cf->workers != 0) {
-        return cf->workers;
+    struct legate *lg = t->data;
+    struct gen **pp = &lg->retiring;
+    while (*pp != NULL) {
+        struct gen *g = *pp;
+        if (gen_finished(g)) {
+            *pp = g->next;
+            gen_free(g);
+            free(g);
+            log_notice(&lg->log, "the previous configuration has finished draining");
+        } else {
+            pp = &g->next;
+        }
     }
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1) {
-        return 1;
+    if (lg->retiring != NULL) {
+        ev_timer_start(loop, t, LEGATE_REAP_MS);
     }
-    return n > CONF_MAX_WORKERS ? CONF_MAX_WORKERS : (unsigned)n;
 }
 
-/* Open listeners and start the workers. Returns 0, or -1 with the reason
- * logged. */
-static int legate_start(struct legate *lg)
+/* SIGHUP: read the file again; when it is valid and its listeners open, a
+ * new generation takes new clients and the running one drains. Otherwise
+ * the running configuration stays and the reason is logged. */
+static void legate_reload(struct legate *lg)
 {
-    struct conf *cf = lg->conf;
-    unsigned n = legate_worker_count(cf);
-    char err[512];
-    lg->shared = calloc(cf->npools, sizeof(*lg->shared));
-    lg->workers = calloc(n, sizeof(*lg->workers));
-    if (lg->shared == NULL || lg->workers == NULL) {
-        log_error(&lg->log, "out of memory");
-        return -1;
+    char err[1024];
+    struct conf *cf = NULL;
+    if (conf_load(lg->opt.conf_file, &cf, err, sizeof(err)) == -1) {
+        log_error(&lg->log, "reload: %s; keeping the running configuration", err);
+        return;
     }
-    for (size_t i = 0; i < cf->npools; i++) {
-        if (pool_shared_open(&lg->shared[i], cf, &cf->pools[i], n, err, sizeof(err)) == -1) {
-            log_error(&lg->log, "%s", err);
-            return -1;
-        }
+    struct gen *g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        conf_put(cf);
+        log_error(&lg->log, "reload: out of memory; keeping the running configuration");
+        return;
     }
-    struct wk_opts wo = { .mbuf_size = lg->opt.mbuf_size };
-    for (unsigned i = 0; i < n; i++) {
-        if (wk_init(&lg->workers[i], i, cf, &lg->log, lg->shared, &wo) == -1) {
-            return -1;
-        }
-        lg->nworkers++;
+    if (gen_start(g, cf, lg->cur, &lg->log, lg->opt.mbuf_size, lg->loop) == -1) {
+        free(g);
+        log_error(&lg->log, "reload of '%s' failed (above); keeping the running "
+                  "configuration", lg->opt.conf_file);
+        return;
     }
-    for (unsigned i = 0; i < n; i++) {
-        if (wk_start(&lg->workers[i]) == -1) {
-            log_error(&lg->log, "cannot start worker %u: %s", i, strerror(errno));
-            return -1;
-        }
-        lg->nstarted++;
-    }
-    for (size_t i = 0; i < cf->npools; i++) {
-        const struct conf_pool *p = &cf->pools[i];
-        log_notice(&lg->log, "pool '%s': %s listening on %s, %zu servers, balance %s",
-                   p->name, conf_proto_name(p->proto), p->listen_spec, p->nservers,
-                   conf_balance_name(p->balance));
-    }
-    log_notice(&lg->log, "legate-%s started on pid %d with %u workers", LEGATE_VERSION,
-               (int)getpid(), n);
-    return 0;
+    gen_retire(lg->cur);
+    lg->cur->next = lg->retiring;
+    lg->retiring = lg->cur;
+    lg->cur = g;
+    ev_timer_start(lg->loop, &lg->reap, LEGATE_REAP_MS);
+    log_notice(&lg->log, "configuration reloaded from '%s' (%u workers); the previous one "
+               "drains", lg->opt.conf_file, g->nstarted);
 }
 
-/* Stop started workers (they drain), join them and free everything. */
+/* Stop every generation (they drain), join them and free everything. */
 static void legate_stop(struct legate *lg)
 {
-    for (unsigned i = 0; i < lg->nstarted; i++) {
-        wk_stop(&lg->workers[i]);
+    if (lg->cur != NULL) {
+        gen_retire(lg->cur);
     }
-    for (unsigned i = 0; i < lg->nworkers; i++) {
-        if (i < lg->nstarted) {
-            wk_join(&lg->workers[i]);
-        } else {
-            wk_fini(&lg->workers[i]);
-        }
+    while (lg->retiring != NULL) {
+        struct gen *g = lg->retiring;
+        lg->retiring = g->next;
+        gen_free(g);
+        free(g);
     }
-    if (lg->shared != NULL) {
-        for (size_t i = 0; i < lg->conf->npools; i++) {
-            pool_shared_close(&lg->shared[i], &lg->conf->pools[i]);
-        }
+    if (lg->cur != NULL) {
+        gen_free(lg->cur);
+        free(lg->cur);
+        lg->cur = NULL;
     }
-    free(lg->workers);
-    free(lg->shared);
-    if (lg->pid_written) {
-        unlink(lg->opt.pid_file);
-    }
-    conf_put(lg->conf);
-    lg->conf = NULL;
 }
 
 /* A signal arrived on the signalfd: stop, reopen the log, or note HUP. */
@@ -192,8 +177,8 @@ static void legate_signal(struct ev_loop *loop, struct ev_io *io, unsigned event
                 log_notice(&lg->log, "log file reopened");
             }
         } else if (sig == SIGHUP) {
-            log_warn(&lg->log, "SIGHUP: configuration reload is not implemented yet; "
-                     "keeping the running configuration");
+            log_notice(&lg->log, "SIGHUP received, reloading '%s'", lg->opt.conf_file);
+            legate_reload(lg);
         }
     }
 }
@@ -209,16 +194,17 @@ static void legate_stats_accept(struct ev_loop *loop, struct ev_io *io, unsigned
         if (fd < 0) {
             return;
         }
+        const struct gen *g = lg->cur;
         struct stats *ws[CONF_MAX_WORKERS];
-        for (unsigned i = 0; i < lg->nworkers; i++) {
-            ws[i] = &lg->workers[i].stats;
+        for (unsigned i = 0; i < g->nworkers; i++) {
+            ws[i] = &g->workers[i].stats;
         }
-        const struct server_table **tabs = calloc(lg->conf->npools, sizeof(*tabs));
-        for (size_t i = 0; tabs != NULL && i < lg->conf->npools; i++) {
-            tabs[i] = &lg->shared[i].tab;
+        const struct server_table **tabs = calloc(g->conf->npools, sizeof(*tabs));
+        for (size_t i = 0; tabs != NULL && i < g->conf->npools; i++) {
+            tabs[i] = &g->shared[i].tab;
         }
         char *json = NULL;
-        long n = tabs == NULL ? -1 : stats_json(&json, lg->conf, tabs, ws, lg->nworkers,
+        long n = tabs == NULL ? -1 : stats_json(&json, g->conf, tabs, ws, g->nworkers,
                                                 lg->started, lg->host);
         free(tabs);
         if (n > 0) {
@@ -245,29 +231,10 @@ static void legate_stats_accept(struct ev_loop *loop, struct ev_io *io, unsigned
     }
 }
 
-/* A pool's server table changed (health, discovery): every worker looks
- * at once. */
-static void legate_servers_changed(void *arg)
+/* Open the stats listener and run the loop until told to stop. Returns 0,
+ * or -1 if the listener could not be opened (logged). */
+static int legate_listen_stats(struct legate *lg, int sfd)
 {
-    struct legate *lg = arg;
-    for (unsigned i = 0; i < lg->nstarted; i++) {
-        wk_poke(&lg->workers[i]);
-    }
-}
-
-/* Serve signals and stats until told to stop. Returns 0, or -1 if the
- * stats listener could not be opened (logged). */
-static int legate_serve(struct legate *lg, const sigset_t *set)
-{
-    lg->loop = ev_loop_new();
-    int sfd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (lg->loop == NULL || sfd == -1) {
-        log_error(&lg->log, "cannot set up signal handling: %s", strerror(errno));
-        if (sfd != -1) {
-            close(sfd);
-        }
-        return -1;
-    }
     lg->sigio = (struct ev_io){ .fd = sfd, .fn = legate_signal, .data = lg };
     char spec[300];
     snprintf(spec, sizeof(spec), "%s%s%s:%u", strchr(lg->opt.stats_addr, ':') ? "[" : "",
@@ -284,20 +251,47 @@ static int legate_serve(struct legate *lg, const sigset_t *set)
     if (lfd != -1) {
         lg->statsio = (struct ev_io){ .fd = lfd, .fn = legate_stats_accept, .data = lg };
         if (ev_io_add(lg->loop, &lg->sigio, EV_READ) == 0 &&
-            ev_io_add_shared(lg->loop, &lg->statsio) == 0 &&
-            health_start(&lg->health, lg->loop, lg->conf, lg->shared, &lg->log,
-                         legate_servers_changed, lg) == 0 &&
-            disc_start(&lg->disc, lg->loop, lg->conf, lg->shared, &lg->log,
-                       legate_servers_changed, lg) == 0) {
+            ev_io_add_shared(lg->loop, &lg->statsio) == 0) {
             log_notice(&lg->log, "stats on %s", spec);
             rc = ev_loop_run(lg->loop);
         }
-        disc_stop(lg->disc);
-        lg->disc = NULL;
-        health_stop(lg->health);
-        lg->health = NULL;
         close(lfd);
     }
+    return rc;
+}
+
+/* Start the first generation for `cf` (the reference is taken over), then
+ * serve signals, stats, health checks and discovery until told to stop;
+ * stop every generation before returning. Returns 0, or -1 when starting
+ * failed (logged). */
+static int legate_serve(struct legate *lg, const sigset_t *set, struct conf *cf)
+{
+    lg->loop = ev_loop_new();
+    int sfd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
+    lg->cur = calloc(1, sizeof(*lg->cur));
+    if (lg->loop == NULL || sfd == -1 || lg->cur == NULL) {
+        log_error(&lg->log, "cannot set up signal handling: %s", strerror(errno));
+        conf_put(cf);
+        free(lg->cur);
+        lg->cur = NULL;
+        if (sfd != -1) {
+            close(sfd);
+        }
+        ev_loop_free(lg->loop);
+        lg->loop = NULL;
+        return -1;
+    }
+    lg->reap = (struct ev_timer){ .fn = legate_reap, .data = lg };
+    int rc = -1;
+    if (gen_start(lg->cur, cf, NULL, &lg->log, lg->opt.mbuf_size, lg->loop) == -1) {
+        free(lg->cur);
+        lg->cur = NULL;
+    } else {
+        log_notice(&lg->log, "legate-%s started on pid %d with %u workers", LEGATE_VERSION,
+                   (int)getpid(), lg->cur->nstarted);
+        rc = legate_listen_stats(lg, sfd);
+    }
+    legate_stop(lg);
     close(sfd);
     ev_loop_free(lg->loop);
     lg->loop = NULL;
@@ -326,32 +320,33 @@ int main(int argc, char **argv)
     }
 
     char err[1024];
-    if (conf_load(lg.opt.conf_file, &lg.conf, err, sizeof(err)) == -1) {
+    struct conf *cf = NULL;
+    if (conf_load(lg.opt.conf_file, &cf, err, sizeof(err)) == -1) {
         fprintf(stderr, "legate: configuration file '%s' syntax is invalid\n", lg.opt.conf_file);
         fprintf(stderr, "legate: %s\n", err);
         return 1;
     }
     if (lg.opt.test_conf) {
         fprintf(stderr, "legate: configuration file '%s' syntax is ok\n", lg.opt.conf_file);
-        conf_put(lg.conf);
+        conf_put(cf);
         return 0;
     }
     if (log_open(&lg.log, lg.opt.log_file, lg.opt.verbosity) == -1) {
         fprintf(stderr, "legate: cannot open log file '%s': %s\n", lg.opt.log_file,
                 strerror(errno));
-        conf_put(lg.conf);
+        conf_put(cf);
         return 1;
     }
     if (lg.opt.daemonize && legate_daemonize() == -1) {
         log_error(&lg.log, "cannot daemonize: %s", strerror(errno));
-        conf_put(lg.conf);
+        conf_put(cf);
         return 1;
     }
     if (lg.opt.pid_file != NULL) {
         if (legate_write_pid(lg.opt.pid_file) == -1) {
             log_error(&lg.log, "cannot write pid file '%s': %s", lg.opt.pid_file,
                       strerror(errno));
-            conf_put(lg.conf);
+            conf_put(cf);
             return 1;
         }
         lg.pid_written = true;
@@ -371,11 +366,10 @@ int main(int argc, char **argv)
     if (gethostname(lg.host, sizeof(lg.host) - 1) == -1) {
         snprintf(lg.host, sizeof(lg.host), "unknown");
     }
-    int rc = 0;
-    if (legate_start(&lg) == -1 || legate_serve(&lg, &set) == -1) {
-        rc = 1;
+    int rc = legate_serve(&lg, &set, cf) == -1 ? 1 : 0;
+    if (lg.pid_written) {
+        unlink(lg.opt.pid_file);
     }
-    legate_stop(&lg);
     log_notice(&lg.log, "legate stopped");
     log_close(&lg.log);
     return rc;

@@ -122,6 +122,7 @@ int wk_init(struct wk *w, unsigned id, struct conf *cf, const struct log *log,
     w->items.next = w->items.prev = &w->items;
     w->seed = tm_now_ms() * 0x9E3779B97F4A7C15ull ^ ((uint64_t)getpid() << 16) ^ id;
     atomic_init(&w->stop_requested, false);
+    atomic_init(&w->finished, false);
     buf_pool_init(&w->bufs, opts->mbuf_size, WK_SPARE_CHUNKS);
     w->queue_limit = opts->mbuf_size * WK_QUEUE_CHUNKS;
     if (w->queue_limit < WK_QUEUE_MIN) {
@@ -191,6 +192,7 @@ static void *wk_main(void *arg)
     if (ev_loop_run(w->loop) == -1) {
         log_error(w->log, "worker %u: event loop failed: %s", w->id, strerror(errno));
     }
+    atomic_store(&w->finished, true);
     return NULL;
 }
 

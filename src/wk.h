@@ -43,6 +43,7 @@ struct wk {
     int evfd;                   /* eventfd: main -> worker commands */
     struct ev_io evio;
     atomic_bool stop_requested;
+    atomic_bool finished;       /* the thread is about to return (join will not block) */
     bool draining;
     struct ev_timer grace;
     struct ev_timer trim;       /* gives memory back after bursts */

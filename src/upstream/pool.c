@@ -8,6 +8,7 @@
 #include "../wk.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,13 +33,20 @@ static const struct pool_proto pool_protos[] = {
     [CONF_PROTO_HTTP] = { http_pool_init, http_pool_fini, http_client_start, http_pool_sync },
 };
 
-int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
-                     const struct conf_pool *cp, unsigned nworkers, char *err, size_t errlen)
+static bool pool_same_addr(const struct net_addr *a, const struct net_addr *b)
+{
+    return a->family == b->family && a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+int pool_shared_reopen(struct pool_shared *sh, const struct conf *cf, const struct conf_pool *cp,
+                       unsigned nworkers, struct pool_shared *prev,
+                       const struct conf_pool *prev_cp, char *err, size_t errlen)
 {
     atomic_init(&sh->clients, 0);
     atomic_init(&sh->unix_users, nworkers);
     atomic_init(&sh->up_conns, 0);
     atomic_init(&sh->pending, 0);
+    atomic_init(&sh->handed_over, false);
     if (server_table_init(&sh->tab, cp, nworkers) == -1) {
         snprintf(err, errlen, "pool '%s': out of memory", cp->name);
         return -1;
@@ -53,15 +61,30 @@ int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
     for (size_t i = 0; i < sh->nlfds; i++) {
         sh->lfds[i] = -1;
     }
+    bool same = prev != NULL && prev->lfds != NULL &&
+                pool_same_addr(&prev_cp->listen, &cp->listen);
     for (size_t i = 0; i < sh->nlfds; i++) {
-        sh->lfds[i] = net_listen(&cp->listen, cp->backlog, !sh->is_unix, cp->listen_mode);
+        if (same && i < prev->nlfds && prev->lfds[i] != -1) {
+            sh->lfds[i] = fcntl(prev->lfds[i], F_DUPFD_CLOEXEC, 0);
+        } else {
+            sh->lfds[i] = net_listen(&cp->listen, cp->backlog, !sh->is_unix, cp->listen_mode);
+        }
         if (sh->lfds[i] == -1) {
             snprintf(err, errlen, "%s:%d: pool '%s': cannot listen on %s: %s",
                      cf->path, cp->line, cp->name, cp->listen_spec, strerror(errno));
             return -1;
         }
     }
+    if (same && sh->is_unix) {
+        atomic_store(&prev->handed_over, true);
+    }
     return 0;
+}
+
+int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
+                     const struct conf_pool *cp, unsigned nworkers, char *err, size_t errlen)
+{
+    return pool_shared_reopen(sh, cf, cp, nworkers, NULL, NULL, err, errlen);
 }
 
 void pool_shared_close(struct pool_shared *sh, const struct conf_pool *cp)
@@ -78,7 +101,8 @@ void pool_shared_close(struct pool_shared *sh, const struct conf_pool *cp)
             close(sh->lfds[i]);
         }
     }
-    if (sh->is_unix && sh->lfds[0] != -1) { /* workers never started */
+    if (sh->is_unix && sh->lfds[0] != -1 && !atomic_load(&sh->handed_over)) {
+        /* workers never started */
         const struct sockaddr_un *un = (const struct sockaddr_un *)&cp->listen.ss;
         unlink(un->sun_path);
     }
@@ -248,7 +272,9 @@ void pool_stop_listening(struct pool *p)
         sh->lfds[p->wk->id] = -1;
     } else if (atomic_fetch_sub(&sh->unix_users, 1) == 1) {
         const struct sockaddr_un *un = (const struct sockaddr_un *)&p->cp->listen.ss;
-        unlink(un->sun_path);
+        if (!atomic_load(&sh->handed_over)) { /* a newer generation still uses it */
+            unlink(un->sun_path);
+        }
         close(sh->lfds[0]);
         sh->lfds[0] = -1;
     }

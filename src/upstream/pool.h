@@ -25,6 +25,8 @@ struct pool_shared {
     int *lfds;            /* tcp: one SO_REUSEPORT socket per worker */
     size_t nlfds;         /* unix: one socket shared by all workers */
     bool is_unix;
+    atomic_bool handed_over; /* a newer generation listens on the same unix path:
+                              * the last worker closes its socket but keeps the file */
     struct server_table tab; /* the servers, static and discovered (server.h) */
     atomic_uint up_conns; /* upstream connections of all workers (max_connections) */
     atomic_uint pending;  /* requests in flight, all workers (max_pending) */
@@ -113,6 +115,14 @@ static inline bool pool_server_usable(const struct pool *p, size_t i)
  * a message in err. */
 int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
                      const struct conf_pool *cp, unsigned nworkers, char *err, size_t errlen);
+
+/* The same for a reload: when `prev` (a pool of the running generation,
+ * or NULL) listens on the same address, its sockets are shared (dup) rather
+ * than opened anew, so no client is refused while the generations change;
+ * a unix path is then marked handed over. */
+int pool_shared_reopen(struct pool_shared *sh, const struct conf *cf, const struct conf_pool *cp,
+                       unsigned nworkers, struct pool_shared *prev,
+                       const struct conf_pool *prev_cp, char *err, size_t errlen);
 
 /* Close the sockets (and remove a unix socket file). NULL-safe. */
 void pool_shared_close(struct pool_shared *sh, const struct conf_pool *cp);
