@@ -34,8 +34,7 @@ static void gen_changed(void *arg)
 static size_t gen_prev_pool(const struct gen *prev, const struct conf_pool *cp)
 {
     for (size_t i = 0; prev != NULL && prev->shared != NULL && i < prev->conf->npools; i++) {
-        const struct net_addr *a = &prev->conf->pools[i].listen, *b = &cp->listen;
-        if (a->family == b->family && a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0) {
+        if (net_addr_equal(&prev->conf->pools[i].listen, &cp->listen)) {
             return i;
         }
     }

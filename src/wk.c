@@ -4,7 +4,6 @@
 #include "upstream/pool.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,26 +11,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-/* Spare buffer chunks a worker keeps for reuse before freeing them; every
- * WK_TRIM_MS all but WK_TRIM_KEEP of them go back to the system. */
-enum {
-    WK_SPARE_CHUNKS = 64,
-    WK_QUEUE_CHUNKS = 8,
-    WK_QUEUE_MIN = 128 * 1024,
-    WK_TRIM_MS = 2000,
-    WK_TRIM_KEEP = 4,
-};
-
-/* After a burst, spare chunks beyond a few are freed and the allocator
- * returns the free pages (they would stay resident otherwise). */
-static void wk_trim(struct ev_loop *loop, struct ev_timer *t)
-{
-    struct wk *w = t->data;
-    if (buf_pool_trim(&w->bufs, WK_TRIM_KEEP) > 0) {
-        malloc_trim(0);
-    }
-    ev_timer_start(loop, t, WK_TRIM_MS);
-}
+/* Spare buffer chunks a worker keeps for reuse before freeing them. */
+enum { WK_SPARE_CHUNKS = 64, WK_QUEUE_CHUNKS = 8, WK_QUEUE_MIN = 128 * 1024 };
 
 void wk_item_add(struct wk *w, struct wk_item *it, void (*abort)(struct wk_item *),
                  void (*drain)(struct wk_item *))
@@ -129,7 +110,6 @@ int wk_init(struct wk *w, unsigned id, struct conf *cf, const struct log *log,
         w->queue_limit = WK_QUEUE_MIN;
     }
     w->grace = (struct ev_timer){ .fn = wk_grace_over, .data = w };
-    w->trim = (struct ev_timer){ .fn = wk_trim, .data = w };
     w->loop = ev_loop_new();
     w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->loop == NULL || w->evfd == -1) {
@@ -143,7 +123,6 @@ int wk_init(struct wk *w, unsigned id, struct conf *cf, const struct log *log,
         wk_fini(w);
         return -1;
     }
-    ev_timer_start(w->loop, &w->trim, WK_TRIM_MS);
     w->evio = (struct ev_io){ .fd = w->evfd, .fn = wk_command, .data = w };
     if (ev_io_add(w->loop, &w->evio, EV_READ) == -1) {
         log_error(log, "worker %u: epoll: %s", id, strerror(errno));

@@ -46,7 +46,6 @@ struct wk {
     atomic_bool finished;       /* the thread is about to return (join will not block) */
     bool draining;
     struct ev_timer grace;
-    struct ev_timer trim;       /* gives memory back after bursts */
 
     struct stats stats;         /* this worker's counters (it is their only writer) */
     struct wk_item items;       /* list head of live sessions */

@@ -805,7 +805,7 @@ static int conf_check_listeners(struct conf_ctx *cx, const struct conf *cf,
     for (size_t i = 0; i < cf->npools; i++) {
         for (size_t j = 0; j < i; j++) {
             const struct net_addr *a = &cf->pools[i].listen, *b = &cf->pools[j].listen;
-            if (a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0) {
+            if (net_addr_equal(a, b)) {
                 const struct conf_node *n = conf_tree_get(conf_tree_get(root, cf->pools[i].name),
                                                           "listen");
                 cx->pool = cf->pools[i].name;

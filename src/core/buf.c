@@ -31,19 +31,6 @@ void buf_pool_drain(struct buf_pool *pool)
     pool->nfree = 0;
 }
 
-size_t buf_pool_trim(struct buf_pool *pool, size_t keep)
-{
-    size_t freed = 0;
-    while (pool->nfree > keep && pool->free != NULL) {
-        struct buf *b = pool->free;
-        pool->free = b->next;
-        pool->nfree--;
-        free(b);
-        freed++;
-    }
-    return freed;
-}
-
 struct buf *buf_get(struct buf_pool *pool)
 {
     struct buf *b = pool->free;

@@ -50,10 +50,6 @@ void buf_pool_init(struct buf_pool *pool, size_t size, size_t max_free);
 /* Free every spare chunk. Chunks still in use must be returned first. */
 void buf_pool_drain(struct buf_pool *pool);
 
-/* Free spare chunks beyond `keep` (memory back after a burst). Returns how
- * many were freed. */
-size_t buf_pool_trim(struct buf_pool *pool, size_t keep);
-
 /* Take an empty chunk. Returns NULL when out of memory. */
 struct buf *buf_get(struct buf_pool *pool);
 

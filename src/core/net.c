@@ -134,6 +134,11 @@ int net_addr_parse(const char *s, struct net_addr *out, char *err, size_t errlen
     return 0;
 }
 
+bool net_addr_equal(const struct net_addr *a, const struct net_addr *b)
+{
+    return a->family == b->family && a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
 void net_addr_str(const struct net_addr *a, char *buf, size_t len)
 {
     char ip[INET6_ADDRSTRLEN];

@@ -26,6 +26,9 @@ int net_addr_parse(const char *s, struct net_addr *out, char *err, size_t errlen
  * (for a path, the address part runs to the last colon). */
 size_t net_addr_span(const char *s);
 
+/* The same address (family, bytes, port). */
+bool net_addr_equal(const struct net_addr *a, const struct net_addr *b);
+
 /* Render `a` as "ip:port", "[ip6]:port" or the unix path. */
 void net_addr_str(const struct net_addr *a, char *buf, size_t len);
 

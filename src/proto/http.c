@@ -839,11 +839,8 @@ static void http_up_connect_failed(struct http_up *u, const char *why, int statu
     struct http_client *cl = u->cl;
     log_warn(u->hp->wk->log, "pool '%s': connect to %s failed: %s", u->hp->cp->name,
              http_server_spec(u->hp, u->server), why);
-    bal_closed(&u->hp->arm_bal[cl->arm], (int)u->server);
     pool_server_failed(u->hp->pool, u->server);
-    cl->u = NULL;
-    u->cl = NULL;
-    http_up_close(u);
+    http_client_drop_up(cl, false);
     if (cl->idempotent && cl->ntried < HTTP_MAX_TRIES) {
         http_dispatch(cl);
     } else {
@@ -957,10 +954,7 @@ retry:
      * this request was processed, so send it again on a new one. */
     {
         struct http_client *cl = u->cl;
-        bal_closed(&u->hp->arm_bal[cl->arm], (int)u->server);
-        cl->u = NULL;
-        u->cl = NULL;
-        http_up_close(u);
+        http_client_drop_up(cl, false);
         cl->ntried--; /* a stale connection is not a failed server */
         http_dispatch(cl);
         http_client_kick(cl);

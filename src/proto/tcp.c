@@ -3,7 +3,6 @@
 #include "../core/conn.h"
 #include "../core/log.h"
 #include "../core/net.h"
-#include "../core/tm.h"
 #include "../upstream/pool.h"
 #include "../wk.h"
 
@@ -126,7 +125,7 @@ static void tcp_opened(struct tcp_session *s)
         s->pending = false;
     }
     pool_server_conn(s->pool, (size_t)s->server_idx, 1);
-    uint64_t now_us = tm_now_us();
+    uint64_t now_us = ev_now_us(loop);
     bal_observe(&s->pool->bal, (size_t)s->server_idx, now_us - s->connect_us, now_us);
     pool_server_ok(s->pool, (size_t)s->server_idx);
     s->server.writable = true;
@@ -215,7 +214,7 @@ static void tcp_connect_next(struct tcp_session *s)
         }
         s->tried[s->ntried++] = i;
         s->server_idx = i;
-        s->connect_us = tm_now_us();
+        s->connect_us = ev_now_us(loop);
         bool done = false;
         int fd = net_connect(&s->pool->servers[i].addr, &done);
         if (fd == -1) {

@@ -33,11 +33,6 @@ static const struct pool_proto pool_protos[] = {
     [CONF_PROTO_HTTP] = { http_pool_init, http_pool_fini, http_client_start, http_pool_sync },
 };
 
-static bool pool_same_addr(const struct net_addr *a, const struct net_addr *b)
-{
-    return a->family == b->family && a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
-}
-
 int pool_shared_reopen(struct pool_shared *sh, const struct conf *cf, const struct conf_pool *cp,
                        unsigned nworkers, struct pool_shared *prev,
                        const struct conf_pool *prev_cp, char *err, size_t errlen)
@@ -62,7 +57,7 @@ int pool_shared_reopen(struct pool_shared *sh, const struct conf *cf, const stru
         sh->lfds[i] = -1;
     }
     bool same = prev != NULL && prev->lfds != NULL &&
-                pool_same_addr(&prev_cp->listen, &cp->listen);
+                net_addr_equal(&prev_cp->listen, &cp->listen);
     for (size_t i = 0; i < sh->nlfds; i++) {
         if (same && i < prev->nlfds && prev->lfds[i] != -1) {
             sh->lfds[i] = fcntl(prev->lfds[i], F_DUPFD_CLOEXEC, 0);
@@ -290,8 +285,8 @@ void pool_fini(struct pool *p)
     pool_free_view(p);
 }
 
-/* Balancers and the protocol follow a change of usability that is this
- * worker's own (an ejection or its end). */
+/* Balancers and the protocol follow a change of usability: the shared
+ * table's (pool_sync) or this worker's own (an ejection or its end). */
 static void pool_refresh(struct pool *p)
 {
     for (size_t i = 0; i < p->nslots; i++) {
@@ -386,14 +381,11 @@ void pool_sync(struct pool *p)
                 o->fails = o->ejections = 0;
             }
         }
-        bal_set_down(&p->bal, i, !pool_server_usable(p, i));
     }
-    const struct pool_proto *pp = &pool_protos[p->cp->proto];
-    if (pp->sync != NULL) {
-        pp->sync(p);
-    }
+    pool_refresh(p);
     atomic_store_explicit(&t->acked[p->wk->id], v, memory_order_release);
 }
+
 void pool_client_closed(struct pool *p, bool err)
 {
     atomic_fetch_sub(&p->shared->clients, 1);

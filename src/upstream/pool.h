@@ -3,7 +3,8 @@
  *
  * pool_shared is the per-process part, built by main before workers start
  * (so a bind error stops legate before anything runs): the listening
- * sockets and the client counter that `client_connections` limits. */
+ * sockets, the counters the limits use (`client_connections`,
+ * `max_connections`, `max_pending`) and the server table (server.h). */
 #ifndef LEGATE_POOL_H
 #define LEGATE_POOL_H
 

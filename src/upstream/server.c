@@ -88,8 +88,7 @@ static const char *server_ep_ident(const struct server_ep *e, char *buf, size_t 
 static bool server_same(const struct conf_server *s, const struct server_ep *e)
 {
     char buf[NET_ADDR_STRLEN];
-    return s->weight == e->weight && s->addr.len == e->addr.len &&
-           memcmp(&s->addr.ss, &e->addr.ss, e->addr.len) == 0 &&
+    return s->weight == e->weight && net_addr_equal(&s->addr, &e->addr) &&
            strcmp(s->ident, server_ep_ident(e, buf, sizeof(buf))) == 0;
 }
 
@@ -132,8 +131,8 @@ void server_table_apply(struct server_table *t, size_t first, size_t count,
     /* The same endpoint twice (two SRV records, a repeated line): once. */
     for (size_t k = 0; k < n; k++) {
         for (size_t j = 0; j < k && !placed[k]; j++) {
-            placed[k] = eps[j].weight == eps[k].weight && eps[j].addr.len == eps[k].addr.len &&
-                        memcmp(&eps[j].addr.ss, &eps[k].addr.ss, eps[k].addr.len) == 0 &&
+            placed[k] = eps[j].weight == eps[k].weight &&
+                        net_addr_equal(&eps[j].addr, &eps[k].addr) &&
                         strcmp(eps[j].ident, eps[k].ident) == 0;
         }
     }

@@ -189,10 +189,19 @@ def test_added_shard_moves_about_one_nth_of_the_keys(legate, redis_server, tmp_p
     pipe = r.pipeline(transaction=False)
     for k in keys:
         pipe.get(k)
-    moved = sum(1 for v in pipe.execute() if v is None)  # now looked up on the new shard
-    assert 0.15 * len(keys) < moved < 0.35 * len(keys), moved
+    missing = [k for k, v in zip(keys, pipe.execute()) if v is None]
     on_new = int(redis.Redis(port=shards[3].port).dbsize())
     assert on_new == 0  # nothing was copied there: the moved keys are the misses
+    # Only the new shard's keys moved: written again, every missing key lands
+    # there, none on an old shard. Its share is about 1/4; with 160 ketama
+    # points a server and random ports it varied from 0.20 to 0.35 in runs.
+    pipe = r.pipeline(transaction=False)
+    for k in missing:
+        pipe.set(k, "1")
+    assert all(pipe.execute())
+    assert int(redis.Redis(port=shards[3].port).dbsize()) == len(missing)
+    assert sum(int(redis.Redis(port=s.port).dbsize()) for s in shards[:3]) == len(keys)
+    assert 0.1 * len(keys) < len(missing) < 0.45 * len(keys), len(missing)
 
 
 def test_http_pool_uses_discovered_servers(legate, tmp_path):

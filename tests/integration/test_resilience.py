@@ -251,3 +251,40 @@ def test_outlier_detection_never_ejects_the_last_server(legate):
             assert s.recv(1) == b""
     assert "ejected" not in lg.log()
     assert stats_of(lg)["t"][f"127.0.0.1:{dead}"]["server_err"] == 5  # tried every time
+
+
+def test_tcp_max_pending_closes_clients_beyond_the_connects_in_flight(legate):
+    """A server whose accept queue is full leaves legate's connect pending:
+    with max_pending 1 the second client is turned away at once."""
+    import socket
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)  # never accepted: a queue of (about) one, then SYNs are dropped
+    fport = full.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(("127.0.0.1", fport))
+        fillers.append(f)
+    time.sleep(0.2)
+    port = free_port()
+    lg = legate("legate:\n  workers: 1\n  shutdown_grace: 2s\n"
+                f"t:\n  listen: 127.0.0.1:{port}\n  protocol: tcp\n  retries: 0\n"
+                f"  max_pending: 1\n  timeout: {{ connect: 3s }}\n"
+                f"  servers:\n    - 127.0.0.1:{fport}\n", wait_addr=("127.0.0.1", port))
+    try:
+        a = socket.create_connection(("127.0.0.1", port), timeout=10)
+        wait_for(lambda: stats_of(lg)["t"]["client_connections"] == 1, what="a connecting")
+        b = socket.create_connection(("127.0.0.1", port), timeout=10)
+        b.settimeout(2)
+        t0 = time.monotonic()
+        assert b.recv(1) == b""  # closed at once, not after the 3 s connect timeout
+        assert time.monotonic() - t0 < 1.5
+        assert stats_of(lg)["t"]["rejected"] == 1
+        a.close()
+        b.close()
+    finally:
+        for f in fillers:
+            f.close()
+        full.close()
