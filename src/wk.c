@@ -4,6 +4,8 @@
 #include "upstream/pool.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -165,9 +167,25 @@ void wk_fini(struct wk *w)
     w->conf = NULL;
 }
 
+/* Apply the configured scheduling policy to the calling worker thread; a
+ * refusal (a container without the capability to change it) is logged and
+ * the worker runs under the policy it has. */
+static void wk_schedule(struct wk *w)
+{
+    if (w->conf->scheduling != CONF_SCHED_BATCH) {
+        return;
+    }
+    struct sched_param sp = { .sched_priority = 0 };
+    int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    if (rc != 0) {
+        log_warn(w->log, "worker %u: cannot use SCHED_BATCH: %s", w->id, strerror(rc));
+    }
+}
+
 static void *wk_main(void *arg)
 {
     struct wk *w = arg;
+    wk_schedule(w);
     if (ev_loop_run(w->loop) == -1) {
         log_error(w->log, "worker %u: event loop failed: %s", w->id, strerror(errno));
     }

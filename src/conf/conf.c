@@ -769,7 +769,9 @@ static int conf_read_pool(struct conf_ctx *cx, const struct conf_node *name,
 
 static int conf_read_process(struct conf_ctx *cx, const struct conf_node *v, struct conf *cf)
 {
-    static const char *const keys[] = { "workers", "shutdown_grace", "admin", NULL };
+    static const char *const keys[] = { "workers", "shutdown_grace", "scheduling", "admin",
+                                        NULL };
+    static const char *const policies[] = { "batch", "normal", NULL };
     if (v->kind != CONF_MAP) {
         return conf_fail(cx, v, "legate", "expected a mapping, got %s", conf_kind_name(v));
     }
@@ -787,6 +789,9 @@ static int conf_read_process(struct conf_ctx *cx, const struct conf_node *v, str
             break;
         case 1:
             rc = conf_read_duration(cx, val, k->value, &cf->shutdown_grace);
+            break;
+        case 2:
+            rc = conf_read_enum(cx, val, k->value, policies, &cf->scheduling);
             break;
         default:
             rc = conf_fail(cx, k, k->value, "the admin listener is not implemented yet");

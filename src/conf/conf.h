@@ -181,11 +181,17 @@ struct conf_pool {
     size_t nservers;
 };
 
+/* Worker threads' scheduling policy: `batch` (SCHED_BATCH, the default) never
+ * preempts another task on wake-up, so a worker meets its events in larger
+ * batches; `normal` is the kernel's default policy. */
+enum { CONF_SCHED_BATCH, CONF_SCHED_NORMAL };
+
 struct conf {
     atomic_uint refs;
     char *path;
     unsigned workers;           /* 0 = number of CPUs */
     uint64_t shutdown_grace;    /* ms */
+    unsigned scheduling;        /* CONF_SCHED_*: the workers' scheduling policy */
     struct conf_pool *pools;
     size_t npools;
 };

@@ -64,6 +64,7 @@ EXPECTED_BAD = {
     "unknown_key.yml": ("unknown_key.yml:4:3", "key 'listen_backlog': unknown key"),
     "bad_yaml.yml": ("bad_yaml.yml:6:", "YAML syntax error"),
     "bad_workers.yml": ("bad_workers.yml:2:12", "key 'workers'"),
+    "bad_scheduling.yml": ("bad_scheduling.yml:2:15", "key 'scheduling': unknown value"),
     "memcache_not_yet.yml": ("memcache_not_yet.yml:2:1", "not implemented yet"),
 }
 
@@ -141,6 +142,34 @@ def test_shutdown_grace_closes_stragglers(legate, echo_server):
     assert "shutdown grace over" in lg.log()
     assert s.recv(10) == b""
     s.close()
+
+
+def _thread_policies(pid):
+    """Scheduling policy (field 41 of stat) of each thread of pid."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            out[int(tid)] = int(f.read().rsplit(")", 1)[1].split()[38])
+    return out
+
+
+@pytest.mark.parametrize("setting,policy", [(None, os.SCHED_BATCH),
+                                            ("normal", os.SCHED_OTHER),
+                                            ("batch", os.SCHED_BATCH)])
+def test_worker_scheduling_policy(legate, echo_server, setting, policy):
+    """Workers run under SCHED_BATCH unless `scheduling: normal`; the main
+    thread (signals, health checks, discovery) keeps the normal policy."""
+    echo = echo_server()
+    port = free_port()
+    extra = f"  scheduling: {setting}\n" if setting else ""
+    lg = legate(tcp_pool(f"127.0.0.1:{port}", [f"127.0.0.1:{echo.port}:1"],
+                         legate_section=f"legate:\n  workers: 3\n{extra}"),
+                wait_addr=("127.0.0.1", port))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        assert echo_roundtrip(s, b"ping") == b"ping"
+    got = _thread_policies(lg.proc.pid)
+    assert got.pop(lg.proc.pid) == os.SCHED_OTHER
+    assert sorted(got.values()) == [policy] * 3, got
 
 
 def test_sigusr1_reopens_log_and_sighup_keeps_running(legate, echo_server):

@@ -105,6 +105,7 @@ static void test_full_config(void **state)
         "legate:\n"
         "  workers: 3\n"
         "  shutdown_grace: 5s\n"
+        "  scheduling: normal\n"
         "db:\n"
         "  listen: /tmp/legate-test.sock 0660\n"
         "  protocol: tcp\n"
@@ -122,6 +123,7 @@ static void test_full_config(void **state)
         "  servers: [127.0.0.1:9000]\n");
     assert_int_equal(cf->workers, 3);
     assert_int_equal(cf->shutdown_grace, 5000);
+    assert_int_equal(cf->scheduling, CONF_SCHED_NORMAL);
     assert_int_equal(cf->npools, 2);
     const struct conf_pool *db = &cf->pools[0];
     assert_string_equal(db->name, "db");
@@ -134,7 +136,7 @@ static void test_full_config(void **state)
     assert_int_equal(db->timeout_idle, 300000);
     assert_int_equal(db->nservers, 2);
     assert_int_equal(db->servers[0].weight, 2);
-    assert_int_equal(db->servers[0].line, 12);
+    assert_int_equal(db->servers[0].line, 13);
     const struct conf_pool *web = &cf->pools[1];
     assert_int_equal(web->listen.family, AF_INET6);
     assert_int_equal(web->timeout_connect, 700); /* tcp: one number bounds connect */
@@ -305,6 +307,9 @@ static const struct {
     { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  servers: { a: 1 }\n", "t.yml:4:12",
       "expected a list" },
     { "--- {}\n--- {}\n", "t.yml:2:1", "only one YAML document" },
+    { "legate:\n  scheduling: fifo\np:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
+      "  servers: [127.0.0.1:2]\n",
+      "t.yml:2:15", "key 'scheduling': unknown value 'fifo' (one of: batch, normal)" },
 };
 
 static void test_bad_configs_name_their_line(void **state)
@@ -339,6 +344,7 @@ static void test_health_check_defaults(void **state)
         "  health_check: { interval: 500ms, rise: 1, max_ejected_percent: 0 }\n"
         "  servers: [127.0.0.1:4]\n"
         "t:\n  listen: 127.0.0.1:5\n  protocol: tcp\n  servers: [127.0.0.1:6]\n");
+    assert_int_equal(cf->scheduling, CONF_SCHED_BATCH); /* no legate: section */
     const struct conf_health *r = &cf->pools[0].health, *h = &cf->pools[1].health;
     assert_int_equal(r->kind, CONF_CHECK_REDIS); /* the kind follows the protocol, */
     assert_int_equal(r->interval, 2000);         /* whatever the order of the keys */
