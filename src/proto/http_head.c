@@ -58,7 +58,7 @@ static int cb_field(llhttp_t *p, const char *at, size_t n)
             h->too_many = true;
             return HPE_USER;
         }
-        h->fields[h->nfields++] = (struct http_field){ { 0, 0 }, { 0, 0 } };
+        h->fields[h->nfields++] = (struct http_field){ .kind = HTTP_HDR_OTHER };
     }
     span_add(h, &h->fields[h->nfields - 1].name, at, n);
     return 0;
@@ -207,6 +207,48 @@ const char *http_head_get(const struct http_head *h, const char *name, size_t *l
     return NULL;
 }
 
+const char *http_head_find(const struct http_head *h, enum http_hdr kind, size_t *len)
+{
+    for (unsigned i = 0; i < h->nfields; i++) {
+        if (h->fields[i].kind == kind) {
+            return field_value(h, &h->fields[i], len);
+        }
+    }
+    return NULL;
+}
+
+/* Names of the recognized headers, lower case, with their lengths. */
+#define KNOWN(name, kind) { name, sizeof(name) - 1, kind }
+static const struct {
+    const char *name;
+    uint8_t len;
+    uint8_t kind;
+} known_headers[] = {
+    KNOWN("connection", HTTP_HDR_CONNECTION),
+    KNOWN("keep-alive", HTTP_HDR_KEEP_ALIVE),
+    KNOWN("proxy-connection", HTTP_HDR_PROXY_CONNECTION),
+    KNOWN("te", HTTP_HDR_TE),
+    KNOWN("trailer", HTTP_HDR_TRAILER),
+    KNOWN("upgrade", HTTP_HDR_UPGRADE),
+    KNOWN("transfer-encoding", HTTP_HDR_TRANSFER_ENCODING),
+    KNOWN("content-length", HTTP_HDR_CONTENT_LENGTH),
+    KNOWN("proxy-authenticate", HTTP_HDR_PROXY_AUTHENTICATE),
+    KNOWN("proxy-authorization", HTTP_HDR_PROXY_AUTHORIZATION),
+    KNOWN("host", HTTP_HDR_HOST),
+    KNOWN("expect", HTTP_HDR_EXPECT),
+    KNOWN("x-forwarded-for", HTTP_HDR_X_FORWARDED_FOR),
+};
+
+static uint8_t header_kind(const char *n, size_t len)
+{
+    for (size_t i = 0; i < sizeof(known_headers) / sizeof(known_headers[0]); i++) {
+        if (known_headers[i].len == len && strncasecmp(n, known_headers[i].name, len) == 0) {
+            return known_headers[i].kind;
+        }
+    }
+    return HTTP_HDR_OTHER;
+}
+
 static int head_fail(struct http_error *err, int status, const char *why)
 {
     err->status = status;
@@ -218,21 +260,21 @@ static int head_fail(struct http_error *err, int status, const char *why)
  * first starts with whitespace (obs-fold). */
 static int head_check_bytes(const struct http_head *h, struct http_error *err)
 {
-    for (size_t i = 0; i < h->len; i++) {
-        char c = h->buf[i];
-        if (c == '\0') {
-            return head_fail(err, 400, "NUL byte in the head");
-        }
-        if (c == '\r' && (i + 1 >= h->len || h->buf[i + 1] != '\n')) {
+    const char *b = h->buf, *end = h->buf + h->len;
+    if (memchr(b, '\0', h->len) != NULL) {
+        return head_fail(err, 400, "NUL byte in the head");
+    }
+    for (const char *p = b; (p = memchr(p, '\r', (size_t)(end - p))) != NULL; p++) {
+        if (p + 1 >= end || p[1] != '\n') {
             return head_fail(err, 400, "bare CR in the head");
         }
-        if (c == '\n') {
-            if (i == 0 || h->buf[i - 1] != '\r') {
-                return head_fail(err, 400, "bare LF in the head");
-            }
-            if (i + 1 < h->len && (h->buf[i + 1] == ' ' || h->buf[i + 1] == '\t')) {
-                return head_fail(err, 400, "obsolete line folding");
-            }
+    }
+    for (const char *p = b; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) {
+        if (p == b || p[-1] != '\r') {
+            return head_fail(err, 400, "bare LF in the head");
+        }
+        if (p + 1 < end && (p[1] == ' ' || p[1] == '\t')) {
+            return head_fail(err, 400, "obsolete line folding");
         }
     }
     return 0;
@@ -270,7 +312,7 @@ static int head_check_te(const struct http_head *h, bool is_request, struct http
     bool chunked_seen = false, other = false, any = false;
     for (unsigned i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
-        if (!http_token_eq(field_name(h, f), f->name.len, "transfer-encoding")) {
+        if (f->kind != HTTP_HDR_TRANSFER_ENCODING) {
             continue;
         }
         any = true;
@@ -316,11 +358,10 @@ static int head_check(struct http_parser *hp, struct http_error *err)
         return -1;
     }
     for (unsigned i = 0; i < h->nfields; i++) {
-        const char *n = field_name(h, &h->fields[i]);
-        for (uint32_t k = 0; k < h->fields[i].name.len; k++) {
-            if (n[k] == ' ' || n[k] == '\t') {
-                return head_fail(err, bad, "whitespace in a header name");
-            }
+        const struct http_field *f = &h->fields[i];
+        const char *n = field_name(h, f);
+        if (memchr(n, ' ', f->name.len) != NULL || memchr(n, '\t', f->name.len) != NULL) {
+            return head_fail(err, bad, "whitespace in a header name");
         }
     }
     return head_check_te(h, hp->is_request, err);
@@ -352,7 +393,7 @@ static void head_summarize(struct http_parser *hp)
         h->framing = HTTP_BODY_NONE;
     }
     size_t elen;
-    const char *e = http_head_get(h, "expect", &elen);
+    const char *e = http_head_find(h, HTTP_HDR_EXPECT, &elen);
     h->expect_continue = e != NULL && http_token_eq(e, elen, "100-continue");
 }
 
@@ -362,6 +403,10 @@ static int head_done(struct http_parser *hp, size_t start, size_t used, struct h
     struct http_head *h = &hp->head;
     h->len = start + used;
     h->done = true;
+    for (unsigned i = 0; i < h->nfields; i++) {
+        struct http_field *f = &h->fields[i];
+        f->kind = header_kind(field_name(h, f), f->name.len);
+    }
     head_summarize(hp);
     return head_check(hp, err);
 }
@@ -453,29 +498,12 @@ int http_parser_finish(struct http_parser *hp)
 /* ------------------------------------------------------------------ */
 /* writing heads for the other side                                    */
 
-/* Headers that describe one connection, never passed on (RFC 9110 7.6.1),
- * plus the framing headers we write ourselves. */
-static bool hop_by_hop(const char *n, size_t len)
-{
-    static const char *const names[] = {
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
-        "transfer-encoding", "content-length", "proxy-authenticate", "proxy-authorization",
-        NULL,
-    };
-    for (size_t i = 0; names[i] != NULL; i++) {
-        if (http_token_eq(n, len, names[i])) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* Whether the Connection header(s) of `h` list `name`. */
 static bool connection_lists(const struct http_head *h, const char *name, size_t nlen)
 {
     for (unsigned i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
-        if (!http_token_eq(field_name(h, f), f->name.len, "connection")) {
+        if (f->kind != HTTP_HDR_CONNECTION) {
             continue;
         }
         size_t vlen;
@@ -490,18 +518,40 @@ static bool connection_lists(const struct http_head *h, const char *name, size_t
     return false;
 }
 
+/* A head is composed in `buf` (on the stack) and appended to the queue in
+ * one piece; a head longer than the buffer goes out in several. */
 struct head_writer {
     struct buf_queue *q;
     struct buf_pool *pool;
     int failed;
+    size_t n;
+    char buf[2048];
 };
+
+static void flush(struct head_writer *w)
+{
+    if (!w->failed && w->n > 0 && buf_queue_append(w->q, w->pool, w->buf, w->n) == -1) {
+        w->failed = 1;
+    }
+    w->n = 0;
+}
 
 static void put(struct head_writer *w, const char *s, size_t n)
 {
-    if (!w->failed && buf_queue_append(w->q, w->pool, s, n) == -1) {
-        w->failed = 1;
+    if (w->n + n > sizeof(w->buf)) {
+        flush(w);
+        if (n > sizeof(w->buf)) {
+            if (!w->failed && buf_queue_append(w->q, w->pool, s, n) == -1) {
+                w->failed = 1;
+            }
+            return;
+        }
     }
+    memcpy(w->buf + w->n, s, n);
+    w->n += n;
 }
+
+#define PUT_LIT(w, lit) put((w), (lit), sizeof(lit) - 1)
 
 static void puts_(struct head_writer *w, const char *s)
 {
@@ -519,69 +569,79 @@ static void put_u64(struct head_writer *w, uint64_t v)
     put(w, d + sizeof(d) - n, n);
 }
 
-/* The end-to-end fields, then framing and our additions, then CRLF. */
+/* The end-to-end fields, then framing and our additions, then CRLF; the
+ * head is in the queue when this returns. */
 static void put_fields(struct head_writer *w, const struct http_head *h,
                        const struct http_out *o, bool framed_length)
 {
     bool xff_done = false;
     size_t clen;
-    bool has_connection = http_head_get(h, "connection", &clen) != NULL; /* scan it once */
+    bool has_connection = http_head_find(h, HTTP_HDR_CONNECTION, &clen) != NULL;
     for (unsigned i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
         const char *n = field_name(h, f);
-        if (hop_by_hop(n, f->name.len) ||
+        if ((f->kind != HTTP_HDR_OTHER && f->kind <= HTTP_HDR_LAST_HOP) ||
             (has_connection && connection_lists(h, n, f->name.len))) {
             continue;
         }
         size_t vlen;
         const char *v = field_value(h, f, &vlen);
         put(w, n, f->name.len);
-        puts_(w, ": ");
+        PUT_LIT(w, ": ");
         put(w, v, vlen);
-        if (o->forwarded_for != NULL && http_token_eq(n, f->name.len, "x-forwarded-for")) {
-            puts_(w, ", ");
+        if (o->forwarded_for != NULL && f->kind == HTTP_HDR_X_FORWARDED_FOR) {
+            PUT_LIT(w, ", ");
             puts_(w, o->forwarded_for);
             xff_done = true;
         }
-        puts_(w, "\r\n");
+        PUT_LIT(w, "\r\n");
     }
     if (o->forwarded_for != NULL && !xff_done) {
-        puts_(w, "X-Forwarded-For: ");
+        PUT_LIT(w, "X-Forwarded-For: ");
         puts_(w, o->forwarded_for);
-        puts_(w, "\r\n");
+        PUT_LIT(w, "\r\n");
     }
     if (o->via) {
-        puts_(w, h->major == 1 && h->minor == 0 ? "Via: 1.0 legate\r\n" : "Via: 1.1 legate\r\n");
+        if (h->major == 1 && h->minor == 0) {
+            PUT_LIT(w, "Via: 1.0 legate\r\n");
+        } else {
+            PUT_LIT(w, "Via: 1.1 legate\r\n");
+        }
     }
     if (o->chunked) {
-        puts_(w, "Transfer-Encoding: chunked\r\n");
+        PUT_LIT(w, "Transfer-Encoding: chunked\r\n");
     } else if (framed_length) {
-        puts_(w, "Content-Length: ");
+        PUT_LIT(w, "Content-Length: ");
         put_u64(w, h->length);
-        puts_(w, "\r\n");
+        PUT_LIT(w, "\r\n");
     }
     if (o->extra_name != NULL) {
         puts_(w, o->extra_name);
-        puts_(w, ": ");
+        PUT_LIT(w, ": ");
         puts_(w, o->extra_value);
-        puts_(w, "\r\n");
+        PUT_LIT(w, "\r\n");
     }
-    puts_(w, o->close ? "Connection: close\r\n\r\n" : "\r\n");
+    if (o->close) {
+        PUT_LIT(w, "Connection: close\r\n\r\n");
+    } else {
+        PUT_LIT(w, "\r\n");
+    }
+    flush(w);
 }
 
 int http_head_write_request(const struct http_head *h, const struct http_out *o,
                             struct buf_queue *q, struct buf_pool *pool)
 {
-    struct head_writer w = { q, pool, 0 };
+    struct head_writer w = { .q = q, .pool = pool };
     puts_(&w, llhttp_method_name((llhttp_method_t)h->method));
-    puts_(&w, " ");
+    PUT_LIT(&w, " ");
     put(&w, h->buf + h->target.off, h->target.len);
-    puts_(&w, " HTTP/1.1\r\n");
+    PUT_LIT(&w, " HTTP/1.1\r\n");
     size_t hl;
-    if (o->host != NULL && http_head_get(h, "host", &hl) == NULL) {
-        puts_(&w, "Host: "); /* an HTTP/1.0 client may omit it; 1.1 needs it */
+    if (o->host != NULL && http_head_find(h, HTTP_HDR_HOST, &hl) == NULL) {
+        PUT_LIT(&w, "Host: "); /* an HTTP/1.0 client may omit it; 1.1 needs it */
         puts_(&w, o->host);
-        puts_(&w, "\r\n");
+        PUT_LIT(&w, "\r\n");
     }
     put_fields(&w, h, o, h->has_length);
     return w.failed ? -1 : 0;
@@ -590,12 +650,12 @@ int http_head_write_request(const struct http_head *h, const struct http_out *o,
 int http_head_write_response(const struct http_head *h, const struct http_out *o,
                              struct buf_queue *q, struct buf_pool *pool)
 {
-    struct head_writer w = { q, pool, 0 };
-    puts_(&w, "HTTP/1.1 ");
+    struct head_writer w = { .q = q, .pool = pool };
+    PUT_LIT(&w, "HTTP/1.1 ");
     put_u64(&w, (uint64_t)h->status);
-    puts_(&w, " ");
+    PUT_LIT(&w, " ");
     put(&w, h->reason.len ? h->buf + h->reason.off : "", h->reason.len);
-    puts_(&w, "\r\n");
+    PUT_LIT(&w, "\r\n");
     /* A response to HEAD, or a 304, keeps the length it announces. */
     put_fields(&w, h, o, h->has_length);
     return w.failed ? -1 : 0;

@@ -29,9 +29,31 @@ struct http_span {
     uint32_t len;
 };
 
+/* Header names legate acts on, recognized once when the head ends. The
+ * hop-by-hop ones (RFC 9110 7.6.1, plus the framing fields legate writes
+ * itself) come first, up to HTTP_HDR_LAST_HOP. */
+enum http_hdr {
+    HTTP_HDR_OTHER,
+    HTTP_HDR_CONNECTION,
+    HTTP_HDR_KEEP_ALIVE,
+    HTTP_HDR_PROXY_CONNECTION,
+    HTTP_HDR_TE,
+    HTTP_HDR_TRAILER,
+    HTTP_HDR_UPGRADE,
+    HTTP_HDR_TRANSFER_ENCODING,
+    HTTP_HDR_CONTENT_LENGTH,
+    HTTP_HDR_PROXY_AUTHENTICATE,
+    HTTP_HDR_PROXY_AUTHORIZATION,
+    HTTP_HDR_LAST_HOP = HTTP_HDR_PROXY_AUTHORIZATION,
+    HTTP_HDR_HOST,
+    HTTP_HDR_EXPECT,
+    HTTP_HDR_X_FORWARDED_FOR,
+};
+
 struct http_field {
     struct http_span name;
     struct http_span value;
+    uint8_t kind; /* enum http_hdr, set when the head is done */
 };
 
 /* How a message's body is delimited. */
@@ -111,6 +133,9 @@ int http_parser_finish(struct http_parser *hp);
 
 /* A header's value by name (case-insensitive), or NULL; *len its length. */
 const char *http_head_get(const struct http_head *h, const char *name, size_t *len);
+
+/* The first value of a recognized header, or NULL; *len its length. */
+const char *http_head_find(const struct http_head *h, enum http_hdr kind, size_t *len);
 
 /* Whether `name` (len bytes) equals `lit` ignoring ASCII case. */
 bool http_token_eq(const char *name, size_t len, const char *lit);
