@@ -4,6 +4,7 @@
 #include "upstream/pool.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -15,6 +16,51 @@
 
 /* Spare buffer chunks a worker keeps for reuse before freeing them. */
 enum { WK_SPARE_CHUNKS = 64, WK_QUEUE_CHUNKS = 8, WK_QUEUE_MIN = 128 * 1024 };
+
+/* A burst is over when a second passes with few chunks taken; memory is
+ * returned then, or after WK_TRIM_MAX_WAITS busy seconds all the same. */
+enum { WK_TRIM_DELAY_MS = 1000, WK_TRIM_QUIET_GETS = 1024, WK_TRIM_MAX_WAITS = 10 };
+
+/* malloc_trim belongs to glibc's allocator; a sanitizer's allocator owns
+ * the heap in those builds. */
+#if defined(__SANITIZE_ADDRESS__)
+#define WK_CAN_TRIM 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WK_CAN_TRIM 0
+#endif
+#endif
+#ifndef WK_CAN_TRIM
+#define WK_CAN_TRIM 1
+#endif
+
+/* A burst of connections or requests left the allocator with free memory
+ * it keeps (fragmented between live blocks): give its pages back, with the
+ * spare chunks, once the worker is quiet. */
+static void wk_trim(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct wk *w = t->data;
+    if (w->bufs.gets - w->trim_gets > WK_TRIM_QUIET_GETS &&
+        ++w->trim_waits < WK_TRIM_MAX_WAITS) {
+        w->trim_gets = w->bufs.gets;
+        ev_timer_start(loop, t, WK_TRIM_DELAY_MS);
+        return;
+    }
+    buf_pool_drain(&w->bufs);
+#if WK_CAN_TRIM
+    malloc_trim(0);
+#endif
+}
+
+static void wk_burst_over(void *arg)
+{
+    struct wk *w = arg;
+    if (!ev_timer_armed(&w->trim)) {
+        w->trim_gets = w->bufs.gets;
+        w->trim_waits = 0;
+        ev_timer_start(w->loop, &w->trim, WK_TRIM_DELAY_MS);
+    }
+}
 
 void wk_item_add(struct wk *w, struct wk_item *it, void (*abort)(struct wk_item *),
                  void (*drain)(struct wk_item *))
@@ -107,6 +153,9 @@ int wk_init(struct wk *w, unsigned id, struct conf *cf, const struct log *log,
     atomic_init(&w->stop_requested, false);
     atomic_init(&w->finished, false);
     buf_pool_init(&w->bufs, opts->mbuf_size, WK_SPARE_CHUNKS);
+    w->bufs.shrunk = wk_burst_over;
+    w->bufs.shrunk_arg = w;
+    w->trim = (struct ev_timer){ .fn = wk_trim, .data = w };
     w->queue_limit = opts->mbuf_size * WK_QUEUE_CHUNKS;
     if (w->queue_limit < WK_QUEUE_MIN) {
         w->queue_limit = WK_QUEUE_MIN;

@@ -46,6 +46,9 @@ struct wk {
     atomic_bool finished;       /* the thread is about to return (join will not block) */
     bool draining;
     struct ev_timer grace;
+    struct ev_timer trim;       /* returns freed memory once a burst has passed */
+    uint64_t trim_gets;         /* bufs.gets when the trim timer was armed */
+    unsigned trim_waits;        /* times it found the worker still busy */
 
     struct stats stats;         /* this worker's counters (it is their only writer) */
     struct wk_item items;       /* list head of live sessions */

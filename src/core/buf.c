@@ -19,6 +19,10 @@ void buf_pool_init(struct buf_pool *pool, size_t size, size_t max_free)
     pool->nfree = 0;
     pool->max_free = max_free;
     pool->nused = 0;
+    pool->peak = 0;
+    pool->gets = 0;
+    pool->shrunk = NULL;
+    pool->shrunk_arg = NULL;
 }
 
 void buf_pool_drain(struct buf_pool *pool)
@@ -46,7 +50,10 @@ struct buf *buf_get(struct buf_pool *pool)
     }
     b->next = NULL;
     b->pos = b->last = b->start;
-    pool->nused++;
+    pool->gets++;
+    if (++pool->nused > pool->peak) {
+        pool->peak = pool->nused;
+    }
     return b;
 }
 
@@ -56,6 +63,11 @@ void buf_put(struct buf_pool *pool, struct buf *b)
         return;
     }
     pool->nused--;
+    if (pool->peak >= BUF_BURST_CHUNKS && pool->nused * 4 <= pool->peak &&
+        pool->shrunk != NULL) {
+        pool->peak = pool->nused;
+        pool->shrunk(pool->shrunk_arg);
+    }
     if (pool->nfree >= pool->max_free) {
         free(b);
         return;

@@ -36,7 +36,16 @@ struct buf_pool {
     size_t nfree;
     size_t max_free;
     size_t nused;     /* chunks handed out and not yet returned */
+    size_t peak;      /* most chunks in use since the last burst ended */
+    uint64_t gets;    /* chunks ever handed out (activity, for the owner) */
+    /* Optional: called when use falls to a quarter of a peak of at least
+     * BUF_BURST_CHUNKS (a burst is over; the peak then starts again from
+     * the chunks in use). `shrunk_arg` is passed. */
+    void (*shrunk)(void *arg);
+    void *shrunk_arg;
 };
+
+enum { BUF_BURST_CHUNKS = 64 };
 
 struct buf_queue {
     struct buf *head;

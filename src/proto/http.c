@@ -3,6 +3,7 @@
 #include "../core/conn.h"
 #include "../core/log.h"
 #include "../core/net.h"
+#include "../core/slab.h"
 #include "../core/tm.h"
 #include "../upstream/pool.h"
 #include "../wk.h"
@@ -36,6 +37,8 @@ struct http_pool {
     struct http_up **idle;      /* per server: reusable connections */
     unsigned *nidle;            /* per server: how many */
     unsigned *arm_gen;          /* per slot: the fill the arms' balancers know */
+    struct slab clients;        /* struct http_client, packed */
+    struct slab ups;            /* struct http_up, packed */
 };
 
 enum http_cstate {
@@ -217,7 +220,7 @@ static void http_client_release(struct ev_loop *loop, struct ev_defer *d)
     (void)loop;
     struct http_client *cl = d->data;
     http_parser_free(&cl->req);
-    free(cl);
+    slab_free(&cl->hp->clients, cl);
 }
 
 /* Detach the client's upstream connection: reusable ones go idle. */
@@ -642,7 +645,7 @@ static void http_up_release(struct ev_loop *loop, struct ev_defer *d)
     (void)loop;
     struct http_up *u = d->data;
     http_parser_free(&u->rsp);
-    free(u);
+    slab_free(&u->hp->ups, u);
 }
 
 /* Take `u` off its server's idle list, if it is there. */
@@ -1008,7 +1011,7 @@ static struct http_up *http_up_get(struct http_client *cl, size_t server)
         pool_server_failed(hp->pool, server);
         return NULL;
     }
-    u = calloc(1, sizeof(*u));
+    u = slab_alloc(&hp->ups);
     if (u == NULL) {
         pool_conn_end(hp->pool);
         close(fd);
@@ -1028,7 +1031,7 @@ static struct http_up *http_up_get(struct http_client *cl, size_t server)
         pool_conn_end(hp->pool);
         close(fd);
         http_parser_free(&u->rsp);
-        free(u);
+        slab_free(&hp->ups, u);
         return NULL;
     }
     pool_server_use(hp->pool, server, 1);
@@ -1100,6 +1103,8 @@ int http_pool_init(struct pool *p)
     hp->pool = p;
     hp->wk = p->wk;
     hp->cp = cp;
+    slab_init(&hp->clients, sizeof(struct http_client));
+    slab_init(&hp->ups, sizeof(struct http_up));
     hp->arm_bal = calloc(cp->narms, sizeof(*hp->arm_bal));
     hp->idle = calloc(p->nslots, sizeof(*hp->idle));
     hp->nidle = calloc(p->nslots, sizeof(*hp->nidle));
@@ -1187,6 +1192,8 @@ void http_pool_fini(struct pool *p)
     free(hp->idle);
     free(hp->nidle);
     free(hp->arm_gen);
+    slab_fini(&hp->clients);
+    slab_fini(&hp->ups);
     free(hp);
     p->proto = NULL;
 }
@@ -1212,7 +1219,7 @@ static void http_peer_text(int fd, char *out, size_t len)
 int http_client_start(struct pool *p, int fd)
 {
     struct http_pool *hp = p->proto;
-    struct http_client *cl = calloc(1, sizeof(*cl));
+    struct http_client *cl = slab_alloc(&hp->clients);
     if (cl == NULL) {
         log_error(hp->wk->log, "pool '%s': out of memory for a client", p->cp->name);
         return -1;
@@ -1232,7 +1239,7 @@ int http_client_start(struct pool *p, int fd)
     if (conn_open(&cl->c, hp->wk->loop, fd, http_client_io, cl) == -1) {
         log_error(hp->wk->log, "pool '%s': epoll: %s", p->cp->name, strerror(errno));
         http_parser_free(&cl->req);
-        free(cl);
+        slab_free(&hp->clients, cl);
         return -1;
     }
     if (p->cp->timeout_idle != 0) {

@@ -58,6 +58,16 @@ static int cb_field(llhttp_t *p, const char *at, size_t n)
             h->too_many = true;
             return HPE_USER;
         }
+        if (h->nfields == h->fields_cap) {
+            unsigned cap = h->fields_cap * 2;
+            struct http_field *f = realloc(h->fields, cap * sizeof(*f));
+            if (f == NULL) {
+                h->no_memory = true;
+                return HPE_USER;
+            }
+            h->fields = f;
+            h->fields_cap = cap;
+        }
         h->fields[h->nfields++] = (struct http_field){ .kind = HTTP_HDR_OTHER };
     }
     span_add(h, &h->fields[h->nfields - 1].name, at, n);
@@ -420,10 +430,11 @@ static long feed_head(struct http_parser *hp, const char *data, size_t n, struct
     size_t room = h->limit + 1 - h->len; /* one byte over: enough to know */
     size_t take = n < room ? n : room;
     if (h->fields == NULL) {
-        h->fields = malloc(HTTP_MAX_HEADERS * sizeof(*h->fields));
+        h->fields = malloc(HTTP_FIRST_FIELDS * sizeof(*h->fields));
         if (h->fields == NULL) {
             return head_fail(err, 500, "out of memory");
         }
+        h->fields_cap = HTTP_FIRST_FIELDS;
     }
     if (h->len + take > h->cap) {
         size_t cap = h->cap ? h->cap : 1024;
@@ -450,6 +461,9 @@ static long feed_head(struct http_parser *hp, const char *data, size_t n, struct
         return (long)used;
     }
     if (e != HPE_OK) {
+        if (h->no_memory) {
+            return head_fail(err, 500, "out of memory");
+        }
         if (h->too_many) {
             return head_fail(err, hp->is_request ? 431 : 502, "too many header fields");
         }

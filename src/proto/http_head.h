@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { HTTP_MAX_HEADERS = 128 };
+enum { HTTP_MAX_HEADERS = 128, HTTP_FIRST_FIELDS = 16 };
 
 struct http_span {
     uint32_t off;
@@ -76,9 +76,11 @@ struct http_head {
     /* parsed */
     struct http_span target;  /* request target (requests) */
     struct http_span reason;  /* reason phrase (responses) */
-    struct http_field *fields;  /* HTTP_MAX_HEADERS slots, with buf */
+    struct http_field *fields;  /* `fields_cap` slots (doubling up to HTTP_MAX_HEADERS) */
+    unsigned fields_cap;
     unsigned nfields;
     bool too_many;            /* more than HTTP_MAX_HEADERS */
+    bool no_memory;           /* the fields could not grow */
     uint8_t major, minor;
     uint8_t method;           /* llhttp_method_t */
     int status;

@@ -35,6 +35,49 @@ static void test_pool_reuses_and_caps_spares(void **state)
     assert_int_equal(pool.nfree, 0);
 }
 
+static void count_shrunk(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* The owner hears once per burst when use falls to a quarter of its peak;
+ * small peaks are not bursts. */
+static void test_pool_reports_the_end_of_a_burst(void **state)
+{
+    (void)state;
+    struct buf_pool pool;
+    buf_pool_init(&pool, 512, 8);
+    int calls = 0;
+    pool.shrunk = count_shrunk;
+    pool.shrunk_arg = &calls;
+    struct buf *held[BUF_BURST_CHUNKS];
+    for (int round = 1; round <= 2; round++) {
+        for (size_t i = 0; i < BUF_BURST_CHUNKS; i++) {
+            held[i] = buf_get(&pool);
+            assert_non_null(held[i]);
+        }
+        size_t i = BUF_BURST_CHUNKS;
+        while (i > BUF_BURST_CHUNKS / 4 + 1) {
+            buf_put(&pool, held[--i]);
+        }
+        assert_int_equal(calls, round - 1);
+        buf_put(&pool, held[--i]); /* a quarter of the peak left */
+        assert_int_equal(calls, round);
+        while (i > 0) {
+            buf_put(&pool, held[--i]); /* the same burst: heard once */
+        }
+        assert_int_equal(calls, round);
+    }
+    for (size_t i = 0; i < BUF_BURST_CHUNKS - 1; i++) { /* below a burst */
+        held[i] = buf_get(&pool);
+    }
+    for (size_t i = 0; i < BUF_BURST_CHUNKS - 1; i++) {
+        buf_put(&pool, held[i]);
+    }
+    assert_int_equal(calls, 2);
+    buf_pool_drain(&pool);
+}
+
 static void test_queue_append_spans_chunks(void **state)
 {
     (void)state;
@@ -132,6 +175,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_reuses_and_caps_spares),
+        cmocka_unit_test(test_pool_reports_the_end_of_a_burst),
         cmocka_unit_test(test_queue_append_spans_chunks),
         cmocka_unit_test(test_queue_read_respects_limit),
         cmocka_unit_test(test_queue_write_error),
