@@ -11,6 +11,7 @@
 #include "wk.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -86,6 +87,9 @@ static int legate_write_pid(const char *path)
 }
 
 enum { LEGATE_REAP_MS = 100 };
+
+/* Heap tops over this are given back on free; blocks over it are mapped. */
+enum { LEGATE_TRIM_THRESHOLD = 1 << 20 };
 
 /* Free the retired generations whose threads have all ended. */
 static void legate_reap(struct ev_loop *loop, struct ev_timer *t)
@@ -302,6 +306,11 @@ int main(int argc, char **argv)
 {
     struct legate lg;
     memset(&lg, 0, sizeof(lg));
+    /* Fixed thresholds: glibc otherwise raises both after the first large
+     * block is freed, and a worker arena's free top (which malloc_trim
+     * leaves alone) then stays resident after a burst. */
+    mallopt(M_TRIM_THRESHOLD, LEGATE_TRIM_THRESHOLD);
+    mallopt(M_MMAP_THRESHOLD, LEGATE_TRIM_THRESHOLD);
     if (opt_parse(&lg.opt, argc, argv) == -1) {
         return 1;
     }

@@ -17,9 +17,9 @@
 /* Spare buffer chunks a worker keeps for reuse before freeing them. */
 enum { WK_SPARE_CHUNKS = 64, WK_QUEUE_CHUNKS = 8, WK_QUEUE_MIN = 128 * 1024 };
 
-/* A burst is over when a second passes with few chunks taken; memory is
- * returned then, or after WK_TRIM_MAX_WAITS busy seconds all the same. */
-enum { WK_TRIM_DELAY_MS = 1000, WK_TRIM_QUIET_GETS = 1024, WK_TRIM_MAX_WAITS = 10 };
+/* The heap is done growing when a second passes without growth; memory
+ * is returned then, or after WK_TRIM_MAX_WAITS growing seconds regardless. */
+enum { WK_TRIM_DELAY_MS = 1000, WK_TRIM_MAX_WAITS = 10 };
 
 /* malloc_trim belongs to glibc's allocator; a sanitizer's allocator owns
  * the heap in those builds. */
@@ -36,13 +36,12 @@ enum { WK_TRIM_DELAY_MS = 1000, WK_TRIM_QUIET_GETS = 1024, WK_TRIM_MAX_WAITS = 1
 
 /* A burst of connections or requests left the allocator with free memory
  * it keeps (fragmented between live blocks): give its pages back, with the
- * spare chunks, once the worker is quiet. */
+ * spare chunks, once the heap has stopped growing. */
 static void wk_trim(struct ev_loop *loop, struct ev_timer *t)
 {
     struct wk *w = t->data;
-    if (w->bufs.gets - w->trim_gets > WK_TRIM_QUIET_GETS &&
-        ++w->trim_waits < WK_TRIM_MAX_WAITS) {
-        w->trim_gets = w->bufs.gets;
+    if (w->grew != w->trim_grew && ++w->trim_waits < WK_TRIM_MAX_WAITS) {
+        w->trim_grew = w->grew;
         ev_timer_start(loop, t, WK_TRIM_DELAY_MS);
         return;
     }
@@ -50,13 +49,15 @@ static void wk_trim(struct ev_loop *loop, struct ev_timer *t)
 #if WK_CAN_TRIM
     malloc_trim(0);
 #endif
+    log_debug(w->log, "worker %u: the heap stopped growing; free memory returned", w->id);
 }
 
-static void wk_burst_over(void *arg)
+void wk_heap_grew(void *arg)
 {
     struct wk *w = arg;
+    w->grew++;
     if (!ev_timer_armed(&w->trim)) {
-        w->trim_gets = w->bufs.gets;
+        w->trim_grew = w->grew;
         w->trim_waits = 0;
         ev_timer_start(w->loop, &w->trim, WK_TRIM_DELAY_MS);
     }
@@ -153,8 +154,8 @@ int wk_init(struct wk *w, unsigned id, struct conf *cf, const struct log *log,
     atomic_init(&w->stop_requested, false);
     atomic_init(&w->finished, false);
     buf_pool_init(&w->bufs, opts->mbuf_size, WK_SPARE_CHUNKS);
-    w->bufs.shrunk = wk_burst_over;
-    w->bufs.shrunk_arg = w;
+    w->bufs.grew = wk_heap_grew;
+    w->bufs.grew_arg = w;
     w->trim = (struct ev_timer){ .fn = wk_trim, .data = w };
     w->queue_limit = opts->mbuf_size * WK_QUEUE_CHUNKS;
     if (w->queue_limit < WK_QUEUE_MIN) {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -12,6 +13,19 @@ enum {
     BUF_READ_IOV = 8, /* chunks filled per readv */
 };
 
+/* readv/writev without glibc's wrappers: in a threaded process they are
+ * cancellation points that switch the thread's cancel type around every
+ * call, and legate never cancels a thread. */
+static ssize_t buf_readv(int fd, const struct iovec *iov, int n)
+{
+    return syscall(SYS_readv, fd, iov, n);
+}
+
+static ssize_t buf_writev(int fd, const struct iovec *iov, int n)
+{
+    return syscall(SYS_writev, fd, iov, n);
+}
+
 void buf_pool_init(struct buf_pool *pool, size_t size, size_t max_free)
 {
     pool->size = size;
@@ -19,10 +33,8 @@ void buf_pool_init(struct buf_pool *pool, size_t size, size_t max_free)
     pool->nfree = 0;
     pool->max_free = max_free;
     pool->nused = 0;
-    pool->peak = 0;
-    pool->gets = 0;
-    pool->shrunk = NULL;
-    pool->shrunk_arg = NULL;
+    pool->grew = NULL;
+    pool->grew_arg = NULL;
 }
 
 void buf_pool_drain(struct buf_pool *pool)
@@ -47,13 +59,13 @@ struct buf *buf_get(struct buf_pool *pool)
             return NULL;
         }
         b->end = b->start + pool->size;
+        if (pool->grew != NULL) {
+            pool->grew(pool->grew_arg);
+        }
     }
     b->next = NULL;
     b->pos = b->last = b->start;
-    pool->gets++;
-    if (++pool->nused > pool->peak) {
-        pool->peak = pool->nused;
-    }
+    pool->nused++;
     return b;
 }
 
@@ -63,11 +75,6 @@ void buf_put(struct buf_pool *pool, struct buf *b)
         return;
     }
     pool->nused--;
-    if (pool->peak >= BUF_BURST_CHUNKS && pool->nused * 4 <= pool->peak &&
-        pool->shrunk != NULL) {
-        pool->peak = pool->nused;
-        pool->shrunk(pool->shrunk_arg);
-    }
     if (pool->nfree >= pool->max_free) {
         free(b);
         return;
@@ -222,11 +229,12 @@ int buf_queue_iov(const struct buf_queue *q, struct iovec *iov, int max)
     return n;
 }
 
-/* Make sure the queue has free space for `want` bytes (or at least
- * BUF_READ_IOV chunks' worth), appending empty chunks; fill `iov` with the
- * free regions. Returns the number of regions, 0 when out of memory. */
+/* Make sure the queue has free space for `want` bytes (or as much as the
+ * tail's space and `max_fresh` new chunks, at most BUF_READ_IOV regions),
+ * appending empty chunks; fill `iov` with the free regions. Returns the
+ * number of regions, 0 when out of memory. */
 static int buf_queue_reserve(struct buf_queue *q, struct buf_pool *pool, size_t want,
-                             struct iovec *iov)
+                             int max_fresh, struct iovec *iov)
 {
     int n = 0;
     size_t room = 0;
@@ -236,7 +244,8 @@ static int buf_queue_reserve(struct buf_queue *q, struct buf_pool *pool, size_t 
         room += iov[n].iov_len;
         n++;
     }
-    while (room < want && n < BUF_READ_IOV) {
+    int fresh = 0;
+    while (room < want && n < BUF_READ_IOV && fresh++ < max_fresh) {
         struct buf *b = buf_get(pool);
         if (b == NULL) {
             break;
@@ -300,10 +309,14 @@ static ssize_t buf_queue_read_once(struct buf_queue *q, struct buf_pool *pool, i
 {
     ssize_t total = 0;
     *drained = 0;
+    /* Most reads are small (a request, a reply): the first readv offers
+     * one fresh chunk; only once that fills does a read offer many. */
+    int fresh = 1;
     while (q->bytes < limit) {
         struct iovec iov[BUF_READ_IOV + 1];
         size_t want = limit - q->bytes;
-        int n = buf_queue_reserve(q, pool, want, iov);
+        int n = buf_queue_reserve(q, pool, want, fresh, iov);
+        fresh = BUF_READ_IOV;
         if (n == 0) {
             errno = ENOMEM;
             return total > 0 ? total : -1;
@@ -312,7 +325,7 @@ static ssize_t buf_queue_read_once(struct buf_queue *q, struct buf_pool *pool, i
         for (int i = 0; i < n; i++) {
             asked += iov[i].iov_len;
         }
-        ssize_t r = readv(fd, iov, n);
+        ssize_t r = buf_readv(fd, iov, n);
         buf_queue_fill(q, pool, r > 0 ? (size_t)r : 0);
         if (r > 0) {
             total += r;
@@ -355,7 +368,7 @@ ssize_t buf_queue_write_fd(struct buf_queue *q, struct buf_pool *pool, int fd)
     while (q->bytes > 0) {
         struct iovec iov[BUF_IOV_MAX];
         int n = buf_queue_iov(q, iov, BUF_IOV_MAX);
-        ssize_t w = writev(fd, iov, n);
+        ssize_t w = buf_writev(fd, iov, n);
         if (w > 0) {
             buf_queue_consume(q, pool, (size_t)w);
             total += w;

@@ -6,7 +6,8 @@
  * A queue is a FIFO of chunks; readers append at the tail chunk's `last`,
  * writers consume from the head chunk's `pos`. Chunks come from and return
  * to a buf_pool owned by one worker; a pool keeps at most `max_free` spare
- * chunks so memory returns after a burst. Not thread-safe: one pool per
+ * chunks so memory returns after a burst, and tells its owner when it had
+ * to allocate. Not thread-safe: one pool per
  * worker. */
 #ifndef LEGATE_BUF_H
 #define LEGATE_BUF_H
@@ -36,16 +37,11 @@ struct buf_pool {
     size_t nfree;
     size_t max_free;
     size_t nused;     /* chunks handed out and not yet returned */
-    size_t peak;      /* most chunks in use since the last burst ended */
-    uint64_t gets;    /* chunks ever handed out (activity, for the owner) */
-    /* Optional: called when use falls to a quarter of a peak of at least
-     * BUF_BURST_CHUNKS (a burst is over; the peak then starts again from
-     * the chunks in use). `shrunk_arg` is passed. */
-    void (*shrunk)(void *arg);
-    void *shrunk_arg;
+    /* Optional: called when a chunk had to be allocated (no spare), so the
+     * owner knows the heap grew; `grew_arg` is passed. */
+    void (*grew)(void *arg);
+    void *grew_arg;
 };
-
-enum { BUF_BURST_CHUNKS = 64 };
 
 struct buf_queue {
     struct buf *head;

@@ -79,6 +79,9 @@ static struct slab_block *slab_block_new(struct slab *s)
         }
         b = m;
         s->nblocks++;
+        if (s->grew != NULL) {
+            s->grew(s->grew_arg);
+        }
     }
     b->free = NULL;
     b->used = 0;

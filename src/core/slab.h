@@ -39,6 +39,8 @@ struct slab {
     struct slab_block *spare;   /* one empty block kept for reuse */
     size_t nobjects;            /* objects allocated and not yet freed */
     size_t nblocks;             /* blocks mapped, the spare included */
+    void (*grew)(void *arg);    /* optional: a block was mapped */
+    void *grew_arg;
 };
 
 /* Set up a slab of objects of `size` bytes (at most a quarter block). */

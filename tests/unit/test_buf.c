@@ -35,46 +35,34 @@ static void test_pool_reuses_and_caps_spares(void **state)
     assert_int_equal(pool.nfree, 0);
 }
 
-static void count_shrunk(void *arg)
+static void count_grew(void *arg)
 {
     (*(int *)arg)++;
 }
 
-/* The owner hears once per burst when use falls to a quarter of its peak;
- * small peaks are not bursts. */
-static void test_pool_reports_the_end_of_a_burst(void **state)
+/* The owner hears of every chunk the pool had to allocate, never of one it
+ * reused. */
+static void test_pool_reports_growth(void **state)
 {
     (void)state;
     struct buf_pool pool;
-    buf_pool_init(&pool, 512, 8);
+    buf_pool_init(&pool, 512, 2);
     int calls = 0;
-    pool.shrunk = count_shrunk;
-    pool.shrunk_arg = &calls;
-    struct buf *held[BUF_BURST_CHUNKS];
-    for (int round = 1; round <= 2; round++) {
-        for (size_t i = 0; i < BUF_BURST_CHUNKS; i++) {
-            held[i] = buf_get(&pool);
-            assert_non_null(held[i]);
-        }
-        size_t i = BUF_BURST_CHUNKS;
-        while (i > BUF_BURST_CHUNKS / 4 + 1) {
-            buf_put(&pool, held[--i]);
-        }
-        assert_int_equal(calls, round - 1);
-        buf_put(&pool, held[--i]); /* a quarter of the peak left */
-        assert_int_equal(calls, round);
-        while (i > 0) {
-            buf_put(&pool, held[--i]); /* the same burst: heard once */
-        }
-        assert_int_equal(calls, round);
-    }
-    for (size_t i = 0; i < BUF_BURST_CHUNKS - 1; i++) { /* below a burst */
-        held[i] = buf_get(&pool);
-    }
-    for (size_t i = 0; i < BUF_BURST_CHUNKS - 1; i++) {
-        buf_put(&pool, held[i]);
-    }
-    assert_int_equal(calls, 2);
+    pool.grew = count_grew;
+    pool.grew_arg = &calls;
+    struct buf *a = buf_get(&pool), *b = buf_get(&pool), *c = buf_get(&pool);
+    assert_int_equal(calls, 3);
+    buf_put(&pool, a);
+    buf_put(&pool, b);
+    buf_put(&pool, c); /* two kept as spares, one freed */
+    a = buf_get(&pool);
+    b = buf_get(&pool);
+    assert_int_equal(calls, 3);
+    c = buf_get(&pool);
+    assert_int_equal(calls, 4);
+    buf_put(&pool, a);
+    buf_put(&pool, b);
+    buf_put(&pool, c);
     buf_pool_drain(&pool);
 }
 
@@ -175,7 +163,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_reuses_and_caps_spares),
-        cmocka_unit_test(test_pool_reports_the_end_of_a_burst),
+        cmocka_unit_test(test_pool_reports_growth),
         cmocka_unit_test(test_queue_append_spans_chunks),
         cmocka_unit_test(test_queue_read_respects_limit),
         cmocka_unit_test(test_queue_write_error),

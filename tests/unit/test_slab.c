@@ -42,6 +42,11 @@ static void test_objects_are_zeroed_distinct_and_aligned(void **state)
     slab_fini(&s);
 }
 
+static void count_grew(void *arg)
+{
+    (*(size_t *)arg)++;
+}
+
 /* Blocks come and go with their objects: empty blocks are unmapped but
  * one, which the next allocation reuses. (Under a sanitizer objects are
  * the heap's: only the object accounting and contents are checked.) */
@@ -51,6 +56,9 @@ static void test_empty_blocks_are_returned(void **state)
     const bool packed = SLAB_PACKED;
     struct slab s;
     slab_init(&s, sizeof(struct obj));
+    size_t grew = 0;
+    s.grew = count_grew;
+    s.grew_arg = &grew;
     enum { N = 5000 };
     static struct obj *held[N];
     for (size_t i = 0; i < N; i++) {
@@ -60,6 +68,7 @@ static void test_empty_blocks_are_returned(void **state)
     }
     size_t full = packed ? (N + s.per_block - 1) / s.per_block : 0;
     assert_int_equal(s.nblocks, full);
+    assert_int_equal(grew, full); /* the owner heard of each block */
     for (size_t i = 0; i < N; i++) {
         assert_int_equal(held[i]->a, i); /* nothing overlapped */
     }
@@ -78,6 +87,7 @@ static void test_empty_blocks_are_returned(void **state)
     assert_int_equal(s.nblocks, packed ? 1 : 0); /* the spare */
     struct obj *again = slab_alloc(&s);
     assert_int_equal(s.nblocks, packed ? 1 : 0);
+    assert_int_equal(grew, full); /* the spare is reused, not mapped */
     slab_free(&s, again);
     slab_fini(&s);
     assert_int_equal(s.nblocks, 0);
