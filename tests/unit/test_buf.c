@@ -138,6 +138,38 @@ static void test_queue_read_respects_limit(void **state)
     buf_pool_drain(&pool);
 }
 
+/* A small read takes one chunk from the pool, not a batch of them; a large
+ * one still arrives in one call, over many chunks. */
+static void test_queue_read_takes_chunks_as_needed(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct buf_pool pool;
+    struct buf_queue q;
+    buf_pool_init(&pool, 512, 64);
+    buf_queue_init(&q);
+    int got = 0;
+    pool.grew = count_grew;
+    pool.grew_arg = &got;
+    int drained;
+    assert_int_equal(write(sv[1], "PING\r\n", 6), 6);
+    assert_int_equal(buf_queue_read_fd(&q, &pool, sv[0], 1 << 20, &drained), 6);
+    assert_int_equal(got, 1); /* one chunk allocated, none set aside */
+    assert_int_equal(pool.nfree, 0);
+    buf_queue_clear(&q, &pool);
+    uint8_t data[8000];
+    memset(data, 'y', sizeof(data));
+    assert_int_equal(write(sv[1], data, sizeof(data)), (ssize_t)sizeof(data));
+    assert_int_equal(buf_queue_read_fd(&q, &pool, sv[0], 1 << 20, &drained), 8000);
+    assert_true(drained);
+    assert_int_equal(pool.nused, (8000 + 511) / 512);
+    buf_queue_clear(&q, &pool);
+    close(sv[0]);
+    close(sv[1]);
+    buf_pool_drain(&pool);
+}
+
 static void test_queue_write_error(void **state)
 {
     (void)state;
@@ -166,6 +198,7 @@ int main(void)
         cmocka_unit_test(test_pool_reports_growth),
         cmocka_unit_test(test_queue_append_spans_chunks),
         cmocka_unit_test(test_queue_read_respects_limit),
+        cmocka_unit_test(test_queue_read_takes_chunks_as_needed),
         cmocka_unit_test(test_queue_write_error),
     };
     return cmocka_run_group_tests_name("buf", tests, NULL, NULL);
