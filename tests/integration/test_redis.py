@@ -466,6 +466,38 @@ def test_configured_limits_are_enforced(legate, shards):
 
 @pytest.mark.skipif(os.environ.get("LEGATE_SANITIZED") == "1",
                     reason="sanitizer shadow memory makes RSS meaningless")
+@pytest.mark.skipif(os.environ.get("LEGATE_SANITIZED") == "1",
+                    reason="sanitizer shadow memory makes RSS meaningless")
+def test_memory_returns_after_a_burst_of_requests(legate, shards):
+    """5,000 clients each send a 4 KiB SET at once: legate holds ~20 MiB of
+    requests in flight, and a second after the burst keeps under 3 MiB
+    (what 5,000 idle clients cost, plus little)."""
+    import resource
+    from conftest import rss_kib
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 12000:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below 2 x 5,000 + slack")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 12000), hard))
+    port = free_port()
+    lg = legate(redis_pool(port, shards), wait_addr=("127.0.0.1", port))
+    base = rss_kib(lg.proc.pid)
+    clients = []
+    try:
+        for i in range(5000):
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            s.sendall(encode("SET", f"burst:{i}", "v" * 4096))
+            clients.append(s)
+        for s in clients:
+            assert Reader(s).reply() == ("+", b"OK")
+        time.sleep(2.5)
+        added = rss_kib(lg.proc.pid) - base
+        assert added < 3 * 1024, f"+{added} KiB kept after the burst"
+    finally:
+        for s in clients:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_idle_rss_and_idle_clients_are_small(legate, shards, tmp_path):
     """Issue 3's memory targets on a 3-shard pool with the stats listener:
     idle RSS at most 2 MiB (and no more than nutcracker's in the same run),
