@@ -466,8 +466,6 @@ def test_configured_limits_are_enforced(legate, shards):
 
 @pytest.mark.skipif(os.environ.get("LEGATE_SANITIZED") == "1",
                     reason="sanitizer shadow memory makes RSS meaningless")
-@pytest.mark.skipif(os.environ.get("LEGATE_SANITIZED") == "1",
-                    reason="sanitizer shadow memory makes RSS meaningless")
 def test_memory_returns_after_a_burst_of_requests(legate, shards):
     """5,000 clients each send a 4 KiB SET at once: legate holds ~20 MiB of
     requests in flight, and a second after the burst keeps under 3 MiB
@@ -498,6 +496,8 @@ def test_memory_returns_after_a_burst_of_requests(legate, shards):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+@pytest.mark.skipif(os.environ.get("LEGATE_SANITIZED") == "1",
+                    reason="sanitizer shadow memory makes RSS meaningless")
 def test_idle_rss_and_idle_clients_are_small(legate, shards, tmp_path):
     """Issue 3's memory targets on a 3-shard pool with the stats listener:
     idle RSS at most 2 MiB (and no more than nutcracker's in the same run),
