@@ -100,12 +100,18 @@ int gen_start(struct gen *g, struct conf *cf, struct gen *prev, const struct log
     return 0;
 }
 
-void gen_retire(struct gen *g)
+/* Stop what runs on main's loop for this generation (NULL-safe, once). */
+static void gen_stop_main_side(struct gen *g)
 {
     disc_stop(g->disc);
     g->disc = NULL;
     health_stop(g->health);
     g->health = NULL;
+}
+
+void gen_retire(struct gen *g)
+{
+    gen_stop_main_side(g);
     for (unsigned i = 0; i < g->nstarted; i++) {
         wk_stop(&g->workers[i]);
     }
@@ -123,10 +129,7 @@ bool gen_finished(const struct gen *g)
 
 void gen_free(struct gen *g)
 {
-    disc_stop(g->disc);
-    g->disc = NULL;
-    health_stop(g->health);
-    g->health = NULL;
+    gen_stop_main_side(g);
     for (unsigned i = 0; i < g->nworkers; i++) {
         if (i < g->nstarted) {
             wk_join(&g->workers[i]);

@@ -1,5 +1,6 @@
 /* wk: worker threads (see wk.h). */
 #include "wk.h"
+#include "core/san.h"
 #include "core/tm.h"
 #include "upstream/pool.h"
 
@@ -21,19 +22,6 @@ enum { WK_SPARE_CHUNKS = 64, WK_QUEUE_CHUNKS = 8, WK_QUEUE_MIN = 128 * 1024 };
  * is returned then, or after WK_TRIM_MAX_WAITS growing seconds regardless. */
 enum { WK_TRIM_DELAY_MS = 1000, WK_TRIM_MAX_WAITS = 10 };
 
-/* malloc_trim belongs to glibc's allocator; a sanitizer's allocator owns
- * the heap in those builds. */
-#if defined(__SANITIZE_ADDRESS__)
-#define WK_CAN_TRIM 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define WK_CAN_TRIM 0
-#endif
-#endif
-#ifndef WK_CAN_TRIM
-#define WK_CAN_TRIM 1
-#endif
-
 /* A burst of connections or requests left the allocator with free memory
  * it keeps (fragmented between live blocks): give its pages back, with the
  * spare chunks, once the heap has stopped growing. */
@@ -46,7 +34,7 @@ static void wk_trim(struct ev_loop *loop, struct ev_timer *t)
         return;
     }
     buf_pool_drain(&w->bufs);
-#if WK_CAN_TRIM
+#if !LEGATE_ASAN /* malloc_trim is glibc's; the sanitizer's allocator owns the heap */
     malloc_trim(0);
 #endif
     log_debug(w->log, "worker %u: the heap stopped growing; free memory returned", w->id);

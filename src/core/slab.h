@@ -13,21 +13,14 @@
 #ifndef LEGATE_SLAB_H
 #define LEGATE_SLAB_H
 
+#include "san.h"
+
 #include <stddef.h>
 
 enum { SLAB_BLOCK_SIZE = 64 * 1024 };
 
 /* SLAB_PACKED: 1 when objects live in blocks, 0 under a sanitizer. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SLAB_PACKED 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SLAB_PACKED 0
-#endif
-#endif
-#ifndef SLAB_PACKED
-#define SLAB_PACKED 1
-#endif
+#define SLAB_PACKED (!LEGATE_ASAN)
 
 struct slab_block;
 

@@ -179,19 +179,7 @@ void http_parser_next(struct http_parser *hp)
 
 bool http_token_eq(const char *name, size_t len, const char *lit)
 {
-    size_t n = strlen(lit);
-    if (len != n) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char a = name[i], b = lit[i];
-        a = (char)(a >= 'A' && a <= 'Z' ? a + 32 : a);
-        b = (char)(b >= 'A' && b <= 'Z' ? b + 32 : b);
-        if (a != b) {
-            return false;
-        }
-    }
-    return true;
+    return strlen(lit) == len && strncasecmp(name, lit, len) == 0;
 }
 
 static const char *field_name(const struct http_head *h, const struct http_field *f)
@@ -208,9 +196,10 @@ static const char *field_value(const struct http_head *h, const struct http_fiel
 
 const char *http_head_get(const struct http_head *h, const char *name, size_t *len)
 {
+    size_t nlen = strlen(name);
     for (unsigned i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
-        if (http_token_eq(field_name(h, f), f->name.len, name)) {
+        if (f->name.len == nlen && strncasecmp(field_name(h, f), name, nlen) == 0) {
             return field_value(h, f, len);
         }
     }
@@ -512,24 +501,34 @@ int http_parser_finish(struct http_parser *hp)
 /* ------------------------------------------------------------------ */
 /* writing heads for the other side                                    */
 
-/* Whether the Connection header(s) of `h` list `name`. */
-static bool connection_lists(const struct http_head *h, const char *name, size_t nlen)
+/* Mark in `named` (one flag per field) the fields the Connection header(s)
+ * of `h` name: hop-by-hop for this connection only (RFC 9110 7.6.1).
+ * Returns whether `h` has a Connection header; `named` is set only then. */
+static bool connection_named(const struct http_head *h, bool *named)
 {
+    bool any = false;
     for (unsigned i = 0; i < h->nfields; i++) {
-        const struct http_field *f = &h->fields[i];
-        if (f->kind != HTTP_HDR_CONNECTION) {
+        const struct http_field *c = &h->fields[i];
+        if (c->kind != HTTP_HDR_CONNECTION) {
             continue;
         }
+        if (!any) {
+            memset(named, 0, h->nfields * sizeof(*named));
+            any = true;
+        }
         size_t vlen;
-        const char *v = field_value(h, f, &vlen);
+        const char *v = field_value(h, c, &vlen);
         size_t pos = 0, b, e;
         while (list_next(v, vlen, &pos, &b, &e)) {
-            if (e - b == nlen && strncasecmp(v + b, name, nlen) == 0) {
-                return true;
+            for (unsigned j = 0; j < h->nfields; j++) {
+                const struct http_field *f = &h->fields[j];
+                if (f->name.len == e - b && strncasecmp(field_name(h, f), v + b, e - b) == 0) {
+                    named[j] = true;
+                }
             }
         }
     }
-    return false;
+    return any;
 }
 
 /* A head is composed in `buf` (on the stack) and appended to the queue in
@@ -589,13 +588,13 @@ static void put_fields(struct head_writer *w, const struct http_head *h,
                        const struct http_out *o, bool framed_length)
 {
     bool xff_done = false;
-    size_t clen;
-    bool has_connection = http_head_find(h, HTTP_HDR_CONNECTION, &clen) != NULL;
+    bool named[HTTP_MAX_HEADERS];
+    bool has_connection = connection_named(h, named);
     for (unsigned i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
         const char *n = field_name(h, f);
         if ((f->kind != HTTP_HDR_OTHER && f->kind <= HTTP_HDR_LAST_HOP) ||
-            (has_connection && connection_lists(h, n, f->name.len))) {
+            (has_connection && named[i])) {
             continue;
         }
         size_t vlen;

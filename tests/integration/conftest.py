@@ -6,6 +6,7 @@ LEGATE_SANITIZED=1 says it is a sanitizer build (RSS bounds are looser)."""
 
 import http.server
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -19,6 +20,25 @@ LEGATE_BIN = os.environ.get(
     "LEGATE_BIN",
     os.path.join(os.path.dirname(__file__), "..", "..", "build", "legate"))
 SANITIZED = os.environ.get("LEGATE_SANITIZED") == "1"
+
+# RSS bounds mean nothing under a sanitizer's shadow memory.
+rss_test = pytest.mark.skipif(SANITIZED, reason="sanitizer shadow memory makes RSS meaningless")
+
+
+@pytest.fixture
+def open_files():
+    """open_files(need): raise this process's RLIMIT_NOFILE to `need` (for
+    the test's sockets and the legate it starts), restored after the test;
+    skip when the hard limit is lower."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def raise_to(need):
+        if hard < need:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below {need}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, need), hard))
+
+    yield raise_to
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def free_port(family=socket.AF_INET, host="127.0.0.1"):

@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import free_port, wait_for, can_connect, rss_kib
+from conftest import free_port, wait_for, can_connect, rss_kib, rss_test
 
 
 # ---------------------------------------------------------------- upstreams
@@ -291,6 +291,26 @@ def test_request_headers_rewritten(legate, upstream):
     assert seen["Via"] == "1.1 legate"
 
 
+def test_long_head_passes_intact_and_hop_by_hop_names_in_any_case(legate, upstream):
+    """A head longer than the buffer legate composes heads in (2 KiB) goes out
+    whole and in order; hop-by-hop names and names listed by several
+    Connection headers are dropped whatever their case."""
+    port = free_port()
+    legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port))
+    big = "b" * 5000
+    fields = "".join(f"X-F{i}: {i}\r\n" for i in range(40))
+    r = raw(port, (f"GET /long HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n{fields}"
+                   f"KEEP-ALIVE: 5\r\ncOnNeCtIoN: X-A\r\nConnection: x-b, close\r\n"
+                   f"x-a: 1\r\nX-B: 2\r\nX-After: end\r\n\r\n").encode())
+    assert r.startswith(b"HTTP/1.1 200")
+    seen = upstream.requests[-1][2]
+    assert seen["X-Big"] == big
+    assert [seen[f"X-F{i}"] for i in range(40)] == [str(i) for i in range(40)]
+    assert seen["X-After"] == "end"
+    lower = {k.lower() for k in seen}
+    assert not lower & {"keep-alive", "connection", "x-a", "x-b"}, seen
+
+
 def test_bodies_by_length_and_chunked_both_ways(legate, upstream):
     port = free_port()
     legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port))
@@ -477,14 +497,11 @@ def test_large_streams_keep_memory_bounded(legate, upstream, nginx):
     assert rss_kib(lg2.proc.pid) - base < 8 * 1024
 
 
-@pytest.mark.skipif(os.environ.get("LEGATE_SANITIZED") == "1",
-                    reason="sanitizer shadow memory makes RSS meaningless")
-def test_idle_keep_alive_clients_cost_little_memory(legate, nginx):
+@rss_test
+def test_idle_keep_alive_clients_cost_little_memory(legate, nginx, open_files):
     """3,000 keep-alive clients, each after one request: legate holds no
     head or buffer for an idle connection, so they add under 3 MiB."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8000)), hard))
+    open_files(8000)
     port = free_port()
     lg = legate(plain_pool(port, [nginx.ports["production"]]), wait_addr=("127.0.0.1", port))
     warm = socket.create_connection(("127.0.0.1", port))
@@ -507,17 +524,14 @@ def test_idle_keep_alive_clients_cost_little_memory(legate, nginx):
         warm.close()
 
 
-@pytest.mark.skipif(os.environ.get("LEGATE_SANITIZED") == "1",
-                    reason="sanitizer shadow memory makes RSS meaningless")
-def test_memory_returns_after_a_burst(legate, nginx):
+@rss_test
+def test_memory_returns_after_a_burst(legate, nginx, open_files):
     """3,000 clients each hold a 4 KiB head unfinished, then finish it: legate
     needs memory for all of them at once (>10 MiB), and gives it back once
     the burst is over (a second after), keeping what 3,000 idle keep-alive
     connections may cost (< 3 MiB): the allocator is trimmed, and the
     connections, packed in slabs, do not pin the burst's pages."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8000)), hard))
+    open_files(8000)
     port = free_port()
     lg = legate(plain_pool(port, [nginx.ports["production"]]), wait_addr=("127.0.0.1", port))
     base = rss_kib(lg.proc.pid)

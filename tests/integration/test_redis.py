@@ -12,7 +12,7 @@ import time
 import pytest
 import redis
 
-from conftest import RedisServer, free_port, recv_all, wait_for
+from conftest import RedisServer, free_port, recv_all, rss_kib, rss_test, wait_for
 from resp import Reader, command, encode
 
 
@@ -228,19 +228,28 @@ def test_binary_values_up_to_64mb(proxy):
         r.delete(f"bin:{size}")
 
 
+def shard_calls(port):
+    """Calls per command a shard has served, INFO's own left out."""
+    text = command(port, "INFO", "commandstats").decode()
+    return {line.split(":")[0]: line.split("calls=")[1].split(",")[0]
+            for line in text.splitlines()
+            if line.startswith("cmdstat_") and not line.startswith("cmdstat_info:")}
+
+
 @pytest.mark.parametrize("bad", [
     b"*-5\r\n", b"*1\r\n$abc\r\n", b"*1\r\n$3\r\nGETXX", b"*2\r\n$3\r\nGET\r\n:1\r\n",
     b"*99999999999\r\n", b"SET \"a b\" c\r\n",
 ])
 def test_malformed_request_gets_protocol_error_and_close(proxy, shards, bad):
     port, lg, r = proxy
-    before = [command(s.port, "INFO", "commandstats")[0] for s in shards]
+    before = [shard_calls(s.port) for s in shards]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(encode("PING") + bad)
         out = recv_all(s)
     assert out.startswith(b"+PONG\r\n-ERR legate: protocol error")
     assert out.endswith(b"\r\n") and out.count(b"\r\n") == 2
     assert r.ping()  # legate is fine
+    assert [shard_calls(s.port) for s in shards] == before  # nothing reached a shard
 
 
 def test_server_killed_mid_pipeline_answers_everything(legate, shards):
@@ -370,7 +379,7 @@ def test_auto_eject_moves_keys_and_readmits(legate, shards, tmp_path):
     assert where([s for i, s in enumerate(shards) if i != 1], victim) != []
     st = json.loads(stats(lg.stats_port))
     assert st["cache"]["server_ejects"] >= 1
-    assert st["cache"][f"shard1"]["server_ejected_at"] > 0
+    assert st["cache"]["shard1"]["server_ejected_at"] > 0
     # back after server_retry_timeout, once it answers again
     proc = subprocess.Popen(["redis-server", "--port", str(dead_port), "--bind", "127.0.0.1",
                              "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
@@ -464,18 +473,12 @@ def test_configured_limits_are_enforced(legate, shards):
         assert out.startswith(b"-ERR legate: protocol error") and why.encode() in out, (why, out)
 
 
-@pytest.mark.skipif(os.environ.get("LEGATE_SANITIZED") == "1",
-                    reason="sanitizer shadow memory makes RSS meaningless")
-def test_memory_returns_after_a_burst_of_requests(legate, shards):
-    """5,000 clients each send a 4 KiB SET at once: legate holds ~20 MiB of
-    requests in flight, and a second after the burst keeps under 3 MiB
-    (what 5,000 idle clients cost, plus little)."""
-    import resource
-    from conftest import rss_kib
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard < 12000:
-        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below 2 x 5,000 + slack")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 12000), hard))
+@rss_test
+def test_memory_returns_after_a_burst_of_requests(legate, shards, open_files):
+    """5,000 clients each send a 4 KiB SET at once; a second after the burst
+    legate keeps under 3 MiB more than before it (the build before the
+    trimming kept +7 MiB)."""
+    open_files(12000)
     port = free_port()
     lg = legate(redis_pool(port, shards), wait_addr=("127.0.0.1", port))
     base = rss_kib(lg.proc.pid)
@@ -493,21 +496,15 @@ def test_memory_returns_after_a_burst_of_requests(legate, shards):
     finally:
         for s in clients:
             s.close()
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-@pytest.mark.skipif(os.environ.get("LEGATE_SANITIZED") == "1",
-                    reason="sanitizer shadow memory makes RSS meaningless")
-def test_idle_rss_and_idle_clients_are_small(legate, shards, tmp_path):
+@rss_test
+def test_idle_rss_and_idle_clients_are_small(legate, shards, tmp_path, open_files):
     """Issue 3's memory targets on a 3-shard pool with the stats listener:
     idle RSS at most 2 MiB (and no more than nutcracker's in the same run),
     and 5,000 idle clients (one PING each) add at most 2 MiB."""
-    import resource
-    from conftest import rss_kib, can_connect
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard < 12000:
-        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below 2 x 5,000 + slack")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 12000), hard))
+    from conftest import can_connect
+    open_files(12000)
     port = free_port()
     lg = legate(redis_pool(port, shards), wait_addr=("127.0.0.1", port))
     r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
@@ -548,4 +545,3 @@ def test_idle_rss_and_idle_clients_are_small(legate, shards, tmp_path):
     finally:
         for s in clients:
             s.close()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
