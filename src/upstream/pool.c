@@ -112,6 +112,12 @@ static int pool_listen_fd(const struct pool *p)
     return p->shared->is_unix ? p->shared->lfds[0] : p->shared->lfds[p->wk->id];
 }
 
+static void pool_accept(struct ev_loop *loop, struct ev_io *io, unsigned events);
+
+/* The pause is over: listen again and try at once. Linux takes the
+ * descriptor before it looks at the queue, so the failure that began the
+ * pause may have had no client behind it; then the level-triggered listener
+ * would stay quiet and only this attempt can tell the streak has ended. */
 static void pool_resume(struct ev_loop *loop, struct ev_timer *t)
 {
     struct pool *p = t->data;
@@ -122,6 +128,18 @@ static void pool_resume(struct ev_loop *loop, struct ev_timer *t)
     if (ev_io_add_shared(loop, &p->lio) == -1) {
         log_error(p->wk->log, "pool '%s': epoll: %s", p->cp->name, strerror(errno));
         ev_timer_start(loop, &p->pause, 1000);
+        return;
+    }
+    pool_accept(loop, &p->lio, EV_READ);
+}
+
+/* A failure streak ends at the first accept that does not fail: a client,
+ * or an empty queue with a descriptor to spare. */
+static void pool_accept_works(struct pool *p)
+{
+    if (p->accept_failing) {
+        log_notice(p->wk->log, "pool '%s': accepting again", p->cp->name);
+        p->accept_failing = false;
     }
 }
 
@@ -133,6 +151,7 @@ static void pool_accept(struct ev_loop *loop, struct ev_io *io, unsigned events)
     for (;;) {
         int fd = net_accept(io->fd);
         if (fd == -2) {
+            pool_accept_works(p);
             return;
         }
         if (fd == -1) {
@@ -148,10 +167,7 @@ static void pool_accept(struct ev_loop *loop, struct ev_io *io, unsigned events)
             ev_timer_start(loop, &p->pause, POOL_ACCEPT_PAUSE_MS);
             return;
         }
-        if (p->accept_failing) {
-            log_notice(lg, "pool '%s': accepting again", p->cp->name);
-            p->accept_failing = false;
-        }
+        pool_accept_works(p);
         unsigned limit = p->cp->client_connections;
         unsigned now = atomic_fetch_add(&p->shared->clients, 1) + 1;
         if (limit != 0 && now > limit) {

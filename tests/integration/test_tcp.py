@@ -383,6 +383,28 @@ def test_out_of_file_descriptors_pauses_and_recovers(tmp_path, echo_server, nofi
         lg.stop()
 
 
+def test_accept_failure_without_a_waiting_client_ends(legate, echo_server):
+    """At the descriptor limit Linux fails accept before it looks at the
+    queue: one session that takes the last two descriptors makes the next
+    accept of the same drain fail with nobody waiting. When the session ends
+    the streak must end too, with no new client to wake the listener."""
+    import resource
+    echo = echo_server()
+    port = free_port()
+    lg = legate(tcp_pool(f"127.0.0.1:{port}", [f"127.0.0.1:{echo.port}:1"],
+                         legate_section="legate:\n  workers: 1\n"),
+                wait_addr=("127.0.0.1", port))
+    in_use = len(os.listdir(f"/proc/{lg.proc.pid}/fd"))
+    resource.prlimit(lg.proc.pid, resource.RLIMIT_NOFILE, (in_use + 2, in_use + 2))
+    with connect(port) as s:
+        assert echo_roundtrip(s, b"x") == b"x"  # client + upstream: the last two
+        wait_for(lambda: "accept failed" in lg.log(), what="the empty-queue accept failure")
+    wait_for(lambda: "accepting again" in lg.log(), what="the streak to end with no new client")
+    assert lg.log().count("accept failed") == 1
+    with connect(port) as s:
+        assert echo_roundtrip(s, b"y") == b"y"
+
+
 def _legate_cmd(lg):
     from conftest import LEGATE_BIN
     return [LEGATE_BIN, "-c", str(lg.conf_path), "-o", str(lg.log_path), "-v", "6",
