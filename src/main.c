@@ -33,6 +33,9 @@ struct legate {
     struct ev_loop *loop;       /* main's own: signals, stats, health, discovery */
     struct ev_io sigio;
     struct ev_io statsio;
+    int statsfd;                /* the stats listener (statsio.fd is -1 while paused) */
+    struct ev_timer statspause; /* re-arms the stats listener after a failed accept */
+    bool stats_failing;         /* inside a streak of failed accepts (logged once) */
     struct ev_timer reap;       /* frees retired generations once they ended */
     char host[256];
 };
@@ -187,15 +190,47 @@ static void legate_signal(struct ev_loop *loop, struct ev_io *io, unsigned event
     }
 }
 
-/* A stats client connected: send nutcracker's JSON and close, as nutcracker. */
+enum { LEGATE_STATS_PAUSE_MS = 100 };
+
+static void legate_stats_accept(struct ev_loop *loop, struct ev_io *io, unsigned events);
+
+/* The pause is over: listen again and try at once (an empty queue at the
+ * descriptor limit fails too, and would never wake the listener). */
+static void legate_stats_resume(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct legate *lg = t->data;
+    lg->statsio.fd = lg->statsfd;
+    if (ev_io_add_shared(loop, &lg->statsio) == -1) {
+        ev_timer_start(loop, t, LEGATE_STATS_PAUSE_MS);
+        return;
+    }
+    legate_stats_accept(loop, &lg->statsio, EV_READ);
+}
+
+/* A stats client connected: send nutcracker's JSON and close, as nutcracker.
+ * Out of descriptors, the level-triggered listener would spin the main
+ * loop: it pauses instead, as the pools' listeners do. */
 static void legate_stats_accept(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
-    (void)loop;
     (void)events;
     struct legate *lg = io->data;
     for (;;) {
         int fd = net_accept(io->fd);
-        if (fd < 0) {
+        if (fd == -1) {
+            if (!lg->stats_failing) {
+                log_warn(&lg->log, "stats: accept failed: %s; pausing accepts for %d ms "
+                         "until it works again", strerror(errno), LEGATE_STATS_PAUSE_MS);
+                lg->stats_failing = true;
+            }
+            ev_io_del(loop, io);
+            ev_timer_start(loop, &lg->statspause, LEGATE_STATS_PAUSE_MS);
+            return;
+        }
+        if (lg->stats_failing) {
+            log_notice(&lg->log, "stats: accepting again");
+            lg->stats_failing = false;
+        }
+        if (fd == -2) {
             return;
         }
         const struct gen *g = lg->cur;
@@ -253,6 +288,7 @@ static int legate_listen_stats(struct legate *lg, int sfd)
     }
     int rc = -1;
     if (lfd != -1) {
+        lg->statsfd = lfd;
         lg->statsio = (struct ev_io){ .fd = lfd, .fn = legate_stats_accept, .data = lg };
         if (ev_io_add(lg->loop, &lg->sigio, EV_READ) == 0 &&
             ev_io_add_shared(lg->loop, &lg->statsio) == 0) {
@@ -286,6 +322,7 @@ static int legate_serve(struct legate *lg, const sigset_t *set, struct conf *cf)
         return -1;
     }
     lg->reap = (struct ev_timer){ .fn = legate_reap, .data = lg };
+    lg->statspause = (struct ev_timer){ .fn = legate_stats_resume, .data = lg };
     int rc = -1;
     if (gen_start(lg->cur, cf, NULL, &lg->log, lg->opt.mbuf_size, lg->loop) == -1) {
         free(lg->cur);

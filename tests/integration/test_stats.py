@@ -128,3 +128,36 @@ def test_stats_port_in_use_refuses_to_start(tmp_path, echo_server):
     assert lg.proc.wait(10) == 1
     assert "cannot listen for stats" in lg.log()
     busy.close()
+
+
+def _cpu_ticks(pid, tid):
+    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_stats_listener_out_of_descriptors_pauses_and_answers_later(legate, echo_server):
+    """With no descriptor to spare, the stats client waits instead of the
+    main loop spinning on a listener it cannot accept from; it is answered
+    once descriptors are back."""
+    import os
+    import resource
+    import time
+    echo = echo_server()
+    port = free_port()
+    lg = legate(tcp_pool(f"127.0.0.1:{port}", [f"127.0.0.1:{echo.port}:1"]),
+                wait_addr=("127.0.0.1", port))
+    pid = lg.proc.pid
+    wait_for(lambda: "stats on" in lg.log(), what="the stats listener")
+    in_use = len(os.listdir(f"/proc/{pid}/fd"))
+    hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)[1]
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use, hard))  # soft: raised again below
+    with socket.create_connection(("127.0.0.1", lg.stats_port), timeout=10) as s:
+        wait_for(lambda: "stats: accept failed" in lg.log(), what="the failed stats accept")
+        before = _cpu_ticks(pid, pid)
+        time.sleep(1.0)
+        spent = _cpu_ticks(pid, pid) - before
+        assert spent < os.sysconf("SC_CLK_TCK") * 0.3, f"main thread spun: {spent} ticks in 1 s"
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 16, hard))
+        assert json.loads(recv_all(s))["service"] == "legate"
+    assert "stats: accepting again" in lg.log()
