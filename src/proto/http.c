@@ -283,16 +283,26 @@ static void http_client_abort(struct wk_item *it)
     http_client_close((struct http_client *)it, false);
 }
 
+static bool http_client_between_requests(const struct http_client *cl)
+{
+    return cl->state == HC_HEAD && cl->in.bytes == 0 && !cl->req.head.done;
+}
+
 /* Draining: a client between requests goes now; others after their
- * response (Connection: close is sent with it). */
+ * response (Connection: close is sent with it). A request already in the
+ * socket counts as begun: read once before judging, since its event may
+ * not have been seen yet. */
 static void http_client_drain(struct wk_item *it)
 {
     struct http_client *cl = (struct http_client *)it;
-    if (cl->state == HC_HEAD && cl->in.bytes == 0 && !cl->req.head.done) {
-        http_client_close(cl, false);
-        return;
-    }
     cl->close_after = true;
+    if (http_client_between_requests(cl)) {
+        cl->c.readable = true;
+        http_client_pump(cl);
+        if (!cl->gone && http_client_between_requests(cl)) {
+            http_client_close(cl, false);
+        }
+    }
 }
 
 /* Stop reading requests; close once the queued output is written. */

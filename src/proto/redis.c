@@ -534,11 +534,14 @@ static void redis_client_abort(struct wk_item *it)
 }
 
 /* Stopping: a client with nothing in flight is closed now, the others as
- * soon as their last reply is written. */
+ * soon as their last reply is written. Requests already in the socket are
+ * in flight too: read once before judging (their event may not have been
+ * seen yet), so they are answered rather than reset. */
 static void redis_client_drain(struct wk_item *it)
 {
     struct redis_client *cl = (struct redis_client *)it;
     cl->draining = true;
+    cl->c.readable = true;
     redis_client_pump(cl);
 }
 

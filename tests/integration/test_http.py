@@ -357,6 +357,39 @@ def test_http10_client(legate, nginx):
     assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"production\n")
 
 
+
+def test_sigterm_answers_begun_requests_then_closes_idle_clients(legate, upstream):
+    """Stopping: a request already sent (in legate's socket, or at the
+    upstream) gets its response with Connection: close; a keep-alive client
+    between requests is closed at once."""
+    port = free_port()
+    lg = legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port))
+    get = b"GET /g HTTP/1.1\r\nHost: x\r\n\r\n"
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+    for c in clients:  # accepted and kept alive
+        c.sendall(get)
+        out = b""
+        while b"\r\n\r\n" not in out or len(out.split(b"\r\n\r\n", 1)[1]) < int(
+                out.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0]):
+            out += c.recv(65536)
+        assert out.startswith(b"HTTP/1.1 200")
+    idle, at_upstream, in_socket = clients
+    at_upstream.sendall(b"GET /sleep/0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_for(lambda: any(r[1] == "/sleep/0.5" for r in upstream.requests), what="the slow request")
+    in_socket.sendall(get)  # in legate's socket when the signal lands, maybe unseen
+    lg.proc.send_signal(15)
+    for c in (at_upstream, in_socket):
+        out = b""
+        while chunk := c.recv(65536):
+            out += chunk
+        head = out.split(b"\r\n\r\n", 1)[0].lower()
+        assert head.startswith(b"http/1.1 200") and b"connection: close" in head, out
+    assert idle.recv(100) == b""
+    assert lg.proc.wait(10) == 0
+    for c in clients:
+        c.close()
+
+
 # ---------------------------------------------------------------- errors
 
 def test_refused_upstream_is_502_and_retried_on_another_server(legate, nginx):

@@ -343,10 +343,14 @@ def test_sigterm_answers_in_flight_requests_then_closes_idle_clients(legate, sha
     idle.sendall(encode("PING"))
     assert Reader(idle).reply() == ("+", b"PONG")
     busy = socket.create_connection(("127.0.0.1", port), timeout=10)
+    rd = Reader(busy)
+    busy.sendall(encode("PING"))  # accepted: a client still in the backlog would be refused
+    assert rd.reply() == ("+", b"PONG")
     n = 2000
+    # sendall returns once the bytes are in legate's socket: in flight,
+    # whether or not legate has seen their event when the signal lands
     busy.sendall(b"".join(encode("SET", f"drain:{i}", "v") for i in range(n)))
     lg.proc.send_signal(15)
-    rd = Reader(busy)
     assert all(rd.reply() == ("+", b"OK") for _ in range(n))  # in flight: answered
     assert recv_all(busy) == b""        # then closed
     assert recv_all(idle) == b""        # idle client closed at once, not after the grace
