@@ -91,8 +91,11 @@ static int legate_write_pid(const char *path)
 
 enum { LEGATE_REAP_MS = 100 };
 
-/* Heap tops over this are given back on free; blocks over it are mapped. */
-enum { LEGATE_TRIM_THRESHOLD = 1 << 20 };
+/* A heap's free top over LEGATE_TRIM_THRESHOLD is given back on free
+ * (malloc_trim never shrinks a thread arena's top, so this bounds what a
+ * worker keeps after a burst); blocks over LEGATE_MMAP_THRESHOLD are
+ * mapped on their own. */
+enum { LEGATE_TRIM_THRESHOLD = 128 << 10, LEGATE_MMAP_THRESHOLD = 1 << 20 };
 
 /* Free the retired generations whose threads have all ended. */
 static void legate_reap(struct ev_loop *loop, struct ev_timer *t)
@@ -347,7 +350,7 @@ int main(int argc, char **argv)
      * block is freed, and a worker arena's free top (which malloc_trim
      * leaves alone) then stays resident after a burst. */
     mallopt(M_TRIM_THRESHOLD, LEGATE_TRIM_THRESHOLD);
-    mallopt(M_MMAP_THRESHOLD, LEGATE_TRIM_THRESHOLD);
+    mallopt(M_MMAP_THRESHOLD, LEGATE_MMAP_THRESHOLD);
     if (opt_parse(&lg.opt, argc, argv) == -1) {
         return 1;
     }

@@ -18,18 +18,20 @@
 /* Spare buffer chunks a worker keeps for reuse before freeing them. */
 enum { WK_SPARE_CHUNKS = 64, WK_QUEUE_CHUNKS = 8, WK_QUEUE_MIN = 128 * 1024 };
 
-/* The heap is done growing when a second passes without growth; memory
- * is returned then, or after WK_TRIM_MAX_WAITS growing seconds regardless. */
+/* The heap has settled when a second passes without a change; memory is
+ * returned then, or after WK_TRIM_MAX_WAITS busy seconds regardless. Frees
+ * count as changes: a burst's chunks come back after it stopped growing,
+ * and a trim that ran before would leave their pages resident. */
 enum { WK_TRIM_DELAY_MS = 1000, WK_TRIM_MAX_WAITS = 10 };
 
 /* A burst of connections or requests left the allocator with free memory
  * it keeps (fragmented between live blocks): give its pages back, with the
- * spare chunks, once the heap has stopped growing. */
+ * spare chunks, once the heap has settled. */
 static void wk_trim(struct ev_loop *loop, struct ev_timer *t)
 {
     struct wk *w = t->data;
-    if (w->grew != w->trim_grew && ++w->trim_waits < WK_TRIM_MAX_WAITS) {
-        w->trim_grew = w->grew;
+    if (w->changes != w->trim_changes && ++w->trim_waits < WK_TRIM_MAX_WAITS) {
+        w->trim_changes = w->changes;
         ev_timer_start(loop, t, WK_TRIM_DELAY_MS);
         return;
     }
@@ -37,15 +39,15 @@ static void wk_trim(struct ev_loop *loop, struct ev_timer *t)
 #if !LEGATE_ASAN /* malloc_trim is glibc's; the sanitizer's allocator owns the heap */
     malloc_trim(0);
 #endif
-    log_debug(w->log, "worker %u: the heap stopped growing; free memory returned", w->id);
+    log_debug(w->log, "worker %u: the heap settled; free memory returned", w->id);
 }
 
-void wk_heap_grew(void *arg)
+void wk_heap_changed(void *arg)
 {
     struct wk *w = arg;
-    w->grew++;
+    w->changes++;
     if (!ev_timer_armed(&w->trim)) {
-        w->trim_grew = w->grew;
+        w->trim_changes = w->changes;
         w->trim_waits = 0;
         ev_timer_start(w->loop, &w->trim, WK_TRIM_DELAY_MS);
     }
@@ -142,8 +144,8 @@ int wk_init(struct wk *w, unsigned id, struct conf *cf, const struct log *log,
     atomic_init(&w->stop_requested, false);
     atomic_init(&w->finished, false);
     buf_pool_init(&w->bufs, opts->mbuf_size, WK_SPARE_CHUNKS);
-    w->bufs.grew = wk_heap_grew;
-    w->bufs.grew_arg = w;
+    w->bufs.changed = wk_heap_changed;
+    w->bufs.changed_arg = w;
     w->trim = (struct ev_timer){ .fn = wk_trim, .data = w };
     w->queue_limit = opts->mbuf_size * WK_QUEUE_CHUNKS;
     if (w->queue_limit < WK_QUEUE_MIN) {

@@ -46,10 +46,10 @@ struct wk {
     atomic_bool finished;       /* the thread is about to return (join will not block) */
     bool draining;
     struct ev_timer grace;
-    struct ev_timer trim;       /* returns freed memory once the heap stops growing */
-    uint64_t grew;              /* times the heap grew (chunks, slab blocks) */
-    uint64_t trim_grew;         /* `grew` when the trim timer was armed */
-    unsigned trim_waits;        /* times it found the heap still growing */
+    struct ev_timer trim;       /* returns freed memory once the heap settles */
+    uint64_t changes;           /* times the heap changed (chunks, slab blocks) */
+    uint64_t trim_changes;      /* `changes` when the trim timer was armed */
+    unsigned trim_waits;        /* times it found the heap still changing */
 
     struct stats stats;         /* this worker's counters (it is their only writer) */
     struct wk_item items;       /* list head of live sessions */
@@ -79,10 +79,11 @@ void wk_stop(struct wk *w);
  * (server health): thread-safe, callable from any thread. */
 void wk_poke(struct wk *w);
 
-/* The worker's heap grew (a chunk or slab block was allocated): a second
- * after it stops growing, free memory is given back to the kernel.
- * `arg` is the struct wk; fits buf_pool.grew and slab.grew. */
-void wk_heap_grew(void *arg);
+/* The worker's heap changed (a chunk or slab block was allocated, or a
+ * chunk freed past the pool's spares): a second after the changes stop,
+ * free memory is given back to the kernel. `arg` is the struct wk; fits
+ * buf_pool.changed and slab.changed. */
+void wk_heap_changed(void *arg);
 
 /* Wait for the thread and free everything it owned. */
 void wk_join(struct wk *w);

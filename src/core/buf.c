@@ -33,8 +33,8 @@ void buf_pool_init(struct buf_pool *pool, size_t size, size_t max_free)
     pool->nfree = 0;
     pool->max_free = max_free;
     pool->nused = 0;
-    pool->grew = NULL;
-    pool->grew_arg = NULL;
+    pool->changed = NULL;
+    pool->changed_arg = NULL;
 }
 
 void buf_pool_drain(struct buf_pool *pool)
@@ -59,8 +59,8 @@ struct buf *buf_get(struct buf_pool *pool)
             return NULL;
         }
         b->end = b->start + pool->size;
-        if (pool->grew != NULL) {
-            pool->grew(pool->grew_arg);
+        if (pool->changed != NULL) {
+            pool->changed(pool->changed_arg);
         }
     }
     b->next = NULL;
@@ -77,6 +77,9 @@ void buf_put(struct buf_pool *pool, struct buf *b)
     pool->nused--;
     if (pool->nfree >= pool->max_free) {
         free(b);
+        if (pool->changed != NULL) {
+            pool->changed(pool->changed_arg);
+        }
         return;
     }
     b->next = pool->free;

@@ -37,10 +37,11 @@ struct buf_pool {
     size_t nfree;
     size_t max_free;
     size_t nused;     /* chunks handed out and not yet returned */
-    /* Optional: called when a chunk had to be allocated (no spare), so the
-     * owner knows the heap grew; `grew_arg` is passed. */
-    void (*grew)(void *arg);
-    void *grew_arg;
+    /* Optional: called when the heap changed under the pool: a chunk had to
+     * be allocated (no spare), or one came back past `max_free` and was
+     * freed. The owner can trim once the calls stop. `changed_arg` is passed. */
+    void (*changed)(void *arg);
+    void *changed_arg;
 };
 
 struct buf_queue {

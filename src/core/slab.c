@@ -79,8 +79,8 @@ static struct slab_block *slab_block_new(struct slab *s)
         }
         b = m;
         s->nblocks++;
-        if (s->grew != NULL) {
-            s->grew(s->grew_arg);
+        if (s->changed != NULL) {
+            s->changed(s->changed_arg);
         }
     }
     b->free = NULL;

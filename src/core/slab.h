@@ -32,8 +32,8 @@ struct slab {
     struct slab_block *spare;   /* one empty block kept for reuse */
     size_t nobjects;            /* objects allocated and not yet freed */
     size_t nblocks;             /* blocks mapped, the spare included */
-    void (*grew)(void *arg);    /* optional: a block was mapped */
-    void *grew_arg;
+    void (*changed)(void *arg); /* optional: a block was mapped (the owner may trim later) */
+    void *changed_arg;
 };
 
 /* Set up a slab of objects of `size` bytes (at most a quarter block). */

@@ -1115,8 +1115,8 @@ int http_pool_init(struct pool *p)
     hp->cp = cp;
     slab_init(&hp->clients, sizeof(struct http_client));
     slab_init(&hp->ups, sizeof(struct http_up));
-    hp->clients.grew = hp->ups.grew = wk_heap_grew;
-    hp->clients.grew_arg = hp->ups.grew_arg = p->wk;
+    hp->clients.changed = hp->ups.changed = wk_heap_changed;
+    hp->clients.changed_arg = hp->ups.changed_arg = p->wk;
     hp->arm_bal = calloc(cp->narms, sizeof(*hp->arm_bal));
     hp->idle = calloc(p->nslots, sizeof(*hp->idle));
     hp->nidle = calloc(p->nslots, sizeof(*hp->nidle));

@@ -496,7 +496,7 @@ static void redis_client_release(struct ev_loop *loop, struct ev_defer *d)
     (void)loop;
     struct redis_client *cl = d->data;
     resp_req_free(&cl->req);
-    free(cl);
+    slab_free(&cl->rp->clients, cl);
 }
 
 /* End the client. Messages still out at servers are orphaned: their
@@ -640,7 +640,7 @@ static void redis_client_io(struct ev_loop *loop, struct ev_io *io, unsigned eve
 int redis_client_start(struct pool *p, int fd)
 {
     struct redis_pool *rp = p->proto;
-    struct redis_client *cl = calloc(1, sizeof(*cl));
+    struct redis_client *cl = slab_alloc(&rp->clients);
     if (cl == NULL) {
         log_error(rp->wk->log, "pool '%s': out of memory for a client", p->cp->name);
         return -1;
@@ -655,7 +655,7 @@ int redis_client_start(struct pool *p, int fd)
     net_set_nodelay(fd, &p->cp->listen);
     if (conn_open(&cl->c, rp->wk->loop, fd, redis_client_io, cl) == -1) {
         log_error(rp->wk->log, "pool '%s': epoll: %s", p->cp->name, strerror(errno));
-        free(cl);
+        slab_free(&rp->clients, cl);
         return -1;
     }
     wk_item_add(rp->wk, &cl->item, redis_client_abort, redis_client_drain);

@@ -13,6 +13,7 @@
 #include "../core/conn.h"
 #include "../core/log.h"
 #include "../core/net.h"
+#include "../core/slab.h"
 #include "../core/tm.h"
 #include "../upstream/pool.h"
 #include "../upstream/ring.h"
@@ -107,8 +108,8 @@ struct redis_pool {
     size_t scratch_cap;
     const struct redis_cmd *last_cmd; /* memo: clients repeat commands */
     struct resp_args_spare spare_args; /* idle clients hold no argument array */
-    struct redis_msg *spare;      /* freed messages kept for reuse (via cnext) */
-    unsigned nspare;
+    struct slab msgs;             /* struct redis_msg, packed */
+    struct slab clients;          /* struct redis_client, packed */
 };
 
 struct redis_client {
@@ -131,11 +132,9 @@ struct redis_client {
 };
 
 /* redis_msg.c */
-/* A zeroed message for `cl` (NULL: legate's own or a fragment), reusing a
- * spare one of `rp` when there is one. NULL when out of memory. */
+/* A zeroed message for `cl` (NULL: legate's own or a fragment), from the
+ * pool's slab. NULL when out of memory. */
 struct redis_msg *redis_msg_new(struct redis_pool *rp, struct redis_client *cl);
-/* Release every spare message (pool teardown). */
-void redis_msg_spares_free(struct redis_pool *rp);
 void redis_msg_free(struct redis_pool *rp, struct redis_msg *m);
 void redis_reply_text(struct redis_pool *rp, struct redis_msg *m, const char *text);
 void redis_reply_fmt(struct redis_pool *rp, struct redis_msg *m, const char *fmt, ...)

@@ -11,20 +11,11 @@
 /* ---------------------------------------------------------------- */
 /* messages                                                          */
 
-/* Spare messages kept per pool and worker: enough for a deep pipeline burst,
- * small enough not to matter when idle (~100 bytes each). */
-enum { REDIS_SPARE_MAX = 1024 };
-
+/* Messages live in a slab of their own: a burst of requests in flight must
+ * not leave them scattered through the heap pages its buffers used. */
 struct redis_msg *redis_msg_new(struct redis_pool *rp, struct redis_client *cl)
 {
-    struct redis_msg *m = rp->spare;
-    if (m != NULL) {
-        rp->spare = m->cnext;
-        rp->nspare--;
-        memset(m, 0, sizeof(*m));
-    } else {
-        m = calloc(1, sizeof(*m));
-    }
+    struct redis_msg *m = slab_alloc(&rp->msgs);
     if (m != NULL) {
         m->client = cl;
         buf_queue_init(&m->reply);
@@ -45,23 +36,7 @@ void redis_msg_free(struct redis_pool *rp, struct redis_msg *m)
     }
     free(m->frags); /* and the key positions, allocated with it */
     buf_queue_clear(&m->reply, &rp->wk->bufs);
-    if (rp->nspare < REDIS_SPARE_MAX) {
-        m->cnext = rp->spare;
-        rp->spare = m;
-        rp->nspare++;
-        return;
-    }
-    free(m);
-}
-
-void redis_msg_spares_free(struct redis_pool *rp)
-{
-    while (rp->spare != NULL) {
-        struct redis_msg *m = rp->spare;
-        rp->spare = m->cnext;
-        free(m);
-    }
-    rp->nspare = 0;
+    slab_free(&rp->msgs, m);
 }
 
 void redis_reply_text(struct redis_pool *rp, struct redis_msg *m, const char *text)

@@ -554,6 +554,10 @@ int redis_pool_init(struct pool *p)
     rp->wk = p->wk;
     rp->cp = cp;
     rp->limits = resp_default_limits;
+    slab_init(&rp->msgs, sizeof(struct redis_msg));
+    slab_init(&rp->clients, sizeof(struct redis_client));
+    rp->msgs.changed = rp->clients.changed = wk_heap_changed;
+    rp->msgs.changed_arg = rp->clients.changed_arg = p->wk;
     if (cp->limit_args != 0) {
         rp->limits.max_args = (uint32_t)cp->limit_args;
     }
@@ -648,7 +652,8 @@ void redis_pool_fini(struct pool *p)
     ring_free(&rp->ring);
     free(rp->scratch);
     free(rp->spare_args.args);
-    redis_msg_spares_free(rp);
+    slab_fini(&rp->msgs);
+    slab_fini(&rp->clients);
     free(rp);
     p->proto = NULL;
 }

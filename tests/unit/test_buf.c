@@ -35,31 +35,33 @@ static void test_pool_reuses_and_caps_spares(void **state)
     assert_int_equal(pool.nfree, 0);
 }
 
-static void count_grew(void *arg)
+static void count_changes(void *arg)
 {
     (*(int *)arg)++;
 }
 
-/* The owner hears of every chunk the pool had to allocate, never of one it
- * reused. */
-static void test_pool_reports_growth(void **state)
+/* The owner hears of every chunk the pool had to allocate or free, never of
+ * one it reused or kept as a spare. */
+static void test_pool_reports_heap_changes(void **state)
 {
     (void)state;
     struct buf_pool pool;
     buf_pool_init(&pool, 512, 2);
     int calls = 0;
-    pool.grew = count_grew;
-    pool.grew_arg = &calls;
+    pool.changed = count_changes;
+    pool.changed_arg = &calls;
     struct buf *a = buf_get(&pool), *b = buf_get(&pool), *c = buf_get(&pool);
     assert_int_equal(calls, 3);
     buf_put(&pool, a);
     buf_put(&pool, b);
-    buf_put(&pool, c); /* two kept as spares, one freed */
+    assert_int_equal(calls, 3);
+    buf_put(&pool, c); /* two kept as spares, one freed: the heap changed */
+    assert_int_equal(calls, 4);
     a = buf_get(&pool);
     b = buf_get(&pool);
-    assert_int_equal(calls, 3);
-    c = buf_get(&pool);
     assert_int_equal(calls, 4);
+    c = buf_get(&pool);
+    assert_int_equal(calls, 5);
     buf_put(&pool, a);
     buf_put(&pool, b);
     buf_put(&pool, c);
@@ -150,8 +152,8 @@ static void test_queue_read_takes_chunks_as_needed(void **state)
     buf_pool_init(&pool, 512, 64);
     buf_queue_init(&q);
     int got = 0;
-    pool.grew = count_grew;
-    pool.grew_arg = &got;
+    pool.changed = count_changes;
+    pool.changed_arg = &got;
     int drained;
     assert_int_equal(write(sv[1], "PING\r\n", 6), 6);
     assert_int_equal(buf_queue_read_fd(&q, &pool, sv[0], 1 << 20, &drained), 6);
@@ -195,7 +197,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_reuses_and_caps_spares),
-        cmocka_unit_test(test_pool_reports_growth),
+        cmocka_unit_test(test_pool_reports_heap_changes),
         cmocka_unit_test(test_queue_append_spans_chunks),
         cmocka_unit_test(test_queue_read_respects_limit),
         cmocka_unit_test(test_queue_read_takes_chunks_as_needed),

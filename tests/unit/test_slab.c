@@ -42,7 +42,7 @@ static void test_objects_are_zeroed_distinct_and_aligned(void **state)
     slab_fini(&s);
 }
 
-static void count_grew(void *arg)
+static void count_changes(void *arg)
 {
     (*(size_t *)arg)++;
 }
@@ -57,8 +57,8 @@ static void test_empty_blocks_are_returned(void **state)
     struct slab s;
     slab_init(&s, sizeof(struct obj));
     size_t grew = 0;
-    s.grew = count_grew;
-    s.grew_arg = &grew;
+    s.changed = count_changes;
+    s.changed_arg = &grew;
     enum { N = 5000 };
     static struct obj *held[N];
     for (size_t i = 0; i < N; i++) {
