@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Spare buffer chunks a worker keeps for reuse before freeing them. */
@@ -207,18 +209,23 @@ void wk_fini(struct wk *w)
     w->conf = NULL;
 }
 
-/* Apply the configured scheduling policy to the calling worker thread; a
- * refusal (a container without the capability to change it) is logged and
- * the worker runs under the policy it has. */
+/* Apply the configured scheduling policy and nice value to the calling
+ * worker thread; a refusal (no capability to change them, as for an
+ * unprivileged user asking for a negative nice) is logged and the worker
+ * runs with what it has. */
 static void wk_schedule(struct wk *w)
 {
-    if (w->conf->scheduling != CONF_SCHED_BATCH) {
-        return;
+    if (w->conf->scheduling == CONF_SCHED_BATCH) {
+        struct sched_param sp = { .sched_priority = 0 };
+        int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+        if (rc != 0) {
+            log_warn(w->log, "worker %u: cannot use SCHED_BATCH: %s", w->id, strerror(rc));
+        }
     }
-    struct sched_param sp = { .sched_priority = 0 };
-    int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
-    if (rc != 0) {
-        log_warn(w->log, "worker %u: cannot use SCHED_BATCH: %s", w->id, strerror(rc));
+    /* A thread's nice value is its own on Linux: PRIO_PROCESS with a thread id. */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), w->conf->priority) == -1) {
+        log_warn(w->log, "worker %u: cannot set priority %d: %s", w->id, w->conf->priority,
+                 strerror(errno));
     }
 }
 

@@ -124,6 +124,21 @@ int conf_read_uint(struct conf_ctx *cx, const struct conf_node *v, const char *k
     return 0;
 }
 
+int conf_read_int(struct conf_ctx *cx, const struct conf_node *v, const char *key,
+                  int min, int max, int *out)
+{
+    const char *why;
+    int64_t x;
+    if (conf_want_scalar(cx, v, key) == -1) {
+        return -1;
+    }
+    if (conf_value_int(v->value, min, max, &x, &why) == -1) {
+        return conf_fail(cx, v, key, "%s: '%s' (allowed %d..%d)", why, v->value, min, max);
+    }
+    *out = (int)x;
+    return 0;
+}
+
 int conf_read_unsigned(struct conf_ctx *cx, const struct conf_node *v,
                               const char *key, unsigned min, unsigned max, unsigned *out)
 {
@@ -769,8 +784,8 @@ static int conf_read_pool(struct conf_ctx *cx, const struct conf_node *name,
 
 static int conf_read_process(struct conf_ctx *cx, const struct conf_node *v, struct conf *cf)
 {
-    static const char *const keys[] = { "workers", "shutdown_grace", "scheduling", "admin",
-                                        NULL };
+    static const char *const keys[] = { "workers", "shutdown_grace", "scheduling", "priority",
+                                        "admin", NULL };
     static const char *const policies[] = { "batch", "normal", NULL };
     if (v->kind != CONF_MAP) {
         return conf_fail(cx, v, "legate", "expected a mapping, got %s", conf_kind_name(v));
@@ -792,6 +807,9 @@ static int conf_read_process(struct conf_ctx *cx, const struct conf_node *v, str
             break;
         case 2:
             rc = conf_read_enum(cx, val, k->value, policies, &cf->scheduling);
+            break;
+        case 3:
+            rc = conf_read_int(cx, val, k->value, CONF_NICE_MIN, CONF_NICE_MAX, &cf->priority);
             break;
         default:
             rc = conf_fail(cx, k, k->value, "the admin listener is not implemented yet");
@@ -863,6 +881,7 @@ int conf_load_buffer(const char *name, const char *data, size_t len,
     }
     atomic_init(&cf->refs, 1);
     cf->shutdown_grace = 10000;
+    cf->priority = CONF_PRIORITY_DEFAULT;
     if (root->kind != CONF_MAP) {
         conf_fail(&cx, root, NULL, "expected a mapping of pool names, got %s",
                   conf_kind_name(root));

@@ -186,12 +186,19 @@ struct conf_pool {
  * batches; `normal` is the kernel's default policy. */
 enum { CONF_SCHED_BATCH, CONF_SCHED_NORMAL };
 
+/* Worker threads' nice value (`priority`, as nginx's worker_priority). The
+ * default -5 keeps the tasks a worker wakes (its clients, its servers) from
+ * preempting it in the middle of a batch: with `batch` it neither preempts
+ * them nor is preempted by them, and each wake-up runs to the end. */
+enum { CONF_NICE_MIN = -20, CONF_NICE_MAX = 19, CONF_PRIORITY_DEFAULT = -5 };
+
 struct conf {
     atomic_uint refs;
     char *path;
     unsigned workers;           /* 0 = number of CPUs */
     uint64_t shutdown_grace;    /* ms */
     unsigned scheduling;        /* CONF_SCHED_*: the workers' scheduling policy */
+    int priority;               /* the workers' nice value */
     struct conf_pool *pools;
     size_t npools;
 };

@@ -30,6 +30,8 @@ int conf_want_scalar(struct conf_ctx *cx, const struct conf_node *v, const char 
 /* Typed readers: 0, or -1 with the error formatted. */
 int conf_read_uint(struct conf_ctx *cx, const struct conf_node *v, const char *key,
                    uint64_t min, uint64_t max, uint64_t *out);
+int conf_read_int(struct conf_ctx *cx, const struct conf_node *v, const char *key,
+                  int min, int max, int *out);
 int conf_read_unsigned(struct conf_ctx *cx, const struct conf_node *v, const char *key,
                        unsigned min, unsigned max, unsigned *out);
 int conf_read_bool(struct conf_ctx *cx, const struct conf_node *v, const char *key, bool *out);

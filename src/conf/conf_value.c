@@ -44,6 +44,24 @@ int conf_value_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out,
     return 0;
 }
 
+int conf_value_int(const char *s, int64_t min, int64_t max, int64_t *out, const char **why)
+{
+    bool neg = *s == '-';
+    const char *end;
+    uint64_t mag;
+    if (conf_digits(s + neg, &end, &mag) == -1 || *end != '\0' || mag > INT64_MAX) {
+        *why = "expected an integer";
+        return -1;
+    }
+    int64_t v = neg ? -(int64_t)mag : (int64_t)mag;
+    if (v < min || v > max) {
+        *why = "value out of range";
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 /* An integer followed by one of `units` (the first may be ""), scaled by
  * its multiplier and at most `max`. The reasons name what was expected. */
 struct conf_unit {

@@ -16,6 +16,9 @@ enum { CONF_MAX_DURATION_MS = 7 * 24 * 3600 * 1000 }; /* a week */
 int conf_value_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out,
                     const char **why);
 
+/* A possibly negative integer in [min, max]. */
+int conf_value_int(const char *s, int64_t min, int64_t max, int64_t *out, const char **why);
+
 /* A size in bytes: an integer, or an integer with kb, mb or gb (powers of
  * 1024), at most `max`. */
 int conf_value_size(const char *s, uint64_t max, uint64_t *out, const char **why);

@@ -65,6 +65,7 @@ EXPECTED_BAD = {
     "bad_yaml.yml": ("bad_yaml.yml:6:", "YAML syntax error"),
     "bad_workers.yml": ("bad_workers.yml:2:12", "key 'workers'"),
     "bad_scheduling.yml": ("bad_scheduling.yml:2:15", "key 'scheduling': unknown value"),
+    "bad_priority.yml": ("bad_priority.yml:2:13", "key 'priority': value out of range"),
     "memcache_not_yet.yml": ("memcache_not_yet.yml:2:1", "not implemented yet"),
 }
 
@@ -144,13 +145,34 @@ def test_shutdown_grace_closes_stragglers(legate, echo_server):
     s.close()
 
 
-def _thread_policies(pid):
-    """Scheduling policy (field 41 of stat) of each thread of pid."""
+def _thread_stat(pid, index):
+    """One field of stat (counted after the command name) for each thread of pid."""
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{tid}/stat") as f:
-            out[int(tid)] = int(f.read().rsplit(")", 1)[1].split()[38])
+            out[int(tid)] = int(f.read().rsplit(")", 1)[1].split()[index])
     return out
+
+
+def _thread_policies(pid):
+    return _thread_stat(pid, 38)  # field 41: policy
+
+
+@pytest.mark.parametrize("setting,nice", [(None, -5), ("0", 0), ("7", 7), ("-20", -20)])
+def test_worker_priority(legate, echo_server, setting, nice):
+    """Workers run at the configured nice value (default -5); the main
+    thread keeps the one legate was started with."""
+    echo = echo_server()
+    port = free_port()
+    extra = f"  priority: {setting}\n" if setting else ""
+    lg = legate(tcp_pool(f"127.0.0.1:{port}", [f"127.0.0.1:{echo.port}:1"],
+                         legate_section=f"legate:\n  workers: 2\n{extra}"),
+                wait_addr=("127.0.0.1", port))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        assert echo_roundtrip(s, b"ping") == b"ping"
+    got = _thread_stat(lg.proc.pid, 16)  # field 19: nice
+    assert got.pop(lg.proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+    assert sorted(got.values()) == [nice] * 2, got
 
 
 @pytest.mark.parametrize("setting,policy", [(None, os.SCHED_BATCH),

@@ -106,6 +106,7 @@ static void test_full_config(void **state)
         "  workers: 3\n"
         "  shutdown_grace: 5s\n"
         "  scheduling: normal\n"
+        "  priority: 3\n"
         "db:\n"
         "  listen: /tmp/legate-test.sock 0660\n"
         "  protocol: tcp\n"
@@ -124,6 +125,7 @@ static void test_full_config(void **state)
     assert_int_equal(cf->workers, 3);
     assert_int_equal(cf->shutdown_grace, 5000);
     assert_int_equal(cf->scheduling, CONF_SCHED_NORMAL);
+    assert_int_equal(cf->priority, 3);
     assert_int_equal(cf->npools, 2);
     const struct conf_pool *db = &cf->pools[0];
     assert_string_equal(db->name, "db");
@@ -136,7 +138,7 @@ static void test_full_config(void **state)
     assert_int_equal(db->timeout_idle, 300000);
     assert_int_equal(db->nservers, 2);
     assert_int_equal(db->servers[0].weight, 2);
-    assert_int_equal(db->servers[0].line, 13);
+    assert_int_equal(db->servers[0].line, 14);
     const struct conf_pool *web = &cf->pools[1];
     assert_int_equal(web->listen.family, AF_INET6);
     assert_int_equal(web->timeout_connect, 700); /* tcp: one number bounds connect */
@@ -310,6 +312,15 @@ static const struct {
     { "legate:\n  scheduling: fifo\np:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
       "  servers: [127.0.0.1:2]\n",
       "t.yml:2:15", "key 'scheduling': unknown value 'fifo' (one of: batch, normal)" },
+    { "legate:\n  priority: -21\np:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
+      "  servers: [127.0.0.1:2]\n",
+      "t.yml:2:13", "key 'priority': value out of range: '-21' (allowed -20..19)" },
+    { "legate:\n  priority: high\np:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
+      "  servers: [127.0.0.1:2]\n",
+      "t.yml:2:13", "key 'priority': expected an integer: 'high'" },
+    { "legate:\n  priority: --5\np:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
+      "  servers: [127.0.0.1:2]\n",
+      "t.yml:2:13", "key 'priority': expected an integer" },
 };
 
 static void test_bad_configs_name_their_line(void **state)
@@ -345,6 +356,7 @@ static void test_health_check_defaults(void **state)
         "  servers: [127.0.0.1:4]\n"
         "t:\n  listen: 127.0.0.1:5\n  protocol: tcp\n  servers: [127.0.0.1:6]\n");
     assert_int_equal(cf->scheduling, CONF_SCHED_BATCH); /* no legate: section */
+    assert_int_equal(cf->priority, CONF_PRIORITY_DEFAULT);
     const struct conf_health *r = &cf->pools[0].health, *h = &cf->pools[1].health;
     assert_int_equal(r->kind, CONF_CHECK_REDIS); /* the kind follows the protocol, */
     assert_int_equal(r->interval, 2000);         /* whatever the order of the keys */
