@@ -194,6 +194,43 @@ def test_worker_scheduling_policy(legate, echo_server, setting, policy):
     assert sorted(got.values()) == [policy] * 3, got
 
 
+def test_refused_priority_is_logged_and_legate_serves(echo_server):
+    """An unprivileged user cannot lower its nice value: each worker says so
+    and runs at the nice value it has, serving as usual."""
+    import pwd
+    import shutil
+    import tempfile
+    from pathlib import Path
+    nobody = pwd.getpwnam("nobody")
+    echo = echo_server()
+    port = free_port()
+    home = Path(tempfile.mkdtemp(prefix="legate-nobody-"))  # pytest's own tree is 0700
+    os.chmod(home, 0o777)
+    conf = home / "p.yml"
+    conf.write_text(tcp_pool(f"127.0.0.1:{port}", [f"127.0.0.1:{echo.port}:1"]))
+    log = home / "p.log"
+
+    def drop():
+        os.setgid(nobody.pw_gid)
+        os.setgroups([])
+        os.setuid(nobody.pw_uid)
+
+    proc = subprocess.Popen([LEGATE_BIN, "-c", str(conf), "-o", str(log), "-s", str(free_port())],
+                            preexec_fn=drop, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: log.exists() and log.read_text().count("cannot set priority -5") == 2,
+                 what="both workers' warnings")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            assert echo_roundtrip(s, b"ping") == b"ping"
+        got = _thread_stat(proc.pid, 16)
+        assert set(got.values()) == {os.getpriority(os.PRIO_PROCESS, 0)}, got
+    finally:
+        proc.terminate()
+        rc = proc.wait(10)
+        shutil.rmtree(home, ignore_errors=True)
+    assert rc == 0
+
+
 def test_sigusr1_reopens_log_and_sighup_keeps_running(legate, echo_server):
     echo = echo_server()
     port = free_port()
