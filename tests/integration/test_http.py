@@ -380,10 +380,13 @@ def test_sigterm_answers_begun_requests_then_closes_idle_clients(legate, upstrea
     lg.proc.send_signal(15)
     for c in (at_upstream, in_socket):
         out = b""
-        while chunk := c.recv(65536):
+        while chunk := c.recv(65536):  # answered, then closed
             out += chunk
         head = out.split(b"\r\n\r\n", 1)[0].lower()
-        assert head.startswith(b"http/1.1 200") and b"connection: close" in head, out
+        assert head.startswith(b"http/1.1 200"), out
+        # the slow request surely meets the drain; the other may have been
+        # answered before the signal, then closed as an idle client
+        assert c is in_socket or b"connection: close" in head, out
     assert idle.recv(100) == b""
     assert lg.proc.wait(10) == 0
     for c in clients:
