@@ -2,6 +2,7 @@
  * waits for a signal to stop them (see docs/architecture.md). */
 #include "admin/stats.h"
 #include "conf/conf.h"
+#include "core/acceptor.h"
 #include "core/ev.h"
 #include "core/log.h"
 #include "core/net.h"
@@ -32,10 +33,7 @@ struct legate {
     int64_t started;            /* wall clock, for the stats' uptime */
     struct ev_loop *loop;       /* main's own: signals, stats, health, discovery */
     struct ev_io sigio;
-    struct ev_io statsio;
-    int statsfd;                /* the stats listener (statsio.fd is -1 while paused) */
-    struct ev_timer statspause; /* re-arms the stats listener after a failed accept */
-    bool stats_failing;         /* inside a streak of failed accepts (logged once) */
+    struct acceptor stats;      /* the stats listener */
     struct ev_timer reap;       /* frees retired generations once they ended */
     char host[256];
 };
@@ -193,84 +191,44 @@ static void legate_signal(struct ev_loop *loop, struct ev_io *io, unsigned event
     }
 }
 
-enum { LEGATE_STATS_PAUSE_MS = 100 };
-
-static void legate_stats_accept(struct ev_loop *loop, struct ev_io *io, unsigned events);
-
-/* The pause is over: listen again and try at once (an empty queue at the
- * descriptor limit fails too, and would never wake the listener). */
-static void legate_stats_resume(struct ev_loop *loop, struct ev_timer *t)
+/* A stats client connected: send nutcracker's JSON and close, as nutcracker. */
+static void legate_stats_accepted(struct acceptor *a, int fd)
 {
-    struct legate *lg = t->data;
-    lg->statsio.fd = lg->statsfd;
-    if (ev_io_add_shared(loop, &lg->statsio) == -1) {
-        ev_timer_start(loop, t, LEGATE_STATS_PAUSE_MS);
-        return;
+    struct legate *lg = a->data;
+    const struct gen *g = lg->cur;
+    struct stats *ws[CONF_MAX_WORKERS];
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        ws[i] = &g->workers[i].stats;
     }
-    legate_stats_accept(loop, &lg->statsio, EV_READ);
-}
-
-/* A stats client connected: send nutcracker's JSON and close, as nutcracker.
- * Out of descriptors, the level-triggered listener would spin the main
- * loop: it pauses instead, as the pools' listeners do. */
-static void legate_stats_accept(struct ev_loop *loop, struct ev_io *io, unsigned events)
-{
-    (void)events;
-    struct legate *lg = io->data;
-    for (;;) {
-        int fd = net_accept(io->fd);
-        if (fd == -1) {
-            if (!lg->stats_failing) {
-                log_warn(&lg->log, "stats: accept failed: %s; pausing accepts for %d ms "
-                         "until it works again", strerror(errno), LEGATE_STATS_PAUSE_MS);
-                lg->stats_failing = true;
-            }
-            ev_io_del(loop, io);
-            ev_timer_start(loop, &lg->statspause, LEGATE_STATS_PAUSE_MS);
-            return;
-        }
-        if (lg->stats_failing) {
-            log_notice(&lg->log, "stats: accepting again");
-            lg->stats_failing = false;
-        }
-        if (fd == -2) {
-            return;
-        }
-        const struct gen *g = lg->cur;
-        struct stats *ws[CONF_MAX_WORKERS];
-        for (unsigned i = 0; i < g->nworkers; i++) {
-            ws[i] = &g->workers[i].stats;
-        }
-        const struct server_table **tabs = calloc(g->conf->npools, sizeof(*tabs));
-        for (size_t i = 0; tabs != NULL && i < g->conf->npools; i++) {
-            tabs[i] = &g->shared[i].tab;
-        }
-        char *json = NULL;
-        long n = tabs == NULL ? -1 : stats_json(&json, g->conf, tabs, ws, g->nworkers,
-                                                lg->started, lg->host);
-        free(tabs);
-        if (n > 0) {
-            /* Small and once per connection: a blocking send bounded by a
-             * one-second timeout, so a client that never reads costs 1 s. */
-            struct timeval tv = { .tv_sec = 1 };
-            (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-            (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-            const char *p = json;
-            while (n > 0) {
-                ssize_t w = send(fd, p, (size_t)n, MSG_NOSIGNAL);
-                if (w == -1 && errno == EINTR) {
-                    continue;
-                }
-                if (w <= 0) {
-                    break;
-                }
-                p += w;
-                n -= w;
-            }
-        }
-        free(json);
-        close(fd);
+    const struct server_table **tabs = calloc(g->conf->npools, sizeof(*tabs));
+    for (size_t i = 0; tabs != NULL && i < g->conf->npools; i++) {
+        tabs[i] = &g->shared[i].tab;
     }
+    char *json = NULL;
+    long n = tabs == NULL ? -1 : stats_json(&json, g->conf, tabs, ws, g->nworkers,
+                                            lg->started, lg->host);
+    free(tabs);
+    if (n > 0) {
+        /* Small and once per connection: a blocking send bounded by a
+         * one-second timeout, so a client that never reads costs 1 s. */
+        struct timeval tv = { .tv_sec = 1 };
+        (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        const char *p = json;
+        while (n > 0) {
+            ssize_t w = send(fd, p, (size_t)n, MSG_NOSIGNAL);
+            if (w == -1 && errno == EINTR) {
+                continue;
+            }
+            if (w <= 0) {
+                break;
+            }
+            p += w;
+            n -= w;
+        }
+    }
+    free(json);
+    close(fd);
 }
 
 /* Open the stats listener and run the loop until told to stop. Returns 0,
@@ -291,13 +249,13 @@ static int legate_listen_stats(struct legate *lg, int sfd)
     }
     int rc = -1;
     if (lfd != -1) {
-        lg->statsfd = lfd;
-        lg->statsio = (struct ev_io){ .fd = lfd, .fn = legate_stats_accept, .data = lg };
+        acceptor_init(&lg->stats, lfd, "stats", &lg->log, legate_stats_accepted, lg);
         if (ev_io_add(lg->loop, &lg->sigio, EV_READ) == 0 &&
-            ev_io_add_shared(lg->loop, &lg->statsio) == 0) {
+            acceptor_start(&lg->stats, lg->loop) == 0) {
             log_notice(&lg->log, "stats on %s", spec);
             rc = ev_loop_run(lg->loop);
         }
+        acceptor_stop(&lg->stats, lg->loop);
         close(lfd);
     }
     return rc;
@@ -325,7 +283,6 @@ static int legate_serve(struct legate *lg, const sigset_t *set, struct conf *cf)
         return -1;
     }
     lg->reap = (struct ev_timer){ .fn = legate_reap, .data = lg };
-    lg->statspause = (struct ev_timer){ .fn = legate_stats_resume, .data = lg };
     int rc = -1;
     if (gen_start(lg->cur, cf, NULL, &lg->log, lg->opt.mbuf_size, lg->loop) == -1) {
         free(lg->cur);

@@ -105,87 +105,32 @@ void pool_shared_close(struct pool_shared *sh, const struct conf_pool *cp)
     sh->lfds = NULL;
 }
 
-enum { POOL_ACCEPT_PAUSE_MS = 100 };
-
 static int pool_listen_fd(const struct pool *p)
 {
     return p->shared->is_unix ? p->shared->lfds[0] : p->shared->lfds[p->wk->id];
 }
 
-static void pool_accept(struct ev_loop *loop, struct ev_io *io, unsigned events);
-
-/* The pause is over: listen again and try at once. Linux takes the
- * descriptor before it looks at the queue, so the failure that began the
- * pause may have had no client behind it; then the level-triggered listener
- * would stay quiet and only this attempt can tell the streak has ended. */
-static void pool_resume(struct ev_loop *loop, struct ev_timer *t)
+/* A client was accepted on this worker's listener. */
+static void pool_accepted(struct acceptor *a, int fd)
 {
-    struct pool *p = t->data;
-    if (!p->listening) {
+    struct pool *p = a->data;
+    unsigned limit = p->cp->client_connections;
+    unsigned now = atomic_fetch_add(&p->shared->clients, 1) + 1;
+    if (limit != 0 && now > limit) {
+        atomic_fetch_sub(&p->shared->clients, 1);
+        log_warn(p->wk->log, "pool '%s': client_connections limit %u reached, closing new client",
+                 p->cp->name, limit);
+        close(fd);
         return;
     }
-    p->lio.fd = pool_listen_fd(p);
-    if (ev_io_add_shared(loop, &p->lio) == -1) {
-        log_error(p->wk->log, "pool '%s': epoll: %s", p->cp->name, strerror(errno));
-        ev_timer_start(loop, &p->pause, 1000);
+    if (pool_protos[p->cp->proto].start(p, fd) == -1) {
+        atomic_fetch_sub(&p->shared->clients, 1);
+        close(fd);
         return;
     }
-    pool_accept(loop, &p->lio, EV_READ);
-}
-
-/* A failure streak ends at the first accept that does not fail: a client,
- * or an empty queue with a descriptor to spare. */
-static void pool_accept_works(struct pool *p)
-{
-    if (p->accept_failing) {
-        log_notice(p->wk->log, "pool '%s': accepting again", p->cp->name);
-        p->accept_failing = false;
-    }
-}
-
-static void pool_accept(struct ev_loop *loop, struct ev_io *io, unsigned events)
-{
-    (void)events;
-    struct pool *p = io->data;
-    const struct log *lg = p->wk->log;
-    for (;;) {
-        int fd = net_accept(io->fd);
-        if (fd == -2) {
-            pool_accept_works(p);
-            return;
-        }
-        if (fd == -1) {
-            /* Out of descriptors or memory: the listener is level-triggered
-             * and would spin, so pause it briefly. */
-            if (!p->accept_failing) { /* once per streak, not every pause */
-                log_warn(lg, "pool '%s': accept failed: %s; pausing accepts for %d ms "
-                         "until it works again", p->cp->name, strerror(errno),
-                         POOL_ACCEPT_PAUSE_MS);
-                p->accept_failing = true;
-            }
-            ev_io_del(loop, &p->lio);
-            ev_timer_start(loop, &p->pause, POOL_ACCEPT_PAUSE_MS);
-            return;
-        }
-        pool_accept_works(p);
-        unsigned limit = p->cp->client_connections;
-        unsigned now = atomic_fetch_add(&p->shared->clients, 1) + 1;
-        if (limit != 0 && now > limit) {
-            atomic_fetch_sub(&p->shared->clients, 1);
-            log_warn(lg, "pool '%s': client_connections limit %u reached, closing new client",
-                     p->cp->name, limit);
-            close(fd);
-            continue;
-        }
-        if (pool_protos[p->cp->proto].start(p, fd) == -1) {
-            atomic_fetch_sub(&p->shared->clients, 1);
-            close(fd);
-            continue;
-        }
-        stats_add(&p->wk->stats.total_connections, 1);
-        stats_add(&p->wk->stats.curr_connections, 1);
-        stats_add(&p->stats->f[SP_CLIENT_CONNECTIONS], 1);
-    }
+    stats_add(&p->wk->stats.total_connections, 1);
+    stats_add(&p->wk->stats.curr_connections, 1);
+    stats_add(&p->stats->f[SP_CLIENT_CONNECTIONS], 1);
 }
 
 static void pool_outlier_back(struct ev_loop *loop, struct ev_timer *t);
@@ -251,13 +196,10 @@ int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
         pool_free_view(p);
         return -1;
     }
-    p->pause = (struct ev_timer){ .fn = pool_resume, .data = p };
-    p->lio.fd = pool_listen_fd(p);
-    p->lio.fn = pool_accept;
-    p->lio.data = p;
-    /* Level-triggered for both kinds: an accept that fails with EMFILE is
-     * tried again on the next loop iteration rather than lost. */
-    if (ev_io_add_shared(w->loop, &p->lio) == -1) {
+    char label[sizeof(p->acc.label)];
+    snprintf(label, sizeof(label), "pool '%s'", cp->name);
+    acceptor_init(&p->acc, pool_listen_fd(p), label, w->log, pool_accepted, p);
+    if (acceptor_start(&p->acc, w->loop) == -1) {
         log_error(w->log, "pool '%s': epoll: %s", cp->name, strerror(errno));
         if (pp->fini != NULL) {
             pp->fini(p);
@@ -274,8 +216,7 @@ void pool_stop_listening(struct pool *p)
     if (!p->listening) {
         return;
     }
-    ev_io_del(p->wk->loop, &p->lio);
-    ev_timer_stop(p->wk->loop, &p->pause);
+    acceptor_stop(&p->acc, p->wk->loop);
     p->listening = false;
     struct pool_shared *sh = p->shared;
     if (!sh->is_unix) {

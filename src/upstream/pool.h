@@ -10,6 +10,7 @@
 
 #include "../admin/stats.h"
 #include "../conf/conf.h"
+#include "../core/acceptor.h"
 #include "../core/ev.h"
 #include "bal.h"
 #include "budget.h"
@@ -37,10 +38,8 @@ struct pool {
     const struct conf_pool *cp;
     struct wk *wk;
     struct pool_shared *shared;
-    struct ev_io lio;
-    struct ev_timer pause;  /* accepts paused after EMFILE and the like */
+    struct acceptor acc;    /* this worker's listener */
     bool listening;         /* false once draining */
-    bool accept_failing;    /* in a streak of failed accepts (logged once) */
     struct bal bal;
     void *proto;            /* the protocol's per-worker state, if any */
     struct stats_pool *stats; /* this worker's counters for the pool */

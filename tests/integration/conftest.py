@@ -41,6 +41,31 @@ def open_files():
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+@pytest.fixture
+def clients():
+    """clients(port, n, first, then=None): open n connections to
+    127.0.0.1:port (30 s timeouts) and send connection i `first` (bytes, or
+    a function of i); `then(sock)`, if given, runs on each right after its
+    send, before the next connects. Returns the sockets; every one is closed
+    after the test."""
+    opened = []
+
+    def open_clients(port, n, first, then=None):
+        made = []
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            opened.append(s)
+            s.sendall(first(i) if callable(first) else first)
+            if then is not None:
+                then(s)
+            made.append(s)
+        return made
+
+    yield open_clients
+    for s in opened:
+        s.close()
+
+
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
     """A TCP port nobody listens on right now."""
     with socket.socket(family, socket.SOCK_STREAM) as s:

@@ -154,24 +154,28 @@ def _thread_stat(pid, index):
     return out
 
 
-def _thread_policies(pid):
-    return _thread_stat(pid, 38)  # field 41: policy
+def _serving_workers(legate, echo_server, workers, key, setting):
+    """A tcp pool with `workers` workers and `key: setting` in the legate
+    section (left out when setting is None), after one echo through it:
+    its pid."""
+    echo = echo_server()
+    port = free_port()
+    extra = f"  {key}: {setting}\n" if setting is not None else ""
+    lg = legate(tcp_pool(f"127.0.0.1:{port}", [f"127.0.0.1:{echo.port}:1"],
+                         legate_section=f"legate:\n  workers: {workers}\n{extra}"),
+                wait_addr=("127.0.0.1", port))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        assert echo_roundtrip(s, b"ping") == b"ping"
+    return lg.proc.pid
 
 
 @pytest.mark.parametrize("setting,nice", [(None, -5), ("0", 0), ("7", 7), ("-20", -20)])
 def test_worker_priority(legate, echo_server, setting, nice):
     """Workers run at the configured nice value (default -5); the main
     thread keeps the one legate was started with."""
-    echo = echo_server()
-    port = free_port()
-    extra = f"  priority: {setting}\n" if setting else ""
-    lg = legate(tcp_pool(f"127.0.0.1:{port}", [f"127.0.0.1:{echo.port}:1"],
-                         legate_section=f"legate:\n  workers: 2\n{extra}"),
-                wait_addr=("127.0.0.1", port))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        assert echo_roundtrip(s, b"ping") == b"ping"
-    got = _thread_stat(lg.proc.pid, 16)  # field 19: nice
-    assert got.pop(lg.proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+    pid = _serving_workers(legate, echo_server, 2, "priority", setting)
+    got = _thread_stat(pid, 16)  # field 19: nice
+    assert got.pop(pid) == os.getpriority(os.PRIO_PROCESS, 0)
     assert sorted(got.values()) == [nice] * 2, got
 
 
@@ -181,16 +185,9 @@ def test_worker_priority(legate, echo_server, setting, nice):
 def test_worker_scheduling_policy(legate, echo_server, setting, policy):
     """Workers run under SCHED_BATCH unless `scheduling: normal`; the main
     thread (signals, health checks, discovery) keeps the normal policy."""
-    echo = echo_server()
-    port = free_port()
-    extra = f"  scheduling: {setting}\n" if setting else ""
-    lg = legate(tcp_pool(f"127.0.0.1:{port}", [f"127.0.0.1:{echo.port}:1"],
-                         legate_section=f"legate:\n  workers: 3\n{extra}"),
-                wait_addr=("127.0.0.1", port))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        assert echo_roundtrip(s, b"ping") == b"ping"
-    got = _thread_policies(lg.proc.pid)
-    assert got.pop(lg.proc.pid) == os.SCHED_OTHER
+    pid = _serving_workers(legate, echo_server, 3, "scheduling", setting)
+    got = _thread_stat(pid, 38)  # field 41: policy
+    assert got.pop(pid) == os.SCHED_OTHER
     assert sorted(got.values()) == [policy] * 3, got
 
 

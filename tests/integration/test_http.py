@@ -534,7 +534,7 @@ def test_large_streams_keep_memory_bounded(legate, upstream, nginx):
 
 
 @rss_test
-def test_idle_keep_alive_clients_cost_little_memory(legate, nginx, open_files):
+def test_idle_keep_alive_clients_cost_little_memory(legate, nginx, open_files, clients):
     """3,000 keep-alive clients, each after one request: legate holds no
     head or buffer for an idle connection, so they add under 3 MiB."""
     open_files(8000)
@@ -544,24 +544,20 @@ def test_idle_keep_alive_clients_cost_little_memory(legate, nginx, open_files):
     warm.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     warm.recv(1000)
     base = rss_kib(lg.proc.pid)
-    socks = []
-    try:
-        for _ in range(3000):  # one after the other: one upstream connection serves all
-            s = socket.create_connection(("127.0.0.1", port))
-            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert s.recv(1000).startswith(b"HTTP/1.1 200")
-            socks.append(s)
-        time.sleep(0.3)
-        added = rss_kib(lg.proc.pid) - base
-        assert added < 3 * 1024, f"{added} KiB for 3000 idle clients"
-    finally:
-        for s in socks:
-            s.close()
-        warm.close()
+
+    def answered(s):
+        assert s.recv(1000).startswith(b"HTTP/1.1 200")
+
+    # one after the other: one upstream connection serves all
+    clients(port, 3000, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", then=answered)
+    time.sleep(0.3)
+    added = rss_kib(lg.proc.pid) - base
+    warm.close()
+    assert added < 3 * 1024, f"{added} KiB for 3000 idle clients"
 
 
 @rss_test
-def test_memory_returns_after_a_burst(legate, nginx, open_files):
+def test_memory_returns_after_a_burst(legate, nginx, open_files, clients):
     """3,000 clients each hold a 4 KiB head unfinished, then finish it: legate
     needs memory for all of them at once (>10 MiB), and gives it back once
     the burst is over (a second after), keeping what 3,000 idle keep-alive
@@ -572,26 +568,17 @@ def test_memory_returns_after_a_burst(legate, nginx, open_files):
     lg = legate(plain_pool(port, [nginx.ports["production"]]), wait_addr=("127.0.0.1", port))
     base = rss_kib(lg.proc.pid)
     head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 4000 + b"\r\n"
-    socks = []
-    try:
-        for _ in range(3000):
-            s = socket.create_connection(("127.0.0.1", port))
-            s.sendall(head)  # unfinished: legate keeps it
-            socks.append(s)
-        wait_for(lambda: rss_kib(lg.proc.pid) - base > 10 * 1024, timeout=10)
-        peak = rss_kib(lg.proc.pid) - base
-        for s in socks:
-            s.sendall(b"\r\n")
-        for s in socks:
-            s.settimeout(30)
-            got = s.recv(1000)
-            assert got.startswith(b"HTTP/1.1 200"), got
-        time.sleep(2.5)
-        idle = rss_kib(lg.proc.pid) - base
-        assert idle < 3 * 1024, f"{idle} KiB kept after the burst (peak {peak} KiB)"
-    finally:
-        for s in socks:
-            s.close()
+    socks = clients(port, 3000, head)  # unfinished: legate keeps each
+    wait_for(lambda: rss_kib(lg.proc.pid) - base > 10 * 1024, timeout=10)
+    peak = rss_kib(lg.proc.pid) - base
+    for s in socks:
+        s.sendall(b"\r\n")
+    for s in socks:
+        got = s.recv(1000)
+        assert got.startswith(b"HTTP/1.1 200"), got
+    time.sleep(2.5)
+    idle = rss_kib(lg.proc.pid) - base
+    assert idle < 3 * 1024, f"{idle} KiB kept after the burst (peak {peak} KiB)"
 
 
 # ---------------------------------------------------------------- mirroring

@@ -478,7 +478,7 @@ def test_configured_limits_are_enforced(legate, shards):
 
 
 @rss_test
-def test_memory_returns_after_a_burst_of_requests(legate, shards, open_files):
+def test_memory_returns_after_a_burst_of_requests(legate, shards, open_files, clients):
     """5,000 clients each send a 4 KiB SET at once; a second after the burst
     legate keeps under 3 MiB more than before it (the build before the
     trimming kept +7 MiB)."""
@@ -486,24 +486,15 @@ def test_memory_returns_after_a_burst_of_requests(legate, shards, open_files):
     port = free_port()
     lg = legate(redis_pool(port, shards), wait_addr=("127.0.0.1", port))
     base = rss_kib(lg.proc.pid)
-    clients = []
-    try:
-        for i in range(5000):
-            s = socket.create_connection(("127.0.0.1", port), timeout=30)
-            s.sendall(encode("SET", f"burst:{i}", "v" * 4096))
-            clients.append(s)
-        for s in clients:
-            assert Reader(s).reply() == ("+", b"OK")
-        time.sleep(2.5)
-        added = rss_kib(lg.proc.pid) - base
-        assert added < 3 * 1024, f"+{added} KiB kept after the burst"
-    finally:
-        for s in clients:
-            s.close()
+    for s in clients(port, 5000, lambda i: encode("SET", f"burst:{i}", "v" * 4096)):
+        assert Reader(s).reply() == ("+", b"OK")
+    time.sleep(2.5)
+    added = rss_kib(lg.proc.pid) - base
+    assert added < 3 * 1024, f"+{added} KiB kept after the burst"
 
 
 @rss_test
-def test_idle_rss_and_idle_clients_are_small(legate, shards, tmp_path, open_files):
+def test_idle_rss_and_idle_clients_are_small(legate, shards, tmp_path, open_files, clients):
     """Issue 3's memory targets on a 3-shard pool with the stats listener:
     idle RSS at most 2 MiB (and no more than nutcracker's in the same run),
     and 5,000 idle clients (one PING each) add at most 2 MiB."""
@@ -534,18 +525,9 @@ def test_idle_rss_and_idle_clients_are_small(legate, shards, tmp_path, open_file
     print(f"idle RSS: legate {idle} KiB, nutcracker {reference} KiB")
     assert idle <= 2048, f"idle RSS {idle} KiB"
     assert idle <= reference, f"legate {idle} KiB, nutcracker {reference} KiB"
-    clients = []
-    try:
-        for _ in range(5000):
-            s = socket.create_connection(("127.0.0.1", port), timeout=10)
-            s.sendall(encode("PING"))
-            clients.append(s)
-        for s in clients:
-            assert Reader(s).reply() == ("+", b"PONG")
-        time.sleep(0.3)
-        added = rss_kib(lg.proc.pid) - idle
-        print(f"5000 idle clients: +{added} KiB")
-        assert added <= 2048, f"+{added} KiB for 5,000 idle clients"
-    finally:
-        for s in clients:
-            s.close()
+    for s in clients(port, 5000, encode("PING")):
+        assert Reader(s).reply() == ("+", b"PONG")
+    time.sleep(0.3)
+    added = rss_kib(lg.proc.pid) - idle
+    print(f"5000 idle clients: +{added} KiB")
+    assert added <= 2048, f"+{added} KiB for 5,000 idle clients"
