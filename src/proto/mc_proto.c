@@ -1,0 +1,432 @@
+/* mc_proto: incremental memcached text protocol parsers (see mc_proto.h). */
+#include "mc_proto.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const struct mc_limits mc_default_limits = {
+    .max_tokens = 1048576,
+    .max_data = 512ull << 20,
+    .max_request = 1ull << 30,
+    .max_line = 1ull << 20,
+};
+
+/* ------------------------------------------------------------------ */
+/* the commands legate forwards                                        */
+
+struct mc_cmd_def {
+    const char *name;
+    uint8_t kind;           /* enum mc_kind */
+    uint8_t min_tok;        /* tokens, the command included */
+    uint8_t max_tok;        /* 0: any number (keys of a get) */
+    uint8_t first_key;
+    int8_t bytes_tok;       /* the data block's length, or -1: none */
+};
+
+static const struct mc_cmd_def mc_cmds[] = {
+    { "get", MC_GET, 2, 0, 1, -1 },
+    { "gets", MC_GET, 2, 0, 1, -1 },
+    { "gat", MC_GAT, 3, 0, 2, -1 },
+    { "gats", MC_GAT, 3, 0, 2, -1 },
+    { "set", MC_STORE, 5, 6, 1, 4 },
+    { "add", MC_STORE, 5, 6, 1, 4 },
+    { "replace", MC_STORE, 5, 6, 1, 4 },
+    { "append", MC_STORE, 5, 6, 1, 4 },
+    { "prepend", MC_STORE, 5, 6, 1, 4 },
+    { "cas", MC_STORE, 6, 7, 1, 4 },
+    { "delete", MC_KEYED, 2, 4, 1, -1 },
+    { "incr", MC_KEYED, 3, 4, 1, -1 },
+    { "decr", MC_KEYED, 3, 4, 1, -1 },
+    { "touch", MC_KEYED, 3, 4, 1, -1 },
+    { "version", MC_VERSION, 1, 1, 0, -1 },
+    { "quit", MC_QUIT, 1, 1, 0, -1 },
+};
+
+static const struct mc_cmd_def *mc_cmd_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(mc_cmds) / sizeof(mc_cmds[0]); i++) {
+        if (strcmp(mc_cmds[i].name, name) == 0) {
+            return &mc_cmds[i];
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* requests                                                            */
+
+enum { RQ_LINE, RQ_CR, RQ_DATA, RQ_DATA_CR, RQ_DATA_LF };
+
+void mc_req_init(struct mc_req *r)
+{
+    memset(r, 0, sizeof(*r));
+}
+
+void mc_req_reset(struct mc_req *r)
+{
+    struct mc_tok *tok = r->tok;
+    uint32_t cap = r->cap;
+    memset(r, 0, sizeof(*r));
+    r->tok = tok;
+    r->cap = cap;
+}
+
+void mc_req_free(struct mc_req *r)
+{
+    free(r->tok);
+    mc_req_init(r);
+}
+
+static int mc_req_fail(struct mc_req *r, const char *why)
+{
+    r->error = why;
+    return MC_ERROR;
+}
+
+/* A token begins at request offset `at`. Returns 0, or MC_ERROR. */
+static int mc_tok_begin(struct mc_req *r, uint64_t at, const struct mc_limits *lim)
+{
+    if (r->ntok >= lim->max_tokens) {
+        return mc_req_fail(r, "too many keys in the command line");
+    }
+    if (r->ntok == r->cap) {
+        uint32_t cap = r->cap ? r->cap * 2 : 8;
+        struct mc_tok *t = realloc(r->tok, cap * sizeof(*t));
+        if (t == NULL) {
+            return mc_req_fail(r, "out of memory");
+        }
+        r->tok = t;
+        r->cap = cap;
+    }
+    r->tok[r->ntok++] = (struct mc_tok){ .off = at, .numeric = true, .noreply = true };
+    r->in_tok = true;
+    return 0;
+}
+
+static void mc_tok_byte(struct mc_req *r, uint8_t c)
+{
+    static const char noreply[] = "noreply";
+    struct mc_tok *t = &r->tok[r->ntok - 1];
+    if (r->ntok == 1 && t->len < MC_NAME_MAX) {
+        r->name[t->len] = (char)c;
+    }
+    t->noreply = t->noreply && t->len < 7 && c == (uint8_t)noreply[t->len];
+    t->len++;
+    if (c >= '0' && c <= '9' && t->numeric && t->num <= (UINT64_MAX - 9) / 10) {
+        t->num = t->num * 10 + (uint64_t)(c - '0');
+    } else {
+        t->numeric = false;
+    }
+}
+
+static void mc_tok_end(struct mc_req *r)
+{
+    if (r->in_tok) {
+        struct mc_tok *t = &r->tok[r->ntok - 1];
+        t->noreply = t->noreply && t->len == 7;
+        if (r->ntok == 1 && t->len > MC_NAME_MAX) {
+            r->name[0] = '\0'; /* too long to be a command: unknown */
+        }
+        r->in_tok = false;
+    }
+}
+
+/* The command line ended: decide what it is and whether data follows.
+ * Returns MC_DONE, MC_AGAIN (a data block follows) or MC_ERROR. */
+static int mc_req_line_done(struct mc_req *r, const struct mc_limits *lim)
+{
+    const struct mc_cmd_def *d = r->ntok > 0 ? mc_cmd_find(r->name) : NULL;
+    if (d == NULL) {
+        r->kind = MC_UNKNOWN;
+        return MC_DONE;
+    }
+    if (r->ntok < d->min_tok || (d->max_tok != 0 && r->ntok > d->max_tok)) {
+        return mc_req_fail(r, "bad command line format");
+    }
+    r->kind = (enum mc_kind)d->kind;
+    r->first_key = d->first_key;
+    r->nkeys = d->first_key == 0 ? 0 : d->max_tok == 0 ? r->ntok - d->first_key : 1;
+    for (uint32_t k = r->first_key; k < r->first_key + r->nkeys; k++) {
+        if (r->tok[k].len > MC_KEY_MAX) {
+            return mc_req_fail(r, "key longer than 250 bytes");
+        }
+    }
+    r->noreply = d->max_tok != 0 && r->ntok > d->min_tok && r->tok[r->ntok - 1].noreply;
+    if (d->bytes_tok < 0) {
+        return MC_DONE;
+    }
+    const struct mc_tok *b = &r->tok[d->bytes_tok];
+    if (!b->numeric) {
+        return mc_req_fail(r, "bad data chunk");
+    }
+    if (b->num > lim->max_data) {
+        return mc_req_fail(r, "data block too large");
+    }
+    if (r->line + b->num + 2 > lim->max_request) {
+        return mc_req_fail(r, "request too large");
+    }
+    r->data_left = b->num;
+    r->phase = RQ_DATA;
+    return MC_AGAIN;
+}
+
+int mc_req_feed(struct mc_req *r, const uint8_t *data, size_t n, size_t *used,
+                const struct mc_limits *lim)
+{
+    size_t i = 0;
+    int rc = MC_AGAIN;
+    while (i < n && rc == MC_AGAIN) {
+        uint8_t c = data[i];
+        switch (r->phase) {
+        case RQ_LINE:
+            if (r->size + 1 > lim->max_line) {
+                rc = mc_req_fail(r, "command line too long");
+            } else if (c == '\r' || c == '\n') {
+                mc_tok_end(r);
+                if (c == '\r') {
+                    r->phase = RQ_CR;
+                    break;
+                }
+                r->line = r->size + 1;
+                rc = mc_req_line_done(r, lim);
+            } else if (c == ' ') {
+                mc_tok_end(r);
+            } else if (c < 0x20 || c == 0x7f) {
+                rc = mc_req_fail(r, "control character in the command line");
+            } else {
+                if (!r->in_tok && mc_tok_begin(r, r->size, lim) == MC_ERROR) {
+                    rc = MC_ERROR;
+                } else {
+                    mc_tok_byte(r, c);
+                }
+            }
+            break;
+        case RQ_CR:
+            if (c != '\n') {
+                rc = mc_req_fail(r, "CR without LF in the command line");
+                break;
+            }
+            if (r->size + 1 > lim->max_line) {
+                rc = mc_req_fail(r, "command line too long");
+                break;
+            }
+            r->line = r->size + 1;
+            rc = mc_req_line_done(r, lim);
+            break;
+        case RQ_DATA: {
+            uint64_t take = n - i < r->data_left ? n - i : r->data_left;
+            r->data_left -= take;
+            r->size += take;
+            i += (size_t)take;
+            if (r->data_left == 0) {
+                r->phase = RQ_DATA_CR;
+            }
+            continue; /* size and i moved already */
+        }
+        case RQ_DATA_CR:
+            if (c != '\r') {
+                rc = mc_req_fail(r, "bad data chunk");
+                break;
+            }
+            r->phase = RQ_DATA_LF;
+            break;
+        default: /* RQ_DATA_LF */
+            rc = c == '\n' ? MC_DONE : mc_req_fail(r, "bad data chunk");
+            break;
+        }
+        if (rc != MC_ERROR) {
+            r->size++;
+            i++;
+        }
+    }
+    *used = i;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* responses                                                           */
+
+enum { RS_LINE, RS_CR, RS_DATA, RS_DATA_CR, RS_DATA_LF };
+
+void mc_rsp_init(struct mc_rsp *r)
+{
+    memset(r, 0, sizeof(*r));
+}
+
+static int mc_rsp_fail(struct mc_rsp *r, const char *why)
+{
+    r->error = why;
+    return MC_ERROR;
+}
+
+static bool mc_first_is(const struct mc_rsp *r, const char *s)
+{
+    return r->nfirst < sizeof(r->first) && strlen(s) == r->nfirst &&
+           memcmp(r->first, s, r->nfirst) == 0;
+}
+
+/* The one-line replies memcached sends. */
+static const char *const mc_single[] = {
+    "STORED", "NOT_STORED", "EXISTS", "NOT_FOUND", "DELETED", "TOUCHED", "OK", "VERSION",
+};
+static const char *const mc_errors[] = { "ERROR", "CLIENT_ERROR", "SERVER_ERROR" };
+
+static bool mc_first_numeric(const struct mc_rsp *r)
+{
+    if (r->nfirst == 0 || r->nfirst >= sizeof(r->first)) {
+        return false;
+    }
+    for (uint8_t i = 0; i < r->nfirst; i++) {
+        if (r->first[i] < '0' || r->first[i] > '9') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A reply line ended. Returns MC_DONE, MC_AGAIN (more lines or a data
+ * block follow) or MC_ERROR. */
+static int mc_rsp_line_done(struct mc_rsp *r)
+{
+    int rc = MC_ERROR;
+    if (mc_first_is(r, "VALUE")) {
+        if (r->tokidx < 4 || r->tokidx > 5 || !r->bytes_ok) {
+            return mc_rsp_fail(r, "malformed VALUE line");
+        }
+        r->values++;
+        r->data_left = r->bytes;
+        r->phase = RS_DATA;
+        rc = MC_AGAIN;
+    } else if (mc_first_is(r, "END")) {
+        rc = MC_DONE;
+    } else if (r->values > 0) {
+        return mc_rsp_fail(r, "neither VALUE nor END after a value");
+    } else {
+        for (size_t i = 0; i < sizeof(mc_errors) / sizeof(mc_errors[0]); i++) {
+            if (mc_first_is(r, mc_errors[i])) {
+                r->is_error = true;
+                rc = MC_DONE;
+            }
+        }
+        for (size_t i = 0; i < sizeof(mc_single) / sizeof(mc_single[0]); i++) {
+            rc = mc_first_is(r, mc_single[i]) ? MC_DONE : rc;
+        }
+        rc = mc_first_numeric(r) ? MC_DONE : rc;
+        if (rc == MC_ERROR) {
+            return mc_rsp_fail(r, "unknown reply");
+        }
+    }
+    r->nfirst = 0;
+    r->tokidx = 0;
+    r->in_tok = false;
+    r->line = 0;
+    return rc;
+}
+
+static void mc_rsp_byte(struct mc_rsp *r, uint8_t c)
+{
+    if (c == ' ') {
+        r->in_tok = false;
+        return;
+    }
+    if (!r->in_tok) {
+        r->in_tok = true;
+        r->tokidx++;
+        if (r->tokidx == 4) {
+            r->bytes = 0;
+            r->bytes_ok = true;
+        }
+    }
+    if (r->tokidx == 1 && r->nfirst < sizeof(r->first)) {
+        r->first[r->nfirst++] = (char)c;
+    } else if (r->tokidx == 1) {
+        r->nfirst = sizeof(r->first); /* too long to be known */
+    } else if (r->tokidx == 4) {
+        if (c >= '0' && c <= '9' && r->bytes <= (UINT64_MAX - 9) / 10 - 2) {
+            r->bytes = r->bytes * 10 + (uint64_t)(c - '0');
+        } else {
+            r->bytes_ok = false;
+        }
+    }
+}
+
+int mc_rsp_feed(struct mc_rsp *r, const uint8_t *data, size_t n, size_t *used)
+{
+    size_t i = 0;
+    int rc = MC_AGAIN;
+    while (i < n && rc == MC_AGAIN) {
+        uint8_t c = data[i];
+        switch (r->phase) {
+        case RS_LINE:
+            if (c == '\r') {
+                r->phase = RS_CR;
+            } else if (c == '\n' || c < 0x20 || c == 0x7f) {
+                rc = mc_rsp_fail(r, "malformed reply line");
+            } else if (++r->line > MC_RSP_LINE_MAX) {
+                rc = mc_rsp_fail(r, "reply line too long");
+            } else {
+                mc_rsp_byte(r, c);
+            }
+            break;
+        case RS_CR:
+            if (c != '\n') {
+                rc = mc_rsp_fail(r, "CR without LF in a reply line");
+                break;
+            }
+            r->phase = RS_LINE;
+            rc = mc_rsp_line_done(r);
+            break;
+        case RS_DATA: {
+            uint64_t take = n - i < r->data_left ? n - i : r->data_left;
+            r->data_left -= take;
+            r->size += take;
+            i += (size_t)take;
+            if (r->data_left == 0) {
+                r->phase = RS_DATA_CR;
+            }
+            continue;
+        }
+        case RS_DATA_CR:
+            if (c != '\r') {
+                rc = mc_rsp_fail(r, "value not followed by CRLF");
+                break;
+            }
+            r->phase = RS_DATA_LF;
+            break;
+        default: /* RS_DATA_LF */
+            if (c != '\n') {
+                rc = mc_rsp_fail(r, "value not followed by CRLF");
+                break;
+            }
+            r->phase = RS_LINE;
+            break;
+        }
+        if (rc != MC_ERROR) {
+            r->size++;
+            i++;
+        }
+    }
+    *used = i;
+    return rc;
+}
+
+int mc_value_key(const char *line, size_t n, size_t *off, size_t *len)
+{
+    if (n < 6 || memcmp(line, "VALUE ", 6) != 0) {
+        return -1;
+    }
+    size_t a = 6;
+    while (a < n && line[a] == ' ') {
+        a++;
+    }
+    size_t b = a;
+    while (b < n && line[b] != ' ') {
+        b++;
+    }
+    if (b == a) {
+        return -1;
+    }
+    *off = a;
+    *len = b - a;
+    return 0;
+}

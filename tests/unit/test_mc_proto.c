@@ -1,0 +1,324 @@
+/* Unit tests for mc_proto: memcached text requests and replies parsed
+ * whole, byte by byte and at every split point give the same result; every
+ * malformed input and every limit is refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "proto/mc_proto.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Feed `s` to `r` (reset first) in pieces of `step` bytes (0: whole).
+ * Returns the final code; *took is the bytes the message used. */
+static int req_in_steps(struct mc_req *r, const char *s, size_t len, size_t step,
+                        const struct mc_limits *lim, size_t *took)
+{
+    mc_req_reset(r);
+    size_t off = 0;
+    int rc = MC_AGAIN;
+    while (off < len && rc == MC_AGAIN) {
+        size_t n = step == 0 || off + step > len ? len - off : step;
+        size_t used = 0;
+        rc = mc_req_feed(r, (const uint8_t *)s + off, n, &used, lim);
+        assert_true(used <= n);
+        off += used;
+    }
+    *took = off;
+    return rc;
+}
+
+static int rsp_in_steps(struct mc_rsp *r, const char *s, size_t len, size_t step, size_t *took)
+{
+    mc_rsp_init(r);
+    size_t off = 0;
+    int rc = MC_AGAIN;
+    while (off < len && rc == MC_AGAIN) {
+        size_t n = step == 0 || off + step > len ? len - off : step;
+        size_t used = 0;
+        rc = mc_rsp_feed(r, (const uint8_t *)s + off, n, &used);
+        assert_true(used <= n);
+        off += used;
+    }
+    *took = off;
+    return rc;
+}
+
+static void check_tok(const struct mc_req *r, const char *s, uint32_t i, const char *want)
+{
+    assert_true(i < r->ntok);
+    assert_int_equal(r->tok[i].len, strlen(want));
+    assert_memory_equal(s + r->tok[i].off, want, strlen(want));
+}
+
+static void test_set_every_split(void **state)
+{
+    (void)state;
+    /* the data block may hold CR, LF and spaces: it is skipped, not read */
+    static const char req[] = "set k1 5 0 12\r\nhello\r\nworld\r\nget k1\r\n";
+    size_t first = strlen("set k1 5 0 12\r\nhello\r\nworld\r\n");
+    struct mc_req r;
+    mc_req_init(&r);
+    for (size_t step = 0; step <= sizeof(req) - 1; step++) {
+        size_t took;
+        assert_int_equal(req_in_steps(&r, req, sizeof(req) - 1, step, &mc_default_limits,
+                                      &took), MC_DONE);
+        assert_int_equal(took, first);
+        assert_int_equal(r.size, first);
+        assert_int_equal(r.line, strlen("set k1 5 0 12\r\n"));
+        assert_int_equal(r.kind, MC_STORE);
+        assert_string_equal(r.name, "set");
+        assert_int_equal(r.ntok, 5);
+        assert_int_equal(r.first_key, 1);
+        assert_int_equal(r.nkeys, 1);
+        check_tok(&r, req, 1, "k1");
+        assert_false(r.noreply);
+    }
+    mc_req_free(&r);
+}
+
+static void test_get_many_keys_and_lf_only(void **state)
+{
+    (void)state;
+    static const char req[] = "gets  a bb   ccc\n";
+    struct mc_req r;
+    mc_req_init(&r);
+    for (size_t step = 0; step <= sizeof(req) - 1; step++) {
+        size_t took;
+        assert_int_equal(req_in_steps(&r, req, sizeof(req) - 1, step, &mc_default_limits,
+                                      &took), MC_DONE);
+        assert_int_equal(r.kind, MC_GET);
+        assert_int_equal(r.ntok, 4);
+        assert_int_equal(r.nkeys, 3);
+        check_tok(&r, req, 1, "a");
+        check_tok(&r, req, 2, "bb");
+        check_tok(&r, req, 3, "ccc");
+        assert_int_equal(r.size, sizeof(req) - 1);
+    }
+    static const char gat[] = "gat 100 x y\r\n";
+    size_t took;
+    assert_int_equal(req_in_steps(&r, gat, sizeof(gat) - 1, 0, &mc_default_limits, &took),
+                     MC_DONE);
+    assert_int_equal(r.kind, MC_GAT);
+    assert_int_equal(r.first_key, 2);
+    assert_int_equal(r.nkeys, 2);
+    check_tok(&r, gat, 2, "x");
+    mc_req_free(&r);
+}
+
+static void test_keyed_and_noreply(void **state)
+{
+    (void)state;
+    struct mc_req r;
+    mc_req_init(&r);
+    size_t took;
+    static const struct {
+        const char *req;
+        int kind;
+        bool noreply;
+    } cases[] = {
+        { "delete k\r\n", MC_KEYED, false },
+        { "delete k noreply\r\n", MC_KEYED, true },
+        { "delete k 0\r\n", MC_KEYED, false },
+        { "incr k 5\r\n", MC_KEYED, false },
+        { "decr k 5 noreply\r\n", MC_KEYED, true },
+        { "touch k 10\r\n", MC_KEYED, false },
+        { "set k 0 0 1 noreply\r\nx\r\n", MC_STORE, true },
+        { "cas k 0 0 1 99 noreply\r\nx\r\n", MC_STORE, true },
+        { "cas k 0 0 1 99\r\nx\r\n", MC_STORE, false },
+        { "set k 0 0 1 noreplyx\r\nx\r\n", MC_STORE, false },
+        { "version\r\n", MC_VERSION, false },
+        { "quit\r\n", MC_QUIT, false },
+        { "stats\r\n", MC_UNKNOWN, false },
+        { "GET k\r\n", MC_UNKNOWN, false }, /* memcached's names are lower case */
+        { "\r\n", MC_UNKNOWN, false },
+        { "averyveryverylongcommandname k\r\n", MC_UNKNOWN, false },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *s = cases[i].req;
+        assert_int_equal(req_in_steps(&r, s, strlen(s), 1, &mc_default_limits, &took), MC_DONE);
+        assert_int_equal(took, strlen(s));
+        assert_int_equal(r.kind, cases[i].kind);
+        assert_int_equal(r.noreply, cases[i].noreply);
+    }
+    mc_req_free(&r);
+}
+
+static void test_malformed_requests(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *req;
+        const char *why;
+        size_t len; /* 0: up to the NUL */
+    } cases[] = {
+        { "get a\rb\r\n", "CR without LF in the command line", 0 },
+        { "get a\tb\r\n", "control character in the command line", 0 },
+        { "get a\0b\r\n", "control character in the command line", 9 },
+        { "set k 0 0 abc\r\nxyz\r\n", "bad data chunk", 0 },
+        { "set k 0 0 -1\r\n", "bad data chunk", 0 },
+        { "set k 0 0 3\r\nabcd\r\n", "bad data chunk", 0 },
+        { "set k 0 0 3\r\nabc\rX", "bad data chunk", 0 },
+        { "set k 0 0\r\n", "bad command line format", 0 },
+        { "get\r\n", "bad command line format", 0 },
+        { "gat 10\r\n", "bad command line format", 0 },
+        { "incr k\r\n", "bad command line format", 0 },
+        { "delete k 0 noreply extra\r\n", "bad command line format", 0 },
+        { "version now\r\n", "bad command line format", 0 },
+        { "set k 0 0 99999999999999999999999\r\n", "bad data chunk", 0 },
+    };
+    struct mc_req r;
+    mc_req_init(&r);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *s = cases[i].req;
+        size_t len = cases[i].len ? cases[i].len : strlen(s);
+        for (size_t step = 0; step <= 3; step++) {
+            size_t took;
+            assert_int_equal(req_in_steps(&r, s, len, step, &mc_default_limits, &took),
+                             MC_ERROR);
+            assert_string_equal(r.error, cases[i].why);
+        }
+    }
+    mc_req_free(&r);
+}
+
+static void test_limits(void **state)
+{
+    (void)state;
+    struct mc_req r;
+    mc_req_init(&r);
+    size_t took;
+    char key[300];
+    memset(key, 'k', sizeof(key));
+    char line[400];
+    /* a key of 250 bytes passes, 251 does not */
+    int n = snprintf(line, sizeof(line), "get %.250s\r\n", key);
+    assert_int_equal(req_in_steps(&r, line, (size_t)n, 7, &mc_default_limits, &took), MC_DONE);
+    n = snprintf(line, sizeof(line), "get %.251s\r\n", key);
+    assert_int_equal(req_in_steps(&r, line, (size_t)n, 7, &mc_default_limits, &took), MC_ERROR);
+    assert_string_equal(r.error, "key longer than 250 bytes");
+    n = snprintf(line, sizeof(line), "delete %.251s\r\n", key);
+    assert_int_equal(req_in_steps(&r, line, (size_t)n, 0, &mc_default_limits, &took), MC_ERROR);
+
+    struct mc_limits lim = { .max_tokens = 5, .max_data = 10, .max_request = 40,
+                             .max_line = 24 };
+    static const char five[] = "get a b c d\r\n", six[] = "get a b c d e\r\n";
+    assert_int_equal(req_in_steps(&r, five, strlen(five), 0, &lim, &took), MC_DONE);
+    assert_int_equal(req_in_steps(&r, six, strlen(six), 0, &lim, &took), MC_ERROR);
+    assert_string_equal(r.error, "too many keys in the command line");
+
+    static const char d10[] = "set k 0 0 10\r\n0123456789\r\n";
+    static const char d11[] = "set k 0 0 11\r\n";
+    assert_int_equal(req_in_steps(&r, d10, strlen(d10), 3, &lim, &took), MC_DONE);
+    assert_int_equal(req_in_steps(&r, d11, strlen(d11), 3, &lim, &took), MC_ERROR);
+    assert_string_equal(r.error, "data block too large");
+
+    static const char big[] = "set kkkkkkkkkkkkkkkk 0 0 10\r\n"; /* 29 + 12 > 40 */
+    lim.max_line = 64;
+    assert_int_equal(req_in_steps(&r, big, strlen(big), 0, &lim, &took), MC_ERROR);
+    assert_string_equal(r.error, "request too large");
+
+    lim.max_line = 24; /* 24 bytes of line pass (its end included), 25 do not */
+    static const char l24[] = "get aaaaaaaaaaaaaaaaaa\r\n", l25[] = "get aaaaaaaaaaaaaaaaaaa\r\n";
+    assert_int_equal(strlen(l24), 24);
+    assert_int_equal(req_in_steps(&r, l24, strlen(l24), 1, &lim, &took), MC_DONE);
+    assert_int_equal(req_in_steps(&r, l25, strlen(l25), 1, &lim, &took), MC_ERROR);
+    assert_string_equal(r.error, "command line too long");
+    mc_req_free(&r);
+}
+
+static void test_replies_every_split(void **state)
+{
+    (void)state;
+    static const char rsp[] = "VALUE a 0 5\r\nab\r\nc\r\nVALUE bb 7 0 42\r\n\r\nEND\r\nSTORED\r\n";
+    size_t first = strlen(rsp) - strlen("STORED\r\n");
+    for (size_t step = 0; step <= sizeof(rsp) - 1; step++) {
+        struct mc_rsp r;
+        size_t took;
+        assert_int_equal(rsp_in_steps(&r, rsp, sizeof(rsp) - 1, step, &took), MC_DONE);
+        assert_int_equal(took, first);
+        assert_int_equal(r.size, first);
+        assert_int_equal(r.values, 2);
+        assert_false(r.is_error);
+    }
+    static const struct {
+        const char *rsp;
+        bool err;
+    } lines[] = {
+        { "STORED\r\n", false }, { "NOT_STORED\r\n", false }, { "EXISTS\r\n", false },
+        { "NOT_FOUND\r\n", false }, { "DELETED\r\n", false }, { "TOUCHED\r\n", false },
+        { "END\r\n", false }, { "12345\r\n", false }, { "VERSION 1.6.18\r\n", false },
+        { "OK\r\n", false }, { "ERROR\r\n", true }, { "CLIENT_ERROR bad data chunk\r\n", true },
+        { "SERVER_ERROR out of memory storing object\r\n", true },
+    };
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        struct mc_rsp r;
+        size_t took;
+        const char *s = lines[i].rsp;
+        assert_int_equal(rsp_in_steps(&r, s, strlen(s), 1, &took), MC_DONE);
+        assert_int_equal(took, strlen(s));
+        assert_int_equal(r.is_error, lines[i].err);
+    }
+}
+
+static void test_malformed_replies(void **state)
+{
+    (void)state;
+    static const char *const cases[] = {
+        "WHAT\r\n",
+        "STORED\n",
+        "STORED\rX",
+        "\r\n",
+        "VALUE a 0\r\n",
+        "VALUE a 0 x\r\n",
+        "VALUE a 0 1 2 3\r\nx\r\nEND\r\n",
+        "VALUE a 0 1\r\nxy\r\nEND\r\n",
+        "VALUE a 0 1\r\nx\r\nSTORED\r\n",
+        "VALUE a 0 99999999999999999999999\r\n",
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (size_t step = 0; step <= 2; step++) {
+            struct mc_rsp r;
+            size_t took;
+            assert_int_equal(rsp_in_steps(&r, cases[i], strlen(cases[i]), step, &took), MC_ERROR);
+            assert_non_null(r.error);
+        }
+    }
+    char longline[MC_RSP_LINE_MAX + 16];
+    memset(longline, 'S', sizeof(longline));
+    struct mc_rsp r;
+    size_t took;
+    assert_int_equal(rsp_in_steps(&r, longline, sizeof(longline), 0, &took), MC_ERROR);
+    assert_string_equal(r.error, "reply line too long");
+}
+
+static void test_value_key(void **state)
+{
+    (void)state;
+    size_t off, len;
+    static const char v[] = "VALUE some:key 0 5 77";
+    assert_int_equal(mc_value_key(v, strlen(v), &off, &len), 0);
+    assert_int_equal(len, 8);
+    assert_memory_equal(v + off, "some:key", 8);
+    assert_int_equal(mc_value_key("END", 3, &off, &len), -1);
+    assert_int_equal(mc_value_key("VALUE ", 6, &off, &len), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_set_every_split),
+        cmocka_unit_test(test_get_many_keys_and_lf_only),
+        cmocka_unit_test(test_keyed_and_noreply),
+        cmocka_unit_test(test_malformed_requests),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_replies_every_split),
+        cmocka_unit_test(test_malformed_replies),
+        cmocka_unit_test(test_value_key),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
