@@ -24,7 +24,7 @@ enum {
 };
 
 /* Protocols this build can run; the others parse but are refused. */
-enum { P_IMPLEMENTED = P_TCP | P_REDIS | P_HTTP };
+enum { P_IMPLEMENTED = P_TCP | P_REDIS | P_MC | P_HTTP };
 
 static const char *const conf_proto_names[] = { "tcp", "redis", "memcache", "http", NULL };
 static const char *const conf_balance_names[] = {
@@ -648,7 +648,7 @@ static const struct conf_pool_key conf_pool_keys[] = {
     { "redis_auth", P_REDIS, pk_redis_auth },
     { "redis_db", P_REDIS, pk_redis_db },
     { "redis_user", P_REDIS, pk_redis_user },
-    { "limits", P_REDIS, pk_limits },
+    { "limits", P_SHARD, pk_limits },
     { "discovery", P_ANY, conf_discovery_read },
     { "health_check", P_ANY, conf_health_read },
     { "split", P_HTTP, conf_http_split },

@@ -495,7 +495,11 @@ static void redis_client_release(struct ev_loop *loop, struct ev_defer *d)
 {
     (void)loop;
     struct redis_client *cl = d->data;
-    resp_req_free(&cl->req);
+    if (cl->rp->mc) {
+        mc_req_free(&cl->mreq);
+    } else {
+        resp_req_free(&cl->req);
+    }
     slab_free(&cl->rp->clients, cl);
 }
 
@@ -598,7 +602,7 @@ static void redis_client_pump(struct redis_client *cl)
                     cl->out.bytes < rp->wk->queue_limit;
         if (room && cl->c.readable && !cl->c.eof) {
             /* The request being parsed may be large: allow it all in. */
-            size_t limit = (size_t)cl->req.size + rp->wk->queue_limit;
+            size_t limit = (size_t)(rp->mc ? cl->mreq.size : cl->req.size) + rp->wk->queue_limit;
             ssize_t r = conn_read(&cl->c, &cl->in, bufs, limit);
             if (r == -1) {
                 redis_client_close(cl, true);
@@ -606,7 +610,11 @@ static void redis_client_pump(struct redis_client *cl)
             }
             moved = r >= 0;
         }
-        redis_client_parse(cl);
+        if (rp->mc) {
+            mc_client_parse(cl);
+        } else {
+            redis_client_parse(cl);
+        }
         redis_client_collect(cl);
         if (cl->c.writable && cl->out.bytes > 0) {
             ssize_t w = conn_write(&cl->c, &cl->out, bufs);
@@ -649,7 +657,11 @@ int redis_client_start(struct pool *p, int fd)
     cl->authed = p->cp->redis_auth == NULL;
     buf_queue_init(&cl->in);
     buf_queue_init(&cl->out);
-    resp_req_init(&cl->req);
+    if (rp->mc) {
+        mc_req_init(&cl->mreq);
+    } else {
+        resp_req_init(&cl->req);
+    }
     cl->flush = (struct ev_defer){ .fn = redis_client_flush, .data = cl };
     cl->release = (struct ev_defer){ .fn = redis_client_release, .data = cl };
     net_set_nodelay(fd, &p->cp->listen);

@@ -3,11 +3,14 @@
  *
  *   redis_msg.c     messages, replies in client order, fragment merging
  *   redis_server.c  server connections, ejection, the pool's setup
- *   redis.c         clients: parsing, routing, commands answered locally */
+ *   redis.c         clients: parsing, routing, commands answered locally
+ *   mc.c            the same for memcache pools (a pool with `mc` set) */
 #ifndef LEGATE_REDIS_INT_H
 #define LEGATE_REDIS_INT_H
 
 #include "redis.h"
+#include "mc.h"
+#include "mc_proto.h"
 #include "redis_cmd.h"
 #include "resp.h"
 #include "../core/conn.h"
@@ -52,6 +55,7 @@ struct redis_msg {
     bool internal;                /* legate's own AUTH/SELECT to a server */
     bool counted;                 /* holds a max_pending place until freed */
     bool failed;                  /* parent: a fragment failed */
+    bool quiet;                   /* memcache noreply: its reply is dropped */
     uint8_t kind;                 /* parent: enum redis_kind, to merge */
     uint32_t nfrags;              /* parent: fragments not yet answered */
     uint32_t nkeys;               /* parent: keys of the command */
@@ -61,6 +65,7 @@ struct redis_msg {
     uint32_t *keyidx;             /* parent: all, in the frags block; fragment:
                                    * its slice, the original key positions */
     uint32_t nfragkeys;
+    struct mc_keys *mkeys;        /* parent of a split memcache get: its keys */
 };
 
 enum redis_sc_state { SC_DOWN, SC_CONNECTING, SC_UP };
@@ -73,7 +78,10 @@ struct redis_sconn {
     struct buf_queue out;
     struct buf_queue in;
     struct buf_cursor cur;        /* how far `in` has been parsed */
-    struct resp_rsp rsp;
+    union {
+        struct resp_rsp rsp;
+        struct mc_rsp mrsp;       /* memcache pools */
+    };
     struct redis_msg *head;       /* FIFO of messages awaiting a reply */
     struct redis_msg *tail;
     struct redis_msg *unsent;     /* first message not fully written */
@@ -103,7 +111,9 @@ struct redis_pool {
     struct redis_server *servers;
     size_t nservers;
     bool *live;                   /* per server: in the ring (not ejected) */
+    bool mc;                      /* a memcache pool (mc.c parses its clients) */
     struct resp_limits limits;    /* on client requests (replies: the defaults) */
+    struct mc_limits mlimits;     /* the same, for memcache pools */
     uint8_t *scratch;             /* contiguous copy of a key split across chunks */
     size_t scratch_cap;
     const struct redis_cmd *last_cmd; /* memo: clients repeat commands */
@@ -119,7 +129,10 @@ struct redis_client {
     struct buf_queue in;
     struct buf_queue out;
     struct buf_cursor cur;
-    struct resp_req req;
+    union {
+        struct resp_req req;
+        struct mc_req mreq;       /* memcache pools */
+    };
     struct redis_msg *head;
     struct redis_msg *tail;
     unsigned pending;

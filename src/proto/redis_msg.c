@@ -67,7 +67,7 @@ void redis_reply_fmt(struct redis_pool *rp, struct redis_msg *m, const char *fmt
 /* Answer `m` with an error of legate's and complete it. */
 void redis_msg_error(struct redis_pool *rp, struct redis_msg *m, const char *why)
 {
-    redis_reply_fmt(rp, m, "-ERR legate: %s\r\n", why);
+    redis_reply_fmt(rp, m, rp->mc ? "SERVER_ERROR legate: %s\r\n" : "-ERR legate: %s\r\n", why);
     if (m->parent != NULL) {
         m->parent->failed = true;
     }
@@ -112,6 +112,12 @@ void redis_client_collect(struct redis_client *cl)
 
 /* ---------------------------------------------------------------- */
 /* merging fragments                                                 */
+
+/* Whether a reply starting with `head` (n > 0 bytes) is an error. */
+static bool redis_reply_is_error(const struct redis_pool *rp, const char *head, size_t n)
+{
+    return rp->mc ? mc_reply_is_error(head, n) : head[0] == '-';
+}
 
 /* Length of the one RESP value starting `off` bytes into `q`, or -1. */
 static int redis_frame(const struct buf_queue *q, uint64_t off, uint64_t *len)
@@ -232,19 +238,26 @@ static void redis_merge(struct redis_pool *rp, struct redis_msg *p)
         /* Pass on the first error a fragment got. */
         for (uint32_t i = 0; i < p->nallfrags; i++) {
             struct redis_msg *fr = p->frags[i];
-            char first;
-            if (redis_reply_peek(fr, &first, 1) == 1 && first == '-' &&
-                redis_reply_unsmall(rp, fr) == 0) {
+            char head[16];
+            size_t n = redis_reply_peek(fr, head, sizeof(head));
+            if (n > 0 && redis_reply_is_error(rp, head, n) && redis_reply_unsmall(rp, fr) == 0) {
                 buf_queue_clear(&p->reply, &rp->wk->bufs);
                 p->nsmall = 0;
                 buf_queue_splice(&p->reply, &fr->reply);
                 return;
             }
         }
-        redis_reply_text(rp, p, "-ERR legate: a fragment of the command failed\r\n");
+        redis_reply_text(rp, p, rp->mc ? "SERVER_ERROR legate: a fragment of the command "
+                                         "failed\r\n"
+                                       : "-ERR legate: a fragment of the command failed\r\n");
         return;
     }
-    if (p->kind == REDIS_SPLIT_SUM) {
+    if (rp->mc) {
+        if (mc_merge(rp, p) == -1) {
+            buf_queue_clear(&p->reply, &rp->wk->bufs);
+            redis_reply_text(rp, p, "SERVER_ERROR legate: could not merge the replies\r\n");
+        }
+    } else if (p->kind == REDIS_SPLIT_SUM) {
         redis_reply_fmt(rp, p, ":%" PRId64 "\r\n", p->sum);
     } else if (p->kind == REDIS_SPLIT_PAIRS) {
         redis_reply_text(rp, p, "+OK\r\n");
@@ -260,7 +273,7 @@ static void redis_fragment_done(struct redis_pool *rp, struct redis_msg *fr)
     char head[32];
     size_t n = redis_reply_peek(fr, head, sizeof(head) - 1);
     head[n] = '\0';
-    if (n == 0 || head[0] == '-') {
+    if (n == 0 || redis_reply_is_error(rp, head, n)) {
         p->failed = true;
     } else if (p->kind == REDIS_SPLIT_SUM) {
         /* ":<integer>\r\n" */
@@ -282,6 +295,11 @@ static void redis_fragment_done(struct redis_pool *rp, struct redis_msg *fr)
 void redis_msg_complete(struct redis_pool *rp, struct redis_msg *m)
 {
     m->done = true;
+    if (m->quiet) {
+        /* memcache noreply: the client asked for no answer, not even an error */
+        buf_queue_clear(&m->reply, &rp->wk->bufs);
+        m->nsmall = 0;
+    }
     if (m->parent != NULL) {
         redis_fragment_done(rp, m);
         return;

@@ -13,6 +13,21 @@
 
 static void redis_sconn_pump(struct redis_sconn *sc);
 
+/* Both reply parsers share the feed contract and its codes. */
+_Static_assert((int)RESP_AGAIN == (int)MC_AGAIN && (int)RESP_ERROR == (int)MC_ERROR &&
+                   (int)RESP_DONE == (int)MC_DONE,
+               "resp and mc_proto return the same codes");
+
+/* Get the reply parser ready for the next reply. */
+static void redis_sconn_frame_reset(struct redis_sconn *sc)
+{
+    if (sc->rp->mc) {
+        mc_rsp_init(&sc->mrsp);
+    } else {
+        resp_rsp_init(&sc->rsp);
+    }
+}
+
 /* ---------------------------------------------------------------- */
 /* server connections                                                */
 
@@ -99,7 +114,7 @@ static void redis_sconn_retire(struct redis_sconn *sc)
     buf_queue_clear(&sc->out, &rp->wk->bufs);
     buf_queue_clear(&sc->in, &rp->wk->bufs);
     buf_cursor_reset(&sc->cur, &sc->in);
-    resp_rsp_init(&sc->rsp);
+    redis_sconn_frame_reset(sc);
     sc->unsent = NULL;
     sc->appended = sc->written = 0;
     pool_server_use(rp->pool, sc->server, -1);
@@ -194,7 +209,7 @@ static void redis_sconn_fail(struct redis_sconn *sc, enum stats_server_field wha
     buf_queue_clear(&sc->out, &rp->wk->bufs);
     buf_queue_clear(&sc->in, &rp->wk->bufs);
     buf_cursor_reset(&sc->cur, &sc->in);
-    resp_rsp_init(&sc->rsp);
+    redis_sconn_frame_reset(sc);
     struct redis_msg *m = sc->head;
     sc->head = sc->tail = NULL;
     char text[128];
@@ -392,13 +407,14 @@ static void redis_sconn_replies(struct redis_sconn *sc)
             return;
         }
         size_t used;
-        int rc = resp_rsp_feed(&sc->rsp, sc->cur.p, avail, &used, &resp_default_limits);
+        int rc = rp->mc ? mc_rsp_feed(&sc->mrsp, sc->cur.p, avail, &used)
+                        : resp_rsp_feed(&sc->rsp, sc->cur.p, avail, &used, &resp_default_limits);
         sc->cur.p += used;
         if (rc == RESP_AGAIN) {
             continue;
         }
         if (rc == RESP_ERROR) {
-            redis_sconn_fail(sc, SS_SERVER_ERR, sc->rsp.error);
+            redis_sconn_fail(sc, SS_SERVER_ERR, rp->mc ? sc->mrsp.error : sc->rsp.error);
             return;
         }
         struct redis_msg *m = sc->head;
@@ -406,7 +422,7 @@ static void redis_sconn_replies(struct redis_sconn *sc)
             redis_sconn_fail(sc, SS_SERVER_ERR, "sent a reply nobody asked for");
             return;
         }
-        uint64_t size = sc->rsp.size;
+        uint64_t size = rp->mc ? sc->mrsp.size : sc->rsp.size;
         redis_sconn_forget(sc, m);
         rp->servers[sc->server].failures = 0;
         stats_latency(rp->pool->stats, sc->server, ev_now_us(rp->wk->loop) - m->sent_us);
@@ -422,7 +438,7 @@ static void redis_sconn_replies(struct redis_sconn *sc)
             buf_queue_peek(&sc->in, 0, &first, 1);
             buf_queue_consume(&sc->in, &rp->wk->bufs, (size_t)size);
             buf_cursor_reset(&sc->cur, &sc->in);
-            resp_rsp_init(&sc->rsp);
+            redis_sconn_frame_reset(sc);
             redis_msg_free(rp, m);
             if (first == '-') {
                 redis_sconn_fail(sc, SS_SERVER_ERR, "refused legate's AUTH or SELECT (check "
@@ -435,19 +451,20 @@ static void redis_sconn_replies(struct redis_sconn *sc)
          * client's output, without a buffer of its own. Otherwise it waits
          * for the replies before it: inside the message when short, else
          * in m->reply. */
-        struct redis_client *cl = m->parent == NULL ? m->client : NULL;
+        struct redis_client *cl = m->parent == NULL && !m->quiet ? m->client : NULL;
         struct buf_queue *to = cl != NULL && cl->head == m ? &cl->out : &m->reply;
         if ((cl != NULL || m->parent != NULL) && to == &m->reply &&
             size <= REDIS_SMALL_REPLY) {
             buf_queue_peek(&sc->in, 0, m->small, (size_t)size);
             m->nsmall = (uint8_t)size;
-        } else if ((m->client != NULL || m->parent != NULL) &&
+        } else if ((cl != NULL || m->parent != NULL) &&
                    buf_queue_append_range(to, &rp->wk->bufs, &sc->in, 0, size) == -1) {
-            redis_reply_text(rp, m, "-ERR legate: out of memory\r\n");
+            redis_reply_text(rp, m, rp->mc ? "SERVER_ERROR legate: out of memory\r\n"
+                                           : "-ERR legate: out of memory\r\n");
         }
         buf_queue_consume(&sc->in, &rp->wk->bufs, (size_t)size);
         buf_cursor_reset(&sc->cur, &sc->in);
-        resp_rsp_init(&sc->rsp);
+        redis_sconn_frame_reset(sc);
         redis_sconn_arm_timeout(sc);
         redis_msg_complete(rp, m);
     }
@@ -554,21 +571,24 @@ int redis_pool_init(struct pool *p)
     rp->wk = p->wk;
     rp->cp = cp;
     rp->limits = resp_default_limits;
+    rp->mc = cp->proto == CONF_PROTO_MEMCACHE;
+    rp->mlimits = mc_default_limits;
     slab_init(&rp->msgs, sizeof(struct redis_msg));
     slab_init(&rp->clients, sizeof(struct redis_client));
     rp->msgs.changed = rp->clients.changed = wk_heap_changed;
     rp->msgs.changed_arg = rp->clients.changed_arg = p->wk;
     if (cp->limit_args != 0) {
-        rp->limits.max_args = (uint32_t)cp->limit_args;
+        rp->limits.max_args = rp->mlimits.max_tokens = (uint32_t)cp->limit_args;
     }
     if (cp->limit_bulk != 0) {
-        rp->limits.max_bulk = cp->limit_bulk;
+        rp->limits.max_bulk = rp->mlimits.max_data = cp->limit_bulk;
     }
     if (cp->limit_request != 0) {
-        rp->limits.max_request = cp->limit_request;
+        rp->limits.max_request = rp->mlimits.max_request = cp->limit_request;
     }
     if (cp->limit_inline != 0) {
         rp->limits.max_inline = (uint32_t)cp->limit_inline;
+        rp->mlimits.max_line = cp->limit_inline;
     }
     rp->nservers = p->nslots;
     rp->servers = calloc(rp->nservers, sizeof(*rp->servers));
@@ -603,7 +623,7 @@ int redis_pool_init(struct pool *p)
             sc->c.io.fd = -1;
             buf_queue_init(&sc->out);
             buf_queue_init(&sc->in);
-            resp_rsp_init(&sc->rsp);
+            redis_sconn_frame_reset(sc);
             sc->timer = (struct ev_timer){ .fn = redis_sconn_timer, .data = sc };
             sc->again = (struct ev_defer){ .fn = redis_sconn_again, .data = sc };
         }

@@ -29,7 +29,8 @@ static const struct pool_proto pool_protos[] = {
     [CONF_PROTO_TCP] = { NULL, NULL, tcp_session_start, NULL },
     [CONF_PROTO_REDIS] = { redis_pool_init, redis_pool_fini, redis_client_start,
                            redis_pool_sync },
-    [CONF_PROTO_MEMCACHE] = { NULL, NULL, NULL, NULL },
+    [CONF_PROTO_MEMCACHE] = { redis_pool_init, redis_pool_fini, redis_client_start,
+                              redis_pool_sync }, /* mc.h: the same machinery */
     [CONF_PROTO_HTTP] = { http_pool_init, http_pool_fini, http_client_start, http_pool_sync },
 };
 

@@ -66,7 +66,6 @@ EXPECTED_BAD = {
     "bad_workers.yml": ("bad_workers.yml:2:12", "key 'workers'"),
     "bad_scheduling.yml": ("bad_scheduling.yml:2:15", "key 'scheduling': unknown value"),
     "bad_priority.yml": ("bad_priority.yml:2:13", "key 'priority': value out of range"),
-    "memcache_not_yet.yml": ("memcache_not_yet.yml:2:1", "not implemented yet"),
 }
 
 

@@ -222,7 +222,7 @@ static const struct {
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  limits: { keys: 5 }\n"
       "  servers: [127.0.0.1:2:1]\n", "t.yml:4:13", "unknown limit 'keys'" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  limits: { args: 5 }\n"
-      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:3", "applies only to redis pools" },
+      "  servers: [127.0.0.1:2:1]\n", "t.yml:4:3", "applies only to redis and memcache pools" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  server_retry_timeout: soon\n"
       "  servers: [127.0.0.1:2:1]\n", "t.yml:4:25", "key 'server_retry_timeout'" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  redis_user: app\n"
@@ -233,8 +233,8 @@ static const struct {
       "  servers: [127.0.0.1:2:1]\n", "t.yml:4:3", "applies only to redis pools" },
     { "p:\n  listen: 127.0.0.1:1\n  redis: true\n  servers:\n    - 127.0.0.1:2:1\n"
       "    - 127.0.0.1:2:1\n", "t.yml:6:7", "server address '127.0.0.1:2' used twice (line 5)" },
-    { "p:\n  listen: 127.0.0.1:1\n  servers: [127.0.0.1:2:1]\n", "t.yml:1:1",
-      "twemproxy's default is memcache" },
+    { "p:\n  listen: 127.0.0.1:1\n  redis: false\n  redis_db: 1\n  servers: [127.0.0.1:2:1]\n",
+      "t.yml:4:3", "key 'redis_db': applies only to redis pools, this pool is memcache" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  protocol: tcp\n  servers: [127.0.0.1:2]\n",
       "t.yml:4:3", "duplicate key 'protocol' (first at line 3)" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: tcp\n  redis: true\n  servers: [127.0.0.1:2]\n",
@@ -373,6 +373,18 @@ static void test_health_check_defaults(void **state)
     conf_put(cf);
 }
 
+/* twemproxy's default protocol is memcache; `limits` apply to it too. */
+static void test_memcache_is_the_default(void **state)
+{
+    (void)state;
+    struct conf *cf = load_ok("m:\n  listen: 127.0.0.1:1\n  limits: { inline: 2kb }\n"
+                              "  servers: [127.0.0.1:2:1]\n");
+    assert_int_equal(cf->pools[0].proto, CONF_PROTO_MEMCACHE);
+    assert_int_equal(cf->pools[0].limit_inline, 2048);
+    assert_int_equal(cf->pools[0].health.kind, CONF_CHECK_NONE);
+    conf_put(cf);
+}
+
 static void test_discovery(void **state)
 {
     (void)state;
@@ -465,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_bad_configs_name_their_line),
         cmocka_unit_test(test_health_check_defaults),
+        cmocka_unit_test(test_memcache_is_the_default),
         cmocka_unit_test(test_discovery),
         cmocka_unit_test(test_nul_byte_in_value),
         cmocka_unit_test(test_depth_and_size_limits),

@@ -1,0 +1,285 @@
+"""Memcache pools: real memcached shards behind legate, real clients
+(pymemcache, raw sockets). Key placement is compared with a nutcracker
+started on the same servers; multi-key gets are split and merged in key
+order; noreply, unknown commands, malformed input, limits and a server
+dying mid-pipeline."""
+
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+from pymemcache.client.base import Client
+
+from conftest import free_port, wait_for, can_connect, recv_all
+
+
+class Memcached:
+    def __init__(self):
+        assert shutil.which("memcached"), "memcached missing: run scripts/bootstrap"
+        self.port = free_port()
+        self.proc = subprocess.Popen(["memcached", "-u", "root", "-l", "127.0.0.1",
+                                      "-p", str(self.port), "-U", "0", "-I", "2m"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: can_connect(("127.0.0.1", self.port)), what="memcached")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+    def stat(self, name):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"stats\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n"):
+                data += s.recv(65536)
+        for line in data.decode().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] == name:
+                return int(parts[2])
+        raise AssertionError(f"no stat {name}")
+
+    def has(self, key):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"get " + key + b"\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n"):
+                data += s.recv(65536)
+        return data.startswith(b"VALUE ")
+
+
+@pytest.fixture
+def shards():
+    made = []
+
+    def make(n=3):
+        for _ in range(n):
+            made.append(Memcached())
+        return made[-n:]
+
+    yield make
+    for m in made:
+        m.stop()
+
+
+def pool_conf(port, servers, extra="", legate=True):
+    head = "legate:\n  workers: 2\n  shutdown_grace: 2s\n" if legate else ""
+    lines = "".join(f"    - 127.0.0.1:{m.port}:1\n" for m in servers)
+    return (f"{head}cache:\n  listen: 127.0.0.1:{port}\n  hash: fnv1a_64\n"
+            f"  distribution: ketama\n  timeout: 2000\n{extra}  servers:\n{lines}")
+
+
+def start(legate, servers, extra=""):
+    port = free_port()
+    legate(pool_conf(port, servers, extra), wait_addr=("127.0.0.1", port))
+    return port
+
+
+def exchange(port, payload, until, timeout=10):
+    """Send payload on a new connection; read until `until` ends the data."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        data = b""
+        while not data.endswith(until):
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+def test_commands_through_pymemcache(legate, shards):
+    servers = shards(3)
+    port = start(legate, servers)
+    c = Client(("127.0.0.1", port), timeout=5, connect_timeout=5)
+    keys = [f"key:{i}".encode() for i in range(300)]
+    for k in keys:
+        c.set(k, b"v-" + k, noreply=False)
+    # spread over the shards (as nutcracker would: fnv1a_64 may leave one out)
+    assert sum(m.stat("curr_items") > 0 for m in servers) >= 2
+    got = c.get_many(keys)
+    assert got == {k: b"v-" + k for k in keys}
+    assert c.get(b"missing") is None
+    c.set(b"quiet", b"1")  # pymemcache sends noreply by default
+    assert c.get(b"quiet") == b"1"
+    assert c.add(b"key:1", b"x", noreply=False) is False
+    assert c.add(b"fresh", b"x", noreply=False) is True
+    assert c.replace(b"nokey", b"x", noreply=False) is False
+    assert c.append(b"fresh", b"yz", noreply=False) is True
+    assert c.prepend(b"fresh", b"w", noreply=False) is True
+    assert c.get(b"fresh") == b"wxyz"
+    c.set(b"n", b"10", noreply=False)
+    assert c.incr(b"n", 5) == 15
+    assert c.decr(b"n", 3) == 12
+    assert c.incr(b"nothing", 1) is None
+    value, cas = c.gets(b"n")
+    assert value == b"12"
+    assert c.cas(b"n", b"20", cas, noreply=False) is True
+    assert c.cas(b"n", b"30", cas, noreply=False) is False
+    assert c.touch(b"n", 100, noreply=False) is True
+    assert c.delete(b"n", noreply=False) is True
+    assert c.delete(b"n", noreply=False) is False
+    assert b"legate" in c.version()  # answered by legate itself
+    c.close()
+
+
+def test_split_get_keeps_key_order_with_misses_and_duplicates(legate, shards):
+    servers = shards(3)
+    port = start(legate, servers)
+    keys = [f"k{i}".encode() for i in range(1000)]
+    payload = b"".join(b"set %s 7 0 %d\r\n%s\r\n" % (k, len(k) + 1, k + b"!")
+                       for k in keys[::2])
+    assert exchange(port, payload, b"STORED\r\n" * 500).count(b"STORED") == 500
+    assert sum(m.stat("curr_items") > 0 for m in servers) >= 2  # the get is split
+    asked = keys + [keys[0], keys[1]]  # a hit and a miss asked twice
+    reply = exchange(port, b"gets " + b" ".join(asked) + b"\r\n", b"END\r\n")
+    want_keys = [k for k in asked if int(k[1:]) % 2 == 0]
+    lines = reply.split(b"\r\n")
+    values = [ln.split()[1] for ln in lines if ln.startswith(b"VALUE ")]
+    assert values == want_keys
+    assert reply.endswith(b"END\r\n") and reply.count(b"END\r\n") == 1
+    for ln, data in zip(lines[::2], lines[1::2]):
+        if ln.startswith(b"VALUE "):
+            parts = ln.split()
+            assert parts[2] == b"7" and len(parts) == 5  # flags and the cas of gets
+            assert data == parts[1] + b"!"
+    # gat with its exptime reaches every shard the same way
+    reply = exchange(port, b"gat 100 k0 k1 k2 k998\r\n", b"END\r\n")
+    assert [ln.split()[1] for ln in reply.split(b"\r\n") if ln.startswith(b"VALUE")] == \
+        [b"k0", b"k2", b"k998"]
+
+
+def test_placement_matches_nutcracker(legate, shards, tmp_path):
+    assert shutil.which("nutcracker"), "nutcracker missing: run scripts/bootstrap"
+    servers = shards(3)
+    keys = [f"user:{i}".encode() for i in range(2000)] + \
+        [f"{{tag{i % 7}}}:x:{i}".encode() for i in range(200)]
+    placements = []
+    for proxy in ("nutcracker", "legate"):
+        port = free_port()
+        conf = pool_conf(port, servers, extra='  hash_tag: "{}"\n', legate=proxy == "legate")
+        if proxy == "legate":
+            legate(conf, wait_addr=("127.0.0.1", port))
+        else:
+            path = tmp_path / "nc.yml"
+            path.write_text(conf)
+            nc = subprocess.Popen(["nutcracker", "-c", str(path), "-s", str(free_port())],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for(lambda: can_connect(("127.0.0.1", port)), what="nutcracker")
+        payload = b"".join(b"set %s 0 0 1\r\nx\r\n" % k for k in keys)
+        assert exchange(port, payload, b"STORED\r\n" * len(keys)).count(b"STORED") == len(keys)
+        placements.append([next(i for i, m in enumerate(servers) if m.has(k)) for k in keys])
+        if proxy == "nutcracker":
+            nc.terminate()
+            nc.wait(10)
+        for m in servers:
+            exchange(m.port, b"flush_all\r\n", b"OK\r\n")
+    assert placements[0] == placements[1]
+    assert len(set(placements[0])) == 3
+
+
+def test_noreply_unknown_commands_and_byte_at_a_time(legate, shards):
+    servers = shards(2)
+    port = start(legate, servers)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        req = (b"set a 0 0 1 noreply\r\nA\r\nstats\r\ndelete nokey noreply\r\n"
+               b"incr a 1 noreply\r\nflush_all\r\nget a\r\n")
+        for b in req:
+            s.sendall(bytes([b]))
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            data += s.recv(65536)
+        # one ERROR per command legate does not forward, nothing for noreply
+        assert data == b"ERROR\r\nERROR\r\nVALUE a 0 1\r\nA\r\nEND\r\n"
+        s.sendall(b"version\r\n")  # the connection stays open
+        assert s.recv(100).startswith(b"VERSION ")
+    assert sum(m.stat("cmd_flush") for m in servers) == 0
+
+
+@pytest.mark.parametrize("bad,why", [
+    (b"set k 0 0 abc\r\nxyz\r\n", b"bad data chunk"),
+    (b"set k 0 0 3\r\nabcd\r\n", b"bad data chunk"),
+    (b"set k 0 0\r\n", b"bad command line format"),
+    (b"get " + b"k" * 251 + b"\r\n", b"key longer than 250 bytes"),
+    (b"get a\rb\r\n", b"CR without LF"),
+    (b"get a\x00b\r\n", b"control character"),
+])
+def test_malformed_requests_get_client_error_and_reach_no_server(legate, shards, bad, why):
+    servers = shards(2)
+    port = start(legate, servers)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"get ok\r\n" + bad + b"get after\r\n")
+        data = recv_all(s)
+    assert data.startswith(b"END\r\nCLIENT_ERROR legate: " + why)
+    assert data.count(b"\r\n") == 2  # nothing after the error: closed
+    assert sum(m.stat("cmd_set") for m in servers) == 0
+    assert sum(m.stat("cmd_get") for m in servers) == 1
+
+
+def test_limits_from_the_config(legate, shards):
+    servers = shards(1)
+    port = start(legate, servers, extra="  limits: { inline: 64, bulk: 1kb, args: 5 }\n")
+    cases = [
+        (b"get " + b"a" * 60 + b"\r\n", b"command line too long"),
+        (b"set k 0 0 1025\r\n", b"data block too large"),
+        (b"get a b c d e\r\n", b"too many keys"),
+    ]
+    for bad, why in cases:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(bad)
+            assert recv_all(s).startswith(b"CLIENT_ERROR legate: " + why)
+    ok = exchange(port, b"set k 0 0 1024\r\n" + b"v" * 1024 + b"\r\nget a b c\r\n", b"END\r\n")
+    assert ok == b"STORED\r\nEND\r\n"
+
+
+def test_large_values_pass_through(legate, shards):
+    servers = shards(3)
+    port = start(legate, servers)
+    c = Client(("127.0.0.1", port), timeout=10, connect_timeout=5)
+    big = bytes(range(256)) * 4096  # 1 MiB with every byte value, CR and LF included
+    for i in range(5):
+        c.set(f"big{i}".encode(), big, noreply=False)
+    got = c.get_many([f"big{i}".encode() for i in range(5)])
+    assert len(got) == 5 and all(v == big for v in got.values())
+    c.close()
+
+
+def count_replies(data):
+    """Replies in a memcached reply stream: one per STORED, NOT_FOUND, error
+    line or END (a get's VALUE blocks belong to its END)."""
+    n, lines, i = 0, data.split(b"\r\n"), 0
+    while i < len(lines):
+        if lines[i].startswith(b"VALUE "):
+            i += 2
+            continue
+        n += lines[i] != b""
+        i += 1
+    return n
+
+
+def test_server_killed_mid_pipeline_answers_every_request(legate, shards):
+    servers = shards(3)
+    port = start(legate, servers)
+    keys = [f"p{i}".encode() for i in range(3000)]
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(b"".join(b"set %s 0 0 2\r\nok\r\n" % k for k in keys))
+        servers[1].stop()
+        s.sendall(b"".join(b"get %s\r\n" % k for k in keys))
+        data = b""
+        deadline = time.monotonic() + 15
+        while count_replies(data) < 6000 and time.monotonic() < deadline:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+    assert count_replies(data) == 6000
+    lines = data.split(b"\r\n")
+    errors = [r for r in lines if r.startswith(b"SERVER_ERROR")]
+    assert errors and all(r.startswith(b"SERVER_ERROR legate: ") for r in errors)
+    # legate is alive and the live shards still answer
+    c = Client(("127.0.0.1", port), timeout=5)
+    live = [k for k in keys if servers[0].has(k) or servers[2].has(k)]
+    assert live and c.get(live[0]) == b"ok"
+    c.close()
