@@ -58,15 +58,15 @@ static int mc_forward(struct redis_client *cl, struct redis_msg *m, int srv)
     struct redis_sconn *sc = redis_pick_conn(rp, (size_t)srv);
     struct buf_pool *bufs = &rp->wk->bufs;
     uint64_t before = sc->out.bytes;
-    int bad;
+    bool bad;
     if (!r->noreply) {
-        bad = buf_queue_append_range(&sc->out, bufs, &cl->in, 0, r->size);
+        bad = buf_queue_append_range(&sc->out, bufs, &cl->in, 0, r->size) == -1;
     } else {
         const struct mc_tok *prev = &r->tok[r->ntok - 2];
         m->quiet = true;
         bad = buf_queue_append_range(&sc->out, bufs, &cl->in, 0, prev->off + prev->len) == -1 ||
               buf_queue_append(&sc->out, bufs, "\r\n", 2) == -1 ||
-              buf_queue_append_range(&sc->out, bufs, &cl->in, r->line, r->size - r->line);
+              buf_queue_append_range(&sc->out, bufs, &cl->in, r->line, r->size - r->line) == -1;
     }
     if (bad) {
         return -1;
@@ -154,6 +154,7 @@ static int mc_split(struct redis_client *cl, struct redis_msg *m, const int *whe
             }
         }
         if (bad || buf_queue_append(&sc->out, bufs, "\r\n", 2) == -1) {
+            m->nfrags--; /* never sent: nothing will answer it */
             rc = -1;
             break;
         }
@@ -186,7 +187,7 @@ static void mc_route_get(struct redis_client *cl, struct redis_msg *m)
         one_server = one_server && where[k] == where[0];
     }
     int rc = one_server ? mc_forward(cl, m, where[0]) : mc_split(cl, m, where);
-    if (rc == -1 && m->nallfrags > 0) {
+    if (rc == -1 && m->nfrags > 0) {
         m->failed = true; /* fragments already sent complete the message */
     } else if (rc == -1) {
         redis_msg_error(rp, m, "out of memory");
