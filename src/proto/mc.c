@@ -14,39 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The bytes [off, off+len) of the request at the head of cl->in,
- * contiguous (in the buffer, or copied to the pool's scratch). */
-static const uint8_t *mc_bytes(struct redis_client *cl, uint64_t off, uint64_t len)
-{
-    uint64_t at = off;
-    const struct buf *b = buf_queue_find(&cl->in, &at);
-    if (b != NULL && at + len <= buf_unread(b)) {
-        return b->pos + at;
-    }
-    struct redis_pool *rp = cl->rp;
-    if (len > rp->scratch_cap) {
-        size_t cap = len > REDIS_SCRATCH_MIN ? (size_t)len : REDIS_SCRATCH_MIN;
-        uint8_t *s = realloc(rp->scratch, cap);
-        if (s == NULL) {
-            return NULL;
-        }
-        rp->scratch = s;
-        rp->scratch_cap = cap;
-    }
-    buf_queue_peek(&cl->in, off, rp->scratch, (size_t)len);
-    return rp->scratch;
-}
-
 /* The server for token `t`, or -1 (none live, or out of memory). */
 static int mc_key_server(struct redis_client *cl, const struct mc_tok *t)
 {
-    const uint8_t *k = mc_bytes(cl, t->off, t->len);
-    if (k == NULL) {
-        return -1;
-    }
-    struct pool *p = cl->rp->pool;
-    int s = ring_pick(&cl->rp->ring, k, t->len, bal_random(&p->bal));
-    return s >= 0 && p->down[s] ? -1 : s;
+    return redis_client_key_server(cl, t->off, t->len);
 }
 
 /* Send the request at the head of cl->in to server `srv`: as it came, or
@@ -263,17 +234,7 @@ void mc_client_parse(struct redis_client *cl)
             continue;
         }
         if (rc == MC_ERROR) {
-            struct redis_msg *m = redis_msg_new(rp, cl);
-            if (m != NULL) {
-                redis_client_link(cl, m);
-                redis_reply_fmt(rp, m, "CLIENT_ERROR legate: %s\r\n", cl->mreq.error);
-                m->done = true;
-            }
-            log_info(rp->wk->log, "pool '%s': closing a client after a protocol error: %s",
-                     rp->cp->name, cl->mreq.error);
-            cl->quit = true;
-            buf_queue_clear(&cl->in, &rp->wk->bufs);
-            buf_cursor_reset(&cl->cur, &cl->in);
+            redis_client_protocol_error(cl, cl->mreq.error);
             return;
         }
         mc_route(cl);
@@ -325,10 +286,6 @@ int mc_merge(struct redis_pool *rp, struct redis_msg *p)
     }
     for (uint32_t f = 0; f < p->nallfrags; f++) {
         struct redis_msg *fr = p->frags[f];
-        if (fr->nsmall > 0 && buf_queue_append(&fr->reply, bufs, fr->small, fr->nsmall) == -1) {
-            goto out;
-        }
-        fr->nsmall = 0;
         for (uint32_t j = 0; j < fr->nfragkeys; j++) {
             owner[fr->keyidx[j]] = f;
         }
@@ -342,28 +299,15 @@ int mc_merge(struct redis_pool *rp, struct redis_msg *p)
         size_t n;
         uint64_t linelen;
         size_t koff, klen;
+        uint64_t bytes;
         if (mc_peek_line(q, at[f], line, sizeof(line), &n, &linelen) == -1 ||
-            mc_value_key(line, n, &koff, &klen) == -1) {
+            mc_value_line(line, n, &koff, &klen, &bytes) == -1) {
             continue; /* END (or no line): this key was a miss */
         }
         const uint8_t *want = keys->bytes + keys->off[k];
         size_t wlen = keys->off[k + 1] - keys->off[k];
         if (klen != wlen || memcmp(line + koff, want, wlen) != 0) {
             continue; /* the next value is a later key's: a miss */
-        }
-        /* "VALUE <key> <flags> <bytes> [<cas>]": its block follows */
-        const char *b = line + koff + klen;
-        const char *end = line + n;
-        unsigned tok = 0;
-        uint64_t bytes = 0;
-        for (const char *c = b; c < end; c++) {
-            if (*c == ' ') {
-                if (c + 1 < end && c[1] != ' ') {
-                    tok++;
-                }
-            } else if (tok == 2) {
-                bytes = bytes * 10 + (uint64_t)(*c - '0');
-            }
         }
         uint64_t block = linelen + bytes + 2;
         if (buf_queue_append_range(&p->reply, bufs, q, at[f], block) == -1) {

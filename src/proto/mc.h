@@ -18,7 +18,8 @@ struct redis_msg;
 void mc_client_parse(struct redis_client *cl);
 /* Whether a reply starting with `head` (n bytes) is an error. */
 bool mc_reply_is_error(const char *head, size_t n);
-/* All fragments of split get `p` answered without error: build its reply.
+/* All fragments of split get `p` answered without error, each reply whole
+ * in its fr->reply (none kept small): build p's reply.
  * Returns 0, or -1 (out of memory or a reply that does not frame). */
 int mc_merge(struct redis_pool *rp, struct redis_msg *p);
 

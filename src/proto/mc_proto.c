@@ -410,23 +410,38 @@ int mc_rsp_feed(struct mc_rsp *r, const uint8_t *data, size_t n, size_t *used)
     return rc;
 }
 
-int mc_value_key(const char *line, size_t n, size_t *off, size_t *len)
+int mc_value_line(const char *line, size_t n, size_t *off, size_t *len, uint64_t *bytes)
 {
-    if (n < 6 || memcmp(line, "VALUE ", 6) != 0) {
+    /* tokens: VALUE <key> <flags> <bytes> [<cas>] */
+    size_t start[5], end[5], ntok = 0;
+    for (size_t i = 0; i < n;) {
+        while (i < n && line[i] == ' ') {
+            i++;
+        }
+        if (i == n) {
+            break;
+        }
+        if (ntok == 5) {
+            return -1;
+        }
+        start[ntok] = i;
+        while (i < n && line[i] != ' ') {
+            i++;
+        }
+        end[ntok++] = i;
+    }
+    if (ntok < 4 || end[0] - start[0] != 5 || memcmp(line, "VALUE", 5) != 0) {
         return -1;
     }
-    size_t a = 6;
-    while (a < n && line[a] == ' ') {
-        a++;
+    uint64_t v = 0;
+    for (size_t i = start[3]; i < end[3]; i++) {
+        if (line[i] < '0' || line[i] > '9' || v > (UINT64_MAX - 9) / 10) {
+            return -1;
+        }
+        v = v * 10 + (uint64_t)(line[i] - '0');
     }
-    size_t b = a;
-    while (b < n && line[b] != ' ') {
-        b++;
-    }
-    if (b == a) {
-        return -1;
-    }
-    *off = a;
-    *len = b - a;
+    *off = start[1];
+    *len = end[1] - start[1];
+    *bytes = v;
     return 0;
 }

@@ -112,9 +112,9 @@ struct mc_rsp {
 void mc_rsp_init(struct mc_rsp *r);
 int mc_rsp_feed(struct mc_rsp *r, const uint8_t *data, size_t n, size_t *used);
 
-/* The key of a "VALUE <key> <flags> <bytes> [<cas>]" line in `line` (n
- * bytes, without its end): sets *off and *len and returns 0, or -1 when the
- * line is not one. */
-int mc_value_key(const char *line, size_t n, size_t *off, size_t *len);
+/* The key and byte count of a "VALUE <key> <flags> <bytes> [<cas>]" line
+ * in `line` (n bytes, without its end): sets *off, *len and *bytes and
+ * returns 0, or -1 when the line is not one. */
+int mc_value_line(const char *line, size_t n, size_t *off, size_t *len, uint64_t *bytes);
 
 #endif

@@ -15,18 +15,16 @@ static void redis_client_pump(struct redis_client *cl);
 /* ---------------------------------------------------------------- */
 /* routing                                                           */
 
-/* The bytes of argument `a` of the request at the head of cl->in,
- * contiguous (pointing into the buffer, or copied to scratch). */
-static const uint8_t *redis_arg(struct redis_client *cl, const struct resp_arg *a)
+const uint8_t *redis_client_bytes(struct redis_client *cl, uint64_t off, uint64_t len)
 {
-    uint64_t off = a->off;
-    const struct buf *b = buf_queue_find(&cl->in, &off);
-    if (b != NULL && off + a->len <= buf_unread(b)) {
-        return b->pos + off;
+    uint64_t at = off;
+    const struct buf *b = buf_queue_find(&cl->in, &at);
+    if (b != NULL && at + len <= buf_unread(b)) {
+        return b->pos + at;
     }
     struct redis_pool *rp = cl->rp;
-    if (a->len > rp->scratch_cap) {
-        size_t cap = a->len > REDIS_SCRATCH_MIN ? (size_t)a->len : REDIS_SCRATCH_MIN;
+    if (len > rp->scratch_cap) {
+        size_t cap = len > REDIS_SCRATCH_MIN ? (size_t)len : REDIS_SCRATCH_MIN;
         uint8_t *s = realloc(rp->scratch, cap);
         if (s == NULL) {
             return NULL;
@@ -34,21 +32,32 @@ static const uint8_t *redis_arg(struct redis_client *cl, const struct resp_arg *
         rp->scratch = s;
         rp->scratch_cap = cap;
     }
-    buf_queue_peek(&cl->in, a->off, rp->scratch, (size_t)a->len);
+    buf_queue_peek(&cl->in, off, rp->scratch, (size_t)len);
     return rp->scratch;
 }
 
-static int redis_key_server(struct redis_client *cl, const struct resp_arg *a)
+/* The bytes of argument `a` of the request at the head of cl->in. */
+static const uint8_t *redis_arg(struct redis_client *cl, const struct resp_arg *a)
 {
-    const uint8_t *k = redis_arg(cl, a);
+    return redis_client_bytes(cl, a->off, a->len);
+}
+
+int redis_client_key_server(struct redis_client *cl, uint64_t off, uint64_t len)
+{
+    const uint8_t *k = redis_client_bytes(cl, off, len);
     if (k == NULL) {
         return -1;
     }
     struct pool *p = cl->rp->pool;
-    int s = ring_pick(&cl->rp->ring, k, (size_t)a->len, bal_random(&p->bal));
+    int s = ring_pick(&cl->rp->ring, k, (size_t)len, bal_random(&p->bal));
     /* Health checks hold a server out; without auto_eject_hosts its keys
      * stay with it and fail fast until it is back. */
     return s >= 0 && p->down[s] ? -1 : s;
+}
+
+static int redis_key_server(struct redis_client *cl, const struct resp_arg *a)
+{
+    return redis_client_key_server(cl, a->off, a->len);
 }
 
 /* Copy the whole request at the head of cl->in to server `srv`. */
@@ -549,6 +558,23 @@ static void redis_client_drain(struct wk_item *it)
     redis_client_pump(cl);
 }
 
+void redis_client_protocol_error(struct redis_client *cl, const char *why)
+{
+    struct redis_pool *rp = cl->rp;
+    struct redis_msg *m = redis_msg_new(rp, cl);
+    if (m != NULL) {
+        redis_client_link(cl, m);
+        redis_reply_fmt(rp, m, rp->mc ? "CLIENT_ERROR legate: %s\r\n"
+                                      : "-ERR legate: protocol error: %s\r\n", why);
+        m->done = true;
+    }
+    log_info(rp->wk->log, "pool '%s': closing a client after a protocol error: %s",
+             rp->cp->name, why);
+    cl->quit = true;
+    buf_queue_clear(&cl->in, &rp->wk->bufs);
+    buf_cursor_reset(&cl->cur, &cl->in);
+}
+
 /* Parse and route every complete request in cl->in. */
 static void redis_client_parse(struct redis_client *cl)
 {
@@ -567,17 +593,7 @@ static void redis_client_parse(struct redis_client *cl)
             continue;
         }
         if (rc == RESP_ERROR) {
-            struct redis_msg *m = redis_msg_new(rp, cl);
-            if (m != NULL) {
-                redis_client_link(cl, m);
-                redis_reply_fmt(rp, m, "-ERR legate: protocol error: %s\r\n", cl->req.error);
-                m->done = true;
-            }
-            log_info(rp->wk->log, "pool '%s': closing a client after a protocol error: %s",
-                     rp->cp->name, cl->req.error);
-            cl->quit = true;
-            buf_queue_clear(&cl->in, &rp->wk->bufs);
-            buf_cursor_reset(&cl->cur, &cl->in);
+            redis_client_protocol_error(cl, cl->req.error);
             return;
         }
         if (cl->req.nargs > 0) {

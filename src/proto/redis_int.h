@@ -162,6 +162,18 @@ void redis_client_collect(struct redis_client *cl);
 /* Append a RESP bulk string. Returns 0, or -1 when out of memory. */
 int redis_append_bulk(struct redis_pool *rp, struct buf_queue *q, const void *data, size_t len);
 
+/* redis.c */
+/* The bytes [off, off+len) of the request at the head of cl->in,
+ * contiguous: in its buffer, or copied to the pool's scratch (valid until
+ * the next call). NULL when out of memory. */
+const uint8_t *redis_client_bytes(struct redis_client *cl, uint64_t off, uint64_t len);
+/* The server for the key at [off, off+len) of that request, or -1: none
+ * live, held out by health checks, or out of memory. */
+int redis_client_key_server(struct redis_client *cl, uint64_t off, uint64_t len);
+/* The client sent something malformed: answer it in the pool's protocol
+ * (after the replies before it), drop the rest of its input, close. */
+void redis_client_protocol_error(struct redis_client *cl, const char *why);
+
 /* redis_server.c */
 /* The connection to use for server `i` (round robin over its conns). */
 struct redis_sconn *redis_pick_conn(struct redis_pool *rp, size_t i);

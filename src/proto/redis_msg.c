@@ -253,7 +253,11 @@ static void redis_merge(struct redis_pool *rp, struct redis_msg *p)
         return;
     }
     if (rp->mc) {
-        if (mc_merge(rp, p) == -1) {
+        bool whole = true;
+        for (uint32_t i = 0; i < p->nallfrags; i++) {
+            whole = whole && redis_reply_unsmall(rp, p->frags[i]) == 0;
+        }
+        if (!whole || mc_merge(rp, p) == -1) {
             buf_queue_clear(&p->reply, &rp->wk->bufs);
             redis_reply_text(rp, p, "SERVER_ERROR legate: could not merge the replies\r\n");
         }

@@ -64,10 +64,12 @@ def shards():
         m.stop()
 
 
-def pool_conf(port, servers, extra="", legate=True):
+def pool_conf(port, servers, extra="", legate=True, hash_name="md5"):
+    """md5 by default: it spreads any keys; fnv1a_64 (twemproxy's default)
+    can put hundreds of similar short keys on one server, as nutcracker does."""
     head = "legate:\n  workers: 2\n  shutdown_grace: 2s\n" if legate else ""
     lines = "".join(f"    - 127.0.0.1:{m.port}:1\n" for m in servers)
-    return (f"{head}cache:\n  listen: 127.0.0.1:{port}\n  hash: fnv1a_64\n"
+    return (f"{head}cache:\n  listen: 127.0.0.1:{port}\n  hash: {hash_name}\n"
             f"  distribution: ketama\n  timeout: 2000\n{extra}  servers:\n{lines}")
 
 
@@ -94,17 +96,16 @@ def test_commands_through_pymemcache(legate, shards):
     servers = shards(3)
     port = start(legate, servers)
     c = Client(("127.0.0.1", port), timeout=5, connect_timeout=5)
-    keys = [f"key:{i}".encode() for i in range(300)]
+    keys = [f"user:{i}".encode() for i in range(300)]
     for k in keys:
         c.set(k, b"v-" + k, noreply=False)
-    # spread over the shards (as nutcracker would: fnv1a_64 may leave one out)
-    assert sum(m.stat("curr_items") > 0 for m in servers) >= 2
+    assert all(m.stat("curr_items") > 0 for m in servers)  # spread over the shards
     got = c.get_many(keys)
     assert got == {k: b"v-" + k for k in keys}
     assert c.get(b"missing") is None
     c.set(b"quiet", b"1")  # pymemcache sends noreply by default
     assert c.get(b"quiet") == b"1"
-    assert c.add(b"key:1", b"x", noreply=False) is False
+    assert c.add(b"user:1", b"x", noreply=False) is False
     assert c.add(b"fresh", b"x", noreply=False) is True
     assert c.replace(b"nokey", b"x", noreply=False) is False
     assert c.append(b"fresh", b"yz", noreply=False) is True
@@ -128,14 +129,14 @@ def test_commands_through_pymemcache(legate, shards):
 def test_split_get_keeps_key_order_with_misses_and_duplicates(legate, shards):
     servers = shards(3)
     port = start(legate, servers)
-    keys = [f"k{i}".encode() for i in range(1000)]
+    keys = [f"user:{i}".encode() for i in range(1000)]
     payload = b"".join(b"set %s 7 0 %d\r\n%s\r\n" % (k, len(k) + 1, k + b"!")
                        for k in keys[::2])
     assert exchange(port, payload, b"STORED\r\n" * 500).count(b"STORED") == 500
     assert sum(m.stat("curr_items") > 0 for m in servers) >= 2  # the get is split
     asked = keys + [keys[0], keys[1]]  # a hit and a miss asked twice
     reply = exchange(port, b"gets " + b" ".join(asked) + b"\r\n", b"END\r\n")
-    want_keys = [k for k in asked if int(k[1:]) % 2 == 0]
+    want_keys = [k for k in asked if int(k[5:]) % 2 == 0]
     lines = reply.split(b"\r\n")
     values = [ln.split()[1] for ln in lines if ln.startswith(b"VALUE ")]
     assert values == want_keys
@@ -146,9 +147,29 @@ def test_split_get_keeps_key_order_with_misses_and_duplicates(legate, shards):
             assert parts[2] == b"7" and len(parts) == 5  # flags and the cas of gets
             assert data == parts[1] + b"!"
     # gat with its exptime reaches every shard the same way
-    reply = exchange(port, b"gat 100 k0 k1 k2 k998\r\n", b"END\r\n")
+    reply = exchange(port, b"gat 100 user:0 user:1 user:2 user:998\r\n", b"END\r\n")
     assert [ln.split()[1] for ln in reply.split(b"\r\n") if ln.startswith(b"VALUE")] == \
-        [b"k0", b"k2", b"k998"]
+        [b"user:0", b"user:2", b"user:998"]
+
+
+def test_split_get_with_a_dead_shard_is_one_error(legate, shards):
+    servers = shards(3)
+    port = start(legate, servers)
+    keys = [f"d{i}".encode() for i in range(200)]
+    payload = b"".join(b"set %s 0 0 1\r\nx\r\n" % k for k in keys)
+    assert exchange(port, payload, b"STORED\r\n" * 200).count(b"STORED") == 200
+    assert sum(m.stat("curr_items") > 0 for m in servers) >= 2  # the get is split
+    dead = next(m for m in servers if m.stat("curr_items") > 0)
+    dead.stop()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"get " + b" ".join(keys) + b"\r\n")
+        data = b""
+        while not data.endswith(b"\r\n"):
+            data += s.recv(65536)
+        # the whole get fails as one: no partial values, no END
+        assert data.startswith(b"SERVER_ERROR legate: ") and data.count(b"\r\n") == 1
+        s.sendall(b"version\r\n")  # the connection stays usable
+        assert s.recv(100).startswith(b"VERSION ")
 
 
 def test_placement_matches_nutcracker(legate, shards, tmp_path):
@@ -159,7 +180,8 @@ def test_placement_matches_nutcracker(legate, shards, tmp_path):
     placements = []
     for proxy in ("nutcracker", "legate"):
         port = free_port()
-        conf = pool_conf(port, servers, extra='  hash_tag: "{}"\n', legate=proxy == "legate")
+        conf = pool_conf(port, servers, extra='  hash_tag: "{}"\n', legate=proxy == "legate",
+                         hash_name="fnv1a_64")
         if proxy == "legate":
             legate(conf, wait_addr=("127.0.0.1", port))
         else:

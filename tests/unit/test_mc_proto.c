@@ -296,16 +296,24 @@ static void test_malformed_replies(void **state)
     assert_string_equal(r.error, "reply line too long");
 }
 
-static void test_value_key(void **state)
+static void test_value_line(void **state)
 {
     (void)state;
     size_t off, len;
+    uint64_t bytes;
     static const char v[] = "VALUE some:key 0 5 77";
-    assert_int_equal(mc_value_key(v, strlen(v), &off, &len), 0);
+    assert_int_equal(mc_value_line(v, strlen(v), &off, &len, &bytes), 0);
     assert_int_equal(len, 8);
     assert_memory_equal(v + off, "some:key", 8);
-    assert_int_equal(mc_value_key("END", 3, &off, &len), -1);
-    assert_int_equal(mc_value_key("VALUE ", 6, &off, &len), -1);
+    assert_int_equal(bytes, 5);
+    static const char w[] = "VALUE k 1 123";
+    assert_int_equal(mc_value_line(w, strlen(w), &off, &len, &bytes), 0);
+    assert_int_equal(bytes, 123);
+    static const char *const bad[] = { "END", "VALUE ", "VALUE k 0", "VALUE k 0 x",
+                                       "VALUES k 0 1", "VALUE k 0 1 2 3" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(mc_value_line(bad[i], strlen(bad[i]), &off, &len, &bytes), -1);
+    }
 }
 
 int main(void)
@@ -318,7 +326,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_replies_every_split),
         cmocka_unit_test(test_malformed_replies),
-        cmocka_unit_test(test_value_key),
+        cmocka_unit_test(test_value_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
