@@ -133,6 +133,7 @@ build/bench/blast: bench/blast.c
 bench: bootstrap all build/bench/blast
 	bench/tcp
 	bench/redis
+	bench/memcache
 	bench/http
 
 demo: bootstrap all

@@ -191,8 +191,11 @@ int mc_req_feed(struct mc_req *r, const uint8_t *data, size_t n, size_t *used,
                 rc = mc_req_line_done(r, lim);
             } else if (c == ' ') {
                 mc_tok_end(r);
-            } else if (c < 0x20 || c == 0x7f) {
-                rc = mc_req_fail(r, "control character in the command line");
+            } else if (c == '\0') {
+                /* Other control bytes are key bytes, as memcached and
+                 * nutcracker take them (libmemcached's memaslap sends
+                 * them); a NUL is refused, whatever C code sees it next. */
+                rc = mc_req_fail(r, "NUL byte in the command line");
             } else {
                 if (!r->in_tok && mc_tok_begin(r, r->size, lim) == MC_ERROR) {
                     rc = MC_ERROR;
@@ -360,7 +363,8 @@ int mc_rsp_feed(struct mc_rsp *r, const uint8_t *data, size_t n, size_t *used)
         case RS_LINE:
             if (c == '\r') {
                 r->phase = RS_CR;
-            } else if (c == '\n' || c < 0x20 || c == 0x7f) {
+            } else if (c == '\n' || c == '\0') {
+                /* a VALUE line repeats the key: its control bytes pass */
                 rc = mc_rsp_fail(r, "malformed reply line");
             } else if (++r->line > MC_RSP_LINE_MAX) {
                 rc = mc_rsp_fail(r, "reply line too long");

@@ -14,9 +14,11 @@
  * append, prepend, cas (with a data block), delete, incr, decr, touch,
  * version, quit. Any other command line parses as MC_UNKNOWN: legate
  * answers it with memcached's own "ERROR" (it cannot know its framing).
- * Lines end in "\r\n" or "\n" as memcached accepts; a CR elsewhere, a
- * control byte, a key over 250 bytes, a wrong token count or a data block
- * not ending in "\r\n" is malformed. */
+ * Lines end in "\r\n" or "\n" as memcached accepts, and tokens are split
+ * at spaces only: other control bytes (a tab, 0x10, ...) belong to the key,
+ * as memcached and nutcracker take them. A CR elsewhere, a NUL, a key over
+ * 250 bytes, a wrong token count or a data block not ending in "\r\n" is
+ * malformed. */
 #ifndef LEGATE_MC_PROTO_H
 #define LEGATE_MC_PROTO_H
 

@@ -152,6 +152,21 @@ def test_split_get_keeps_key_order_with_misses_and_duplicates(legate, shards):
         [b"user:0", b"user:2", b"user:998"]
 
 
+def test_keys_with_control_bytes_as_memaslap_sends_them(legate, shards):
+    """memcached splits tokens at spaces only, so a tab or a 0x10 byte is
+    part of a key (libmemcached's memaslap starts every key with eight
+    0x10 bytes): stored, fetched and split like any other key."""
+    servers = shards(3)
+    port = start(legate, servers)
+    keys = [b"\x10" * 8 + b"k\t%d\x7f" % i for i in range(60)]
+    payload = b"".join(b"set %s 3 0 2\r\nv%d\r\n" % (k, i % 10) for i, k in enumerate(keys))
+    assert exchange(port, payload, b"STORED\r\n" * 60).count(b"STORED") == 60
+    assert all(m.stat("curr_items") > 0 for m in servers)  # the get below is split
+    reply = exchange(port, b"get " + b" ".join(keys) + b"\r\n", b"END\r\n")
+    want = b"".join(b"VALUE %s 3 2\r\nv%d\r\n" % (k, i % 10) for i, k in enumerate(keys))
+    assert reply == want + b"END\r\n"
+
+
 def test_split_get_with_a_dead_shard_is_one_error(legate, shards):
     servers = shards(3)
     port = start(legate, servers)
@@ -175,8 +190,10 @@ def test_split_get_with_a_dead_shard_is_one_error(legate, shards):
 def test_placement_matches_nutcracker(legate, shards, tmp_path):
     assert shutil.which("nutcracker"), "nutcracker missing: run scripts/bootstrap"
     servers = shards(3)
+    # with control bytes in keys, as memaslap sends them (0x10 prefix, tabs)
     keys = [f"user:{i}".encode() for i in range(2000)] + \
-        [f"{{tag{i % 7}}}:x:{i}".encode() for i in range(200)]
+        [f"{{tag{i % 7}}}:x:{i}".encode() for i in range(200)] + \
+        [b"\x10" * 8 + f"ctl\t{i}\x7f".encode() for i in range(200)]
     placements = []
     for proxy in ("nutcracker", "legate"):
         port = free_port()
@@ -226,7 +243,7 @@ def test_noreply_unknown_commands_and_byte_at_a_time(legate, shards):
     (b"set k 0 0\r\n", b"bad command line format"),
     (b"get " + b"k" * 251 + b"\r\n", b"key longer than 250 bytes"),
     (b"get a\rb\r\n", b"CR without LF"),
-    (b"get a\x00b\r\n", b"control character"),
+    (b"get a\x00b\r\n", b"NUL byte"),
 ])
 def test_malformed_requests_get_client_error_and_reach_no_server(legate, shards, bad, why):
     servers = shards(2)

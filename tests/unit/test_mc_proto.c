@@ -110,6 +110,27 @@ static void test_get_many_keys_and_lf_only(void **state)
     mc_req_free(&r);
 }
 
+/* Tokens split at spaces only: a tab or another control byte is part of
+ * the key, as memcached and nutcracker read it (memaslap's keys start with
+ * 0x10 bytes). */
+static void test_control_bytes_belong_to_keys(void **state)
+{
+    (void)state;
+    static const char req[] = "get \x10\x10k\ta \x7f\x01\r\n";
+    struct mc_req r;
+    mc_req_init(&r);
+    for (size_t step = 0; step <= sizeof(req) - 1; step++) {
+        size_t took;
+        assert_int_equal(req_in_steps(&r, req, sizeof(req) - 1, step, &mc_default_limits,
+                                      &took), MC_DONE);
+        assert_int_equal(r.kind, MC_GET);
+        assert_int_equal(r.nkeys, 2);
+        check_tok(&r, req, 1, "\x10\x10k\ta");
+        check_tok(&r, req, 2, "\x7f\x01");
+    }
+    mc_req_free(&r);
+}
+
 static void test_keyed_and_noreply(void **state)
 {
     (void)state;
@@ -157,8 +178,7 @@ static void test_malformed_requests(void **state)
         size_t len; /* 0: up to the NUL */
     } cases[] = {
         { "get a\rb\r\n", "CR without LF in the command line", 0 },
-        { "get a\tb\r\n", "control character in the command line", 0 },
-        { "get a\0b\r\n", "control character in the command line", 9 },
+        { "get a\0b\r\n", "NUL byte in the command line", 9 },
         { "set k 0 0 abc\r\nxyz\r\n", "bad data chunk", 0 },
         { "set k 0 0 -1\r\n", "bad data chunk", 0 },
         { "set k 0 0 3\r\nabcd\r\n", "bad data chunk", 0 },
@@ -294,6 +314,31 @@ static void test_malformed_replies(void **state)
     size_t took;
     assert_int_equal(rsp_in_steps(&r, longline, sizeof(longline), 0, &took), MC_ERROR);
     assert_string_equal(r.error, "reply line too long");
+    static const char nul[] = "VALUE a\0b 0 1\r\nx\r\nEND\r\n";
+    assert_int_equal(rsp_in_steps(&r, nul, sizeof(nul) - 1, 0, &took), MC_ERROR);
+    assert_string_equal(r.error, "malformed reply line");
+}
+
+/* A VALUE line repeats the key as the client sent it, control bytes and
+ * all (only a NUL is refused). */
+static void test_reply_keys_with_control_bytes(void **state)
+{
+    (void)state;
+    static const char rsp[] = "VALUE \x10\x10k\ta\x7f 3 1\r\nx\r\nEND\r\n";
+    for (size_t step = 0; step <= sizeof(rsp) - 1; step++) {
+        struct mc_rsp r;
+        size_t took;
+        assert_int_equal(rsp_in_steps(&r, rsp, sizeof(rsp) - 1, step, &took), MC_DONE);
+        assert_int_equal(took, sizeof(rsp) - 1);
+        assert_int_equal(r.values, 1);
+    }
+    size_t off, len;
+    uint64_t bytes;
+    assert_int_equal(mc_value_line(rsp, strlen("VALUE \x10\x10k\ta\x7f 3 1"),
+                                   &off, &len, &bytes), 0);
+    assert_int_equal(off, 6);
+    assert_int_equal(len, 6);
+    assert_int_equal(bytes, 1);
 }
 
 static void test_value_line(void **state)
@@ -321,11 +366,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_set_every_split),
         cmocka_unit_test(test_get_many_keys_and_lf_only),
+        cmocka_unit_test(test_control_bytes_belong_to_keys),
         cmocka_unit_test(test_keyed_and_noreply),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_replies_every_split),
         cmocka_unit_test(test_malformed_replies),
+        cmocka_unit_test(test_reply_keys_with_control_bytes),
         cmocka_unit_test(test_value_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
