@@ -240,8 +240,13 @@ static const struct {
 
 static uint8_t header_kind(const char *n, size_t len)
 {
+    if (len == 0) {
+        return HTTP_HDR_OTHER;
+    }
+    char first = (char)(n[0] >= 'A' && n[0] <= 'Z' ? n[0] - 'A' + 'a' : n[0]);
     for (size_t i = 0; i < sizeof(known_headers) / sizeof(known_headers[0]); i++) {
-        if (known_headers[i].len == len && strncasecmp(n, known_headers[i].name, len) == 0) {
+        if (known_headers[i].len == len && known_headers[i].name[0] == first &&
+            strncasecmp(n, known_headers[i].name, len) == 0) {
             return known_headers[i].kind;
         }
     }
@@ -541,6 +546,17 @@ struct head_writer {
     char buf[2048];
 };
 
+/* Only the bookkeeping: an initializer would also zero the 2 KiB buffer
+ * on every head written (4% of legate's instructions per proxied
+ * request). */
+static void head_writer_init(struct head_writer *w, struct buf_queue *q, struct buf_pool *pool)
+{
+    w->q = q;
+    w->pool = pool;
+    w->failed = 0;
+    w->n = 0;
+}
+
 static void flush(struct head_writer *w)
 {
     if (!w->failed && w->n > 0 && buf_queue_append(w->q, w->pool, w->buf, w->n) == -1) {
@@ -645,7 +661,8 @@ static void put_fields(struct head_writer *w, const struct http_head *h,
 int http_head_write_request(const struct http_head *h, const struct http_out *o,
                             struct buf_queue *q, struct buf_pool *pool)
 {
-    struct head_writer w = { .q = q, .pool = pool };
+    struct head_writer w;
+    head_writer_init(&w, q, pool);
     puts_(&w, llhttp_method_name((llhttp_method_t)h->method));
     PUT_LIT(&w, " ");
     put(&w, h->buf + h->target.off, h->target.len);
@@ -663,7 +680,8 @@ int http_head_write_request(const struct http_head *h, const struct http_out *o,
 int http_head_write_response(const struct http_head *h, const struct http_out *o,
                              struct buf_queue *q, struct buf_pool *pool)
 {
-    struct head_writer w = { .q = q, .pool = pool };
+    struct head_writer w;
+    head_writer_init(&w, q, pool);
     PUT_LIT(&w, "HTTP/1.1 ");
     put_u64(&w, (uint64_t)h->status);
     PUT_LIT(&w, " ");
