@@ -92,3 +92,18 @@ void log_write(const struct log *lg, int level, const char *fmt, ...)
         w = write(lg->fd, line, n);
     } while (w == -1 && errno == EINTR);
 }
+
+bool log_limit_pass(struct log_limit *l, uint64_t now_ms, uint64_t *held)
+{
+    if (l->next_ms != 0 && now_ms < l->next_ms) {
+        l->held++;
+        return false;
+    }
+    *held = l->held;
+    l->held = 0;
+    l->next_ms = now_ms + LOG_LIMIT_MS;
+    if (l->next_ms == 0) {
+        l->next_ms = 1; /* 0 means "nothing logged yet" */
+    }
+    return true;
+}

@@ -4,7 +4,9 @@
 #define LEGATE_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum log_level {
     LOG_EMERG = 0,
@@ -49,6 +51,23 @@ static inline int log_on(const struct log *lg, int level)
  * per line so lines from different threads do not interleave. */
 void log_write(const struct log *lg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A rate limit for one recurring line (a server that keeps failing under
+ * load would otherwise log once per request: 25,000 lines a second were
+ * seen). Owned by the one thread that writes the line; zero-initialized
+ * means "nothing logged yet". */
+struct log_limit {
+    uint64_t next_ms; /* lines before this time are counted, not written */
+    uint64_t held;    /* lines held back since the last one written */
+};
+
+enum { LOG_LIMIT_MS = 1000 }; /* at most one line a second per limit */
+
+/* Whether the caller should write its line at `now_ms` (any monotonic
+ * milliseconds). When it should, *held is how many lines were held back
+ * since the previous one (to be said in the line) and the count restarts;
+ * when not, the line is counted. */
+bool log_limit_pass(struct log_limit *l, uint64_t now_ms, uint64_t *held);
 
 #define log_error(lg, ...)  log_write((lg), LOG_ERR, __VA_ARGS__)
 #define log_warn(lg, ...)   log_write((lg), LOG_WARN, __VA_ARGS__)

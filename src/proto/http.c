@@ -781,8 +781,8 @@ static void http_up_fail(struct http_up *u, int status, const char *why,
                          enum stats_arm_field what)
 {
     struct http_client *cl = u->cl;
-    log_warn(u->hp->wk->log, "pool '%s': upstream %s: %s", u->hp->cp->name,
-             http_server_spec(u->hp, u->server), why);
+    pool_server_warn(u->hp->pool, u->server, "upstream %s: %s",
+                     http_server_spec(u->hp, u->server), why);
     stats_add(stats_server(http_stats(u->hp), u->server,
                            what == SA_TIMEOUTS ? SS_SERVER_TIMEDOUT : SS_SERVER_ERR), 1);
     pool_server_failed(u->hp->pool, u->server);
@@ -850,8 +850,8 @@ static void http_up_connect_failed(struct http_up *u, const char *why, int statu
                                    enum stats_arm_field what)
 {
     struct http_client *cl = u->cl;
-    log_warn(u->hp->wk->log, "pool '%s': connect to %s failed: %s", u->hp->cp->name,
-             http_server_spec(u->hp, u->server), why);
+    pool_server_warn(u->hp->pool, u->server, "connect to %s failed: %s",
+                     http_server_spec(u->hp, u->server), why);
     pool_server_failed(u->hp->pool, u->server);
     http_client_drop_up(cl, false);
     if (cl->idempotent && cl->ntried < HTTP_MAX_TRIES) {
@@ -1015,8 +1015,8 @@ static struct http_up *http_up_get(struct http_client *cl, size_t server)
     int fd = net_connect(&hp->pool->servers[server].addr, &done);
     if (fd == -1) {
         pool_conn_end(hp->pool);
-        log_warn(hp->wk->log, "pool '%s': connect to %s failed: %s", hp->cp->name,
-                 http_server_spec(hp, server), strerror(errno));
+        pool_server_warn(hp->pool, server, "connect to %s failed: %s",
+                         http_server_spec(hp, server), strerror(errno));
         stats_add(stats_server(http_stats(hp), server, SS_SERVER_ERR), 1);
         pool_server_failed(hp->pool, server);
         return NULL;

@@ -195,8 +195,7 @@ static void redis_sconn_fail(struct redis_sconn *sc, enum stats_server_field wha
     struct ev_loop *loop = rp->wk->loop;
     bool used = sc->state != SC_DOWN;
     if (sc->head != NULL || sc->state != SC_DOWN) {
-        log_warn(rp->wk->log, "pool '%s': server %s: %s", rp->cp->name, redis_server_spec(sc),
-                 why);
+        pool_server_warn(rp->pool, sc->server, "server %s: %s", redis_server_spec(sc), why);
         stats_add(redis_sstat(sc, what), 1);
         redis_server_failed(&rp->servers[sc->server]);
     }

@@ -95,9 +95,8 @@ static void tcp_timer_fired(struct ev_loop *loop, struct ev_timer *t)
 {
     struct tcp_session *s = t->data;
     if (s->state == TCP_CONNECTING) {
-        log_warn(s->wk->log, "pool '%s': connect to %s timed out after %llu ms",
-                 s->pool->cp->name, tcp_server_spec(s),
-                 (unsigned long long)s->pool->cp->timeout_connect);
+        pool_server_warn(s->pool, (size_t)s->server_idx, "connect to %s timed out after %llu ms",
+                         tcp_server_spec(s), (unsigned long long)s->pool->cp->timeout_connect);
         pool_server_drop(s->pool, (size_t)s->server_idx);
         conn_close(&s->server, loop);
         stats_add(stats_server(s->pool->stats, (size_t)s->server_idx, SS_SERVER_TIMEDOUT), 1);
@@ -153,8 +152,8 @@ static void tcp_server_io(struct ev_loop *loop, struct ev_io *io, unsigned event
         tcp_opened(s);
         return;
     }
-    log_warn(s->wk->log, "pool '%s': connect to %s failed: %s", s->pool->cp->name,
-             tcp_server_spec(s), strerror(err ? err : ECONNRESET));
+    pool_server_warn(s->pool, (size_t)s->server_idx, "connect to %s failed: %s",
+                     tcp_server_spec(s), strerror(err ? err : ECONNRESET));
     pool_server_drop(s->pool, (size_t)s->server_idx);
     conn_close(&s->server, s->wk->loop);
     stats_add(stats_server(s->pool->stats, (size_t)s->server_idx, SS_SERVER_ERR), 1);
@@ -182,15 +181,15 @@ static void tcp_connect_next(struct tcp_session *s)
     struct ev_loop *loop = s->wk->loop;
     for (;;) {
         if (s->ntried > cp->retries) {
-            log_warn(s->wk->log, "pool '%s': no server reachable after %u attempts, "
-                     "closing client", cp->name, s->ntried);
+            pool_warn(s->pool, "no server reachable after %u attempts, closing client",
+                      s->ntried);
             stats_add(&s->pool->stats->f[SP_FORWARD_ERROR], 1);
             tcp_close(s);
             return;
         }
         int i = bal_pick(&s->pool->bal, s->tried, s->ntried);
         if (i == -1) {
-            log_warn(s->wk->log, "pool '%s': every server failed, closing client", cp->name);
+            pool_warn(s->pool, "every server failed, closing client");
             stats_add(&s->pool->stats->f[SP_FORWARD_ERROR], 1);
             tcp_close(s);
             return;
@@ -219,8 +218,8 @@ static void tcp_connect_next(struct tcp_session *s)
         int fd = net_connect(&s->pool->servers[i].addr, &done);
         if (fd == -1) {
             pool_conn_end(s->pool);
-            log_warn(s->wk->log, "pool '%s': connect to %s failed: %s", cp->name,
-                     s->pool->servers[i].spec, strerror(errno));
+            pool_server_warn(s->pool, (size_t)i, "connect to %s failed: %s",
+                             s->pool->servers[i].spec, strerror(errno));
             stats_add(stats_server(s->pool->stats, (size_t)i, SS_SERVER_ERR), 1);
             pool_server_failed(s->pool, (size_t)i);
             continue;

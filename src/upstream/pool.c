@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,8 +120,7 @@ static void pool_accepted(struct acceptor *a, int fd)
     unsigned now = atomic_fetch_add(&p->shared->clients, 1) + 1;
     if (limit != 0 && now > limit) {
         atomic_fetch_sub(&p->shared->clients, 1);
-        log_warn(p->wk->log, "pool '%s': client_connections limit %u reached, closing new client",
-                 p->cp->name, limit);
+        pool_warn(p, "client_connections limit %u reached, closing new client", limit);
         close(fd);
         return;
     }
@@ -147,9 +147,11 @@ static void pool_free_view(struct pool *p)
     free(p->state);
     free(p->gen);
     free(p->down);
+    free(p->server_log);
     p->state = NULL;
     p->gen = NULL;
     p->down = NULL;
+    p->server_log = NULL;
 }
 
 int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
@@ -166,7 +168,9 @@ int pool_init(struct pool *p, struct wk *w, const struct conf_pool *cp,
     p->state = calloc(p->nslots, sizeof(*p->state));
     p->gen = calloc(p->nslots, sizeof(*p->gen));
     p->down = calloc(p->nslots, sizeof(*p->down));
-    if (p->state == NULL || p->gen == NULL || p->down == NULL ||
+    p->server_log = calloc(p->nslots, sizeof(*p->server_log));
+    p->pool_log = (struct log_limit){ 0 };
+    if (p->state == NULL || p->gen == NULL || p->down == NULL || p->server_log == NULL ||
         bal_init_servers(&p->bal, cp->balance, p->servers, p->nslots,
                          w->seed ^ (uint64_t)(uintptr_t)cp) == -1) {
         log_error(w->log, "pool '%s': out of memory", cp->name);
@@ -359,4 +363,37 @@ void pool_server_conn(struct pool *p, size_t server, int delta)
     if (delta > 0) {
         stats_add(&p->wk->stats.total_connections, delta);
     }
+}
+
+/* Write one rate-limited warning through `l` (see pool_server_warn). */
+static void pool_vwarn(struct pool *p, struct log_limit *l, const char *fmt, va_list ap)
+{
+    uint64_t held;
+    if (!log_on(p->wk->log, LOG_WARN) || !log_limit_pass(l, ev_now(p->wk->loop), &held)) {
+        return;
+    }
+    char text[512];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    if (held == 0) {
+        log_warn(p->wk->log, "pool '%s': %s", p->cp->name, text);
+    } else {
+        log_warn(p->wk->log, "pool '%s': %s (and %llu more like it held back since the last "
+                 "line)", p->cp->name, text, (unsigned long long)held);
+    }
+}
+
+void pool_server_warn(struct pool *p, size_t i, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pool_vwarn(p, &p->server_log[i], fmt, ap);
+    va_end(ap);
+}
+
+void pool_warn(struct pool *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pool_vwarn(p, &p->pool_log, fmt, ap);
+    va_end(ap);
 }

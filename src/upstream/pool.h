@@ -12,6 +12,7 @@
 #include "../conf/conf.h"
 #include "../core/acceptor.h"
 #include "../core/ev.h"
+#include "../core/log.h"
 #include "bal.h"
 #include "budget.h"
 #include "server.h"
@@ -53,6 +54,8 @@ struct pool {
     struct budget budget;   /* retries of this worker (budget.h) */
     struct pool_outlier *outlier; /* per slot (outlier_detection), NULL when off */
     size_t nejected;
+    struct log_limit *server_log; /* per slot: pool_server_warn's rate limit */
+    struct log_limit pool_log;    /* pool_warn's rate limit */
 };
 
 /* Passive outlier ejection of one server in one worker. */
@@ -150,6 +153,15 @@ void pool_sync(struct pool *p);
  * never more than max_ejected_percent of the pool nor its last server.
  * No-ops when the pool has no outlier detection. */
 void pool_server_failed(struct pool *p, size_t i);
+
+/* Warnings that can recur once per request or per client (a server that
+ * keeps failing, a connection limit reached under a storm): logged as
+ * "pool '<name>': <text>", at most one line a second per server slot
+ * (pool_server_warn) or per pool (pool_warn) in this worker; a line says
+ * how many like it were held back since the previous one. */
+void pool_server_warn(struct pool *p, size_t i, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void pool_warn(struct pool *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void pool_server_ok(struct pool *p, size_t i);
 
 /* A connection of this worker to server `i` starts (+1, before anything

@@ -303,6 +303,32 @@ def test_dead_server_fails_fast_and_rejoins(legate, shards, tmp_path):
         proc.wait(10)
 
 
+def test_a_dead_server_is_logged_once_a_second_not_per_request(legate, shards):
+    """Without ejection every request for a dead shard's keys tries it
+    again and fails; the warning is written at most once a second (per
+    worker and server), saying how many were held back, instead of once per
+    request (25,000 lines a second were seen under load)."""
+    port = free_port()
+    lg = legate(redis_pool(port, shards, workers=1), wait_addr=("127.0.0.1", port))
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    names = [f"l:{i * 2654435761 % 1000003}:{i}" for i in range(100)]
+    for name in names:
+        r.set(name, 1)
+    victim = next(k for k in names if where(shards, k) == [2])
+    shards[2].stop()
+    t0 = time.monotonic()
+    failures = 0
+    while time.monotonic() - t0 < 2.5:
+        with pytest.raises(redis.ResponseError, match="unavailable"):
+            r.get(victim)  # one request at a time: each one fails on its own
+        failures += 1
+    elapsed = time.monotonic() - t0
+    lines = [ln for ln in lg.log().splitlines() if "unavailable" in ln]
+    assert failures > 100
+    assert 2 <= len(lines) <= elapsed + 2, lines
+    assert any("more like it held back since the last line" in ln for ln in lines), lines
+
+
 def command_ok(port):
     try:
         return command(port, "PING") == ("+", b"PONG")
