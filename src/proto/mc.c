@@ -9,7 +9,6 @@
  * pipeline can never lose its place. */
 #include "mc.h"
 #include "redis_int.h"
-#include "../version.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +168,14 @@ out:
     }
 }
 
+/* The server for a request without a key (the ring's choice for an empty
+ * key, as redis's keyless commands), or -1 when it is held out. */
+static int mc_any_server(struct redis_pool *rp)
+{
+    int s = ring_pick(&rp->ring, (const uint8_t *)"", 0, bal_random(&rp->pool->bal));
+    return s >= 0 && rp->pool->down[s] ? -1 : s;
+}
+
 /* Route the request just parsed (cl->mreq, at the head of cl->in). */
 static void mc_route(struct redis_client *cl)
 {
@@ -184,10 +191,6 @@ static void mc_route(struct redis_client *cl)
     switch (r->kind) {
     case MC_UNKNOWN:
         redis_reply_text(rp, m, "ERROR\r\n"); /* what memcached says */
-        m->done = true;
-        return;
-    case MC_VERSION:
-        redis_reply_text(rp, m, "VERSION " LEGATE_VERSION " (legate)\r\n");
         m->done = true;
         return;
     case MC_QUIT:
@@ -211,7 +214,11 @@ static void mc_route(struct redis_client *cl)
         mc_route_get(cl, m);
         return;
     }
-    int s = mc_key_server(cl, &r->tok[r->first_key]);
+    /* version has no key: one server answers with its own version, as
+     * through nutcracker (clients such as libmemcached refuse a major
+     * version 0 and gate features on what the servers run). */
+    int s = r->kind == MC_VERSION ? mc_any_server(rp)
+                                  : mc_key_server(cl, &r->tok[r->first_key]);
     if (s < 0) {
         redis_msg_error(rp, m, "server unavailable");
     } else if (mc_forward(cl, m, s) == -1) {

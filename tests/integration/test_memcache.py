@@ -122,8 +122,32 @@ def test_commands_through_pymemcache(legate, shards):
     assert c.touch(b"n", 100, noreply=False) is True
     assert c.delete(b"n", noreply=False) is True
     assert c.delete(b"n", noreply=False) is False
-    assert b"legate" in c.version()  # answered by legate itself
+    # a server's own version, as through nutcracker
+    direct = Client(("127.0.0.1", servers[0].port), timeout=5, connect_timeout=5)
+    assert c.version() == direct.version() and c.version()[:1].isdigit()
+    direct.close()
     c.close()
+
+
+def test_libmemcached_tools_through_legate(legate, shards, tmp_path):
+    """libmemcached's own tools: memcping asks every server for its version
+    (it refuses a major version 0), memccp/memccat/memcrm store, read and
+    delete a file's contents."""
+    for tool in ("memcping", "memccp", "memccat", "memcrm"):
+        assert shutil.which(tool), f"{tool} missing: run scripts/bootstrap"
+    servers = shards(3)
+    port = start(legate, servers)
+    opt = f"--servers=127.0.0.1:{port}"
+    subprocess.run(["memcping", opt], check=True, timeout=30)
+    f = tmp_path / "blob.txt"
+    f.write_bytes(b"legate carries this\n")
+    subprocess.run(["memccp", opt, str(f)], check=True, cwd=tmp_path, timeout=30)
+    out = subprocess.run(["memccat", opt, "blob.txt"], check=True, capture_output=True,
+                         timeout=30).stdout
+    assert out.startswith(b"legate carries this\n")
+    subprocess.run(["memcrm", opt, "blob.txt"], check=True, timeout=30)
+    assert subprocess.run(["memccat", opt, "blob.txt"], capture_output=True,
+                          timeout=30).returncode != 0
 
 
 def test_split_get_keeps_key_order_with_misses_and_duplicates(legate, shards):
