@@ -168,11 +168,32 @@ out:
     }
 }
 
-/* The server for a request without a key (the ring's choice for an empty
- * key, as redis's keyless commands), or -1 when it is held out. */
+/* Whether this worker has a working connection to server `i`. */
+static bool mc_server_up(const struct redis_pool *rp, size_t i)
+{
+    const struct redis_server *sv = &rp->servers[i];
+    for (unsigned k = 0; k < sv->nconns; k++) {
+        if (sv->conns[k].state == SC_UP) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The server for a request without a key (version): one in the ring, not
+ * held out, that this worker is connected to, starting at a random one;
+ * when there is none, the ring's pick for an empty key (it connects).
+ * -1 when that one is held out too. */
 static int mc_any_server(struct redis_pool *rp)
 {
-    int s = ring_pick(&rp->ring, (const uint8_t *)"", 0, bal_random(&rp->pool->bal));
+    uint64_t rnd = bal_random(&rp->pool->bal);
+    for (size_t k = 0; k < rp->nservers; k++) {
+        size_t i = (size_t)((rnd + k) % rp->nservers);
+        if (rp->live[i] && !rp->pool->down[i] && mc_server_up(rp, i)) {
+            return (int)i;
+        }
+    }
+    int s = ring_pick(&rp->ring, (const uint8_t *)"", 0, rnd);
     return s >= 0 && rp->pool->down[s] ? -1 : s;
 }
 
@@ -214,9 +235,10 @@ static void mc_route(struct redis_client *cl)
         mc_route_get(cl, m);
         return;
     }
-    /* version has no key: one server answers with its own version, as
+    /* version has no key: a server answers with its own version, as
      * through nutcracker (clients such as libmemcached refuse a major
-     * version 0 and gate features on what the servers run). */
+     * version 0 and gate features on what the servers run); a dead one
+     * is passed over when a live one is connected. */
     int s = r->kind == MC_VERSION ? mc_any_server(rp)
                                   : mc_key_server(cl, &r->tok[r->first_key]);
     if (s < 0) {

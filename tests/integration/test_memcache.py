@@ -129,6 +129,29 @@ def test_commands_through_pymemcache(legate, shards):
     c.close()
 
 
+@pytest.mark.parametrize("survivor", [0, 1, 2])
+def test_version_comes_from_a_live_server(legate, shards, survivor):
+    """With all shards but one dead, version is still answered, by the
+    live one: whichever shard the ring would pick for an empty key, in two
+    of these three cases it is dead."""
+    servers = shards(3)
+    port = start(legate, servers)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        keys = [f"v{i}".encode() for i in range(300)]
+        s.sendall(b"".join(b"set %s 0 0 1\r\nx\r\n" % k for k in keys))
+        data = b""
+        while data.count(b"STORED") < 300:
+            data += s.recv(65536)
+        assert all(m.stat("curr_items") > 0 for m in servers)  # connected to each
+        want = Client(("127.0.0.1", servers[survivor].port), timeout=5).version()
+        for i, m in enumerate(servers):
+            if i != survivor:
+                m.stop()
+        for _ in range(5):
+            s.sendall(b"version\r\n")
+            assert s.recv(100) == b"VERSION " + want + b"\r\n"
+
+
 def test_libmemcached_tools_through_legate(legate, shards, tmp_path):
     """libmemcached's own tools: memcping asks every server for its version
     (it refuses a major version 0), memccp/memccat/memcrm store, read and
