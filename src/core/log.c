@@ -101,9 +101,6 @@ bool log_limit_pass(struct log_limit *l, uint64_t now_ms, uint64_t *held)
     }
     *held = l->held;
     l->held = 0;
-    l->next_ms = now_ms + LOG_LIMIT_MS;
-    if (l->next_ms == 0) {
-        l->next_ms = 1; /* 0 means "nothing logged yet" */
-    }
+    l->next_ms = now_ms + LOG_LIMIT_MS; /* never 0 again: "nothing logged yet" */
     return true;
 }

@@ -202,13 +202,10 @@ static void mc_route(struct redis_client *cl)
 {
     struct redis_pool *rp = cl->rp;
     const struct mc_req *r = &cl->mreq;
-    struct redis_msg *m = redis_msg_new(rp, cl);
+    struct redis_msg *m = redis_route_msg(cl);
     if (m == NULL) {
-        log_error(rp->wk->log, "pool '%s': out of memory for a request", rp->cp->name);
-        cl->quit = true;
         return;
     }
-    redis_client_link(cl, m);
     switch (r->kind) {
     case MC_UNKNOWN:
         redis_reply_text(rp, m, "ERROR\r\n"); /* what memcached says */
@@ -221,15 +218,8 @@ static void mc_route(struct redis_client *cl)
     default:
         break;
     }
-    if (rp->cp->max_pending != 0) {
-        if (!pool_pending_begin(rp->pool)) {
-            stats_add(&rp->pool->stats->x[SX_REJECTED], 1);
-            redis_reply_fmt(rp, m, "SERVER_ERROR legate: pool busy: %u requests in flight "
-                            "(max_pending)\r\n", rp->cp->max_pending);
-            m->done = true;
-            return;
-        }
-        m->counted = true;
+    if (!redis_pending_admit(rp, m)) {
+        return;
     }
     if (r->kind == MC_GET || r->kind == MC_GAT) {
         mc_route_get(cl, m);

@@ -170,6 +170,16 @@ static int mc_req_line_done(struct mc_req *r, const struct mc_limits *lim)
     return MC_AGAIN;
 }
 
+/* Skip up to `avail` bytes of a data block that has *left bytes to go
+ * (they are never looked at), counting them in *size; returns how many. */
+static size_t mc_skip_data(uint64_t *left, uint64_t *size, size_t avail)
+{
+    uint64_t take = avail < *left ? avail : *left;
+    *left -= take;
+    *size += take;
+    return (size_t)take;
+}
+
 int mc_req_feed(struct mc_req *r, const uint8_t *data, size_t n, size_t *used,
                 const struct mc_limits *lim)
 {
@@ -216,16 +226,12 @@ int mc_req_feed(struct mc_req *r, const uint8_t *data, size_t n, size_t *used,
             r->line = r->size + 1;
             rc = mc_req_line_done(r, lim);
             break;
-        case RQ_DATA: {
-            uint64_t take = n - i < r->data_left ? n - i : r->data_left;
-            r->data_left -= take;
-            r->size += take;
-            i += (size_t)take;
+        case RQ_DATA:
+            i += mc_skip_data(&r->data_left, &r->size, n - i);
             if (r->data_left == 0) {
                 r->phase = RQ_DATA_CR;
             }
             continue; /* size and i moved already */
-        }
         case RQ_DATA_CR:
             if (c != '\r') {
                 rc = mc_req_fail(r, "bad data chunk");
@@ -380,16 +386,12 @@ int mc_rsp_feed(struct mc_rsp *r, const uint8_t *data, size_t n, size_t *used)
             r->phase = RS_LINE;
             rc = mc_rsp_line_done(r);
             break;
-        case RS_DATA: {
-            uint64_t take = n - i < r->data_left ? n - i : r->data_left;
-            r->data_left -= take;
-            r->size += take;
-            i += (size_t)take;
+        case RS_DATA:
+            i += mc_skip_data(&r->data_left, &r->size, n - i);
             if (r->data_left == 0) {
                 r->phase = RS_DATA_CR;
             }
-            continue;
-        }
+            continue; /* size and i moved already */
         case RS_DATA_CR:
             if (c != '\r') {
                 rc = mc_rsp_fail(r, "value not followed by CRLF");

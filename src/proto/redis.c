@@ -382,28 +382,44 @@ static int redis_keys(struct redis_client *cl, struct redis_msg *m, const struct
     return (int)nkeys;
 }
 
+struct redis_msg *redis_route_msg(struct redis_client *cl)
+{
+    struct redis_pool *rp = cl->rp;
+    struct redis_msg *m = redis_msg_new(rp, cl);
+    if (m == NULL) {
+        log_error(rp->wk->log, "pool '%s': out of memory for a request", rp->cp->name);
+        cl->quit = true;
+        return NULL;
+    }
+    redis_client_link(cl, m);
+    return m;
+}
+
+bool redis_pending_admit(struct redis_pool *rp, struct redis_msg *m)
+{
+    if (rp->cp->max_pending == 0) {
+        return true;
+    }
+    if (!pool_pending_begin(rp->pool)) {
+        stats_add(&rp->pool->stats->x[SX_REJECTED], 1);
+        redis_reply_fmt(rp, m, "%s legate: pool busy: %u requests in flight (max_pending)\r\n",
+                        rp->mc ? "SERVER_ERROR" : "-ERR", rp->cp->max_pending);
+        m->done = true;
+        return false;
+    }
+    m->counted = true;
+    return true;
+}
+
 /* Route the complete request at the head of cl->in. The request bytes are
  * consumed by the caller afterwards. */
 static void redis_route(struct redis_client *cl)
 {
     struct redis_pool *rp = cl->rp;
     const struct resp_req *r = &cl->req;
-    struct redis_msg *m = redis_msg_new(rp, cl);
-    if (m == NULL) {
-        log_error(rp->wk->log, "pool '%s': out of memory for a request", rp->cp->name);
-        cl->quit = true;
+    struct redis_msg *m = redis_route_msg(cl);
+    if (m == NULL || !redis_pending_admit(rp, m)) {
         return;
-    }
-    redis_client_link(cl, m);
-    if (rp->cp->max_pending != 0) {
-        if (!pool_pending_begin(rp->pool)) {
-            stats_add(&rp->pool->stats->x[SX_REJECTED], 1);
-            redis_reply_fmt(rp, m, "-ERR legate: pool busy: %u requests in flight "
-                            "(max_pending)\r\n", rp->cp->max_pending);
-            m->done = true;
-            return;
-        }
-        m->counted = true;
     }
     const struct redis_cmd *cmd = rp->last_cmd;
     if (r->name_too_long) {

@@ -173,6 +173,13 @@ int redis_client_key_server(struct redis_client *cl, uint64_t off, uint64_t len)
 /* The client sent something malformed: answer it in the pool's protocol
  * (after the replies before it), drop the rest of its input, close. */
 void redis_client_protocol_error(struct redis_client *cl, const char *why);
+/* A message for the request just parsed, linked in its client's order;
+ * NULL when out of memory (logged, and the client is made to close). */
+struct redis_msg *redis_route_msg(struct redis_client *cl);
+/* Take a place for `m` under the pool's max_pending; when the pool is
+ * full, answer `m` "pool busy" in the pool's protocol (done) and return
+ * false. */
+bool redis_pending_admit(struct redis_pool *rp, struct redis_msg *m);
 
 /* redis_server.c */
 /* The connection to use for server `i` (round robin over its conns). */

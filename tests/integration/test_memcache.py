@@ -320,6 +320,31 @@ def test_limits_from_the_config(legate, shards):
     assert ok == b"STORED\r\nEND\r\n"
 
 
+def test_max_pending_answers_excess_with_server_error(legate, shards):
+    """max_pending holds for memcache pools as for redis: past it a request
+    is answered at once in memcached's own error form, and the ones in
+    flight are still answered."""
+    servers = shards(1)
+    port = start(legate, servers, extra="  max_pending: 3\n")
+    servers[0].proc.send_signal(19)  # SIGSTOP: requests hang in flight
+    try:
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        c.sendall(b"".join(b"set k%d 0 0 1\r\nv\r\n" % i for i in range(3)))
+        time.sleep(0.3)
+        t = time.monotonic()
+        reply = exchange(port, b"get x\r\n", b"\r\n")
+        assert reply == b"SERVER_ERROR legate: pool busy: 3 requests in flight (max_pending)\r\n"
+        assert time.monotonic() - t < 2
+    finally:
+        servers[0].proc.send_signal(18)
+    data = b""
+    while data.count(b"STORED\r\n") < 3:
+        data += c.recv(100)
+    assert data == b"STORED\r\n" * 3
+    c.close()
+    assert exchange(port, b"get k1\r\n", b"END\r\n") == b"VALUE k1 0 1\r\nv\r\nEND\r\n"
+
+
 def test_large_values_pass_through(legate, shards):
     servers = shards(3)
     port = start(legate, servers)

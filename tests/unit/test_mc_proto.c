@@ -81,24 +81,34 @@ static void test_set_every_split(void **state)
     mc_req_free(&r);
 }
 
+/* Parse the get line `req` whole and cut at every point: each time one
+ * MC_GET of exactly `nkeys` keys equal to `keys`, using all of `req`. */
+static void check_get_every_split(const char *req, const char *const *keys, uint32_t nkeys)
+{
+    size_t len = strlen(req);
+    struct mc_req r;
+    mc_req_init(&r);
+    for (size_t step = 0; step <= len; step++) {
+        size_t took;
+        assert_int_equal(req_in_steps(&r, req, len, step, &mc_default_limits, &took), MC_DONE);
+        assert_int_equal(r.kind, MC_GET);
+        assert_int_equal(r.ntok, nkeys + 1);
+        assert_int_equal(r.nkeys, nkeys);
+        for (uint32_t k = 0; k < nkeys; k++) {
+            check_tok(&r, req, k + 1, keys[k]);
+        }
+        assert_int_equal(r.size, len);
+    }
+    mc_req_free(&r);
+}
+
 static void test_get_many_keys_and_lf_only(void **state)
 {
     (void)state;
-    static const char req[] = "gets  a bb   ccc\n";
+    static const char *const keys[] = { "a", "bb", "ccc" };
+    check_get_every_split("gets  a bb   ccc\n", keys, 3);
     struct mc_req r;
     mc_req_init(&r);
-    for (size_t step = 0; step <= sizeof(req) - 1; step++) {
-        size_t took;
-        assert_int_equal(req_in_steps(&r, req, sizeof(req) - 1, step, &mc_default_limits,
-                                      &took), MC_DONE);
-        assert_int_equal(r.kind, MC_GET);
-        assert_int_equal(r.ntok, 4);
-        assert_int_equal(r.nkeys, 3);
-        check_tok(&r, req, 1, "a");
-        check_tok(&r, req, 2, "bb");
-        check_tok(&r, req, 3, "ccc");
-        assert_int_equal(r.size, sizeof(req) - 1);
-    }
     static const char gat[] = "gat 100 x y\r\n";
     size_t took;
     assert_int_equal(req_in_steps(&r, gat, sizeof(gat) - 1, 0, &mc_default_limits, &took),
@@ -116,19 +126,8 @@ static void test_get_many_keys_and_lf_only(void **state)
 static void test_control_bytes_belong_to_keys(void **state)
 {
     (void)state;
-    static const char req[] = "get \x10\x10k\ta \x7f\x01\r\n";
-    struct mc_req r;
-    mc_req_init(&r);
-    for (size_t step = 0; step <= sizeof(req) - 1; step++) {
-        size_t took;
-        assert_int_equal(req_in_steps(&r, req, sizeof(req) - 1, step, &mc_default_limits,
-                                      &took), MC_DONE);
-        assert_int_equal(r.kind, MC_GET);
-        assert_int_equal(r.nkeys, 2);
-        check_tok(&r, req, 1, "\x10\x10k\ta");
-        check_tok(&r, req, 2, "\x7f\x01");
-    }
-    mc_req_free(&r);
+    static const char *const keys[] = { "\x10\x10k\ta", "\x7f\x01" };
+    check_get_every_split("get \x10\x10k\ta \x7f\x01\r\n", keys, 2);
 }
 
 static void test_keyed_and_noreply(void **state)
