@@ -21,14 +21,17 @@ from conftest import free_port, wait_for, can_connect, rss_kib, rss_test
 # ---------------------------------------------------------------- upstreams
 
 class Nginx:
-    """nginx with one server block per arm: GET / answers the arm's name."""
+    """nginx with one server block per arm: GET / answers the arm's name.
+    Its accept queue takes a burst of 3,000 connects (nginx's own default of
+    511 drops the rest of the SYNs, and the kernel resends one only after the
+    1 s that is legate's default connect timeout)."""
 
     def __init__(self, tmp_path, arms):
         self.dir = tmp_path / f"nginx-{random.randrange(1 << 30)}"
         self.dir.mkdir()
         self.ports = {a: free_port() for a in arms}
         blocks = "".join(
-            f"  server {{ listen 127.0.0.1:{p}; keepalive_requests 100000;\n"
+            f"  server {{ listen 127.0.0.1:{p} backlog=4096; keepalive_requests 100000;\n"
             f"    location / {{ add_header X-Conn $connection; return 200 \"{a}\\n\"; }}\n"
             f"    location /nobody {{ return 204; }}\n"
             f"    location /big {{ alias {self.dir}/big; }} }}\n"
