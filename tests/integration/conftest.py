@@ -277,13 +277,17 @@ class _NameHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _BurstHTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # socketserver's 5 would drop SYNs in a burst
+
+
 def http_upstream(name, delay=0.0):
     """A threaded HTTP/1.1 server on loopback answering its `name`; /healthz
     answers with `health_status` (200); `delay` seconds before each answer;
     `hits` counts requests. Stop it with shutdown()."""
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NameHandler)
+    srv = _BurstHTTPServer(("127.0.0.1", 0), _NameHandler)
     srv.name, srv.delay, srv.hits, srv.health_status = name, delay, 0, 200
-    srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
 
