@@ -49,7 +49,8 @@ int redis_client_key_server(struct redis_client *cl, uint64_t off, uint64_t len)
         return -1;
     }
     struct pool *p = cl->rp->pool;
-    int s = ring_pick(&cl->rp->ring, k, (size_t)len, bal_random(&p->bal));
+    const struct ring *ring = &cl->rp->ring;
+    int s = ring_pick(ring, k, (size_t)len, ring_uses_random(ring) ? bal_random(&p->bal) : 0);
     /* Health checks hold a server out; without auto_eject_hosts its keys
      * stay with it and fail fast until it is back. */
     return s >= 0 && p->down[s] ? -1 : s;
@@ -147,10 +148,10 @@ static int redis_split(struct redis_client *cl, struct redis_msg *m, const struc
         m->nfrags++;
         struct redis_sconn *sc = redis_pick_conn(rp, s);
         uint64_t before = sc->out.bytes;
-        char hdr[RESP_HEADER_MAX];
-        size_t n = resp_header(hdr, '*', 1 + (uint64_t)count[s] * per);
-        int bad = buf_queue_append(&sc->out, &rp->wk->bufs, hdr, n) == -1 ||
-                  redis_append_bulk(rp, &sc->out, cmd->name, strlen(cmd->name)) == -1;
+        char pre[RESP_COMMAND_PREFIX_MAX];
+        size_t n = resp_command_prefix(pre, 1 + (uint64_t)count[s] * per, cmd->name,
+                                       strlen(cmd->name));
+        int bad = buf_queue_append(&sc->out, &rp->wk->bufs, pre, n) == -1;
         /* Runs of neighbouring keys for this server go over as one range. */
         for (uint32_t k = 0; k < nkeys && !bad;) {
             if ((size_t)where[k] != s) {

@@ -515,9 +515,42 @@ static int resp_rsp_len_done(struct resp_rsp *r, const struct resp_limits *lim)
     return RESP_AGAIN;
 }
 
+/* The most common replies, a whole "+..." or "-..." line at the start of a
+ * reply ("+OK\r\n"), framed in one scan. Returns RESP_DONE with *used set,
+ * or RESP_AGAIN to leave it to the byte loop (a line not all here, too long
+ * or malformed: that loop makes the same checks and gives the error). */
+static int resp_rsp_simple(struct resp_rsp *r, const uint8_t *data, size_t n, size_t *used,
+                           const struct resp_limits *lim)
+{
+    if (r->phase != RS_TYPE || r->depth != 0 || r->top_seen || n < 3 ||
+        (data[0] != '+' && data[0] != '-')) {
+        return RESP_AGAIN;
+    }
+    size_t end = (size_t)lim->max_inline + 2; /* the CR may follow max_inline bytes */
+    if (end > n) {
+        end = n;
+    }
+    size_t j = 1;
+    while (j < end && data[j] != '\r' && data[j] != '\n') {
+        j++;
+    }
+    if (j == end || j + 1 == n || data[j] != '\r' || data[j + 1] != '\n') {
+        return RESP_AGAIN;
+    }
+    resp_rsp_type(r, data[0]);
+    r->line = j - 1;
+    r->phase = RS_LINE_LF;
+    r->size += j + 2;
+    *used = j + 2;
+    return RESP_DONE;
+}
+
 int resp_rsp_feed(struct resp_rsp *r, const uint8_t *data, size_t n, size_t *used,
                   const struct resp_limits *lim)
 {
+    if (resp_rsp_simple(r, data, n, used, lim) == RESP_DONE) {
+        return RESP_DONE;
+    }
     size_t i = 0;
     int rc = RESP_AGAIN;
     while (i < n && rc == RESP_AGAIN) {
@@ -597,4 +630,15 @@ size_t resp_header(char *out, char type, uint64_t n)
     out[len++] = '\r';
     out[len++] = '\n';
     return len;
+}
+
+size_t resp_command_prefix(char *out, uint64_t nargs, const char *name, size_t len)
+{
+    size_t n = resp_header(out, '*', nargs);
+    n += resp_header(out + n, '$', len);
+    memcpy(out + n, name, len);
+    n += len;
+    out[n++] = '\r';
+    out[n++] = '\n';
+    return n;
 }

@@ -118,4 +118,10 @@ int resp_rsp_feed(struct resp_rsp *r, const uint8_t *data, size_t n, size_t *use
  * holds RESP_HEADER_MAX bytes; returns its length. No NUL is written. */
 size_t resp_header(char *out, char type, uint64_t n);
 
+/* Write the start of a command of `nargs` arguments, "*<nargs>\r\n" and the
+ * name as a bulk string, into `out`, which holds RESP_COMMAND_PREFIX_MAX
+ * bytes; `name` is at most RESP_NAME_MAX bytes. Returns the length. */
+enum { RESP_COMMAND_PREFIX_MAX = 2 * RESP_HEADER_MAX + RESP_NAME_MAX + 2 };
+size_t resp_command_prefix(char *out, uint64_t nargs, const char *name, size_t len);
+
 #endif

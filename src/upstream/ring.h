@@ -16,7 +16,7 @@
 
 enum {
     RING_KETAMA_POINTS = 160,
-    RING_BUCKET_BITS = 8, /* ketama lookup index: top bits of the hash */
+    RING_BUCKET_BITS = 10,/* ketama lookup index: top bits of the hash */
 };
 
 struct ring_point {
@@ -55,5 +55,11 @@ void ring_key_span(const struct ring *r, const uint8_t *key, size_t len,
 /* The server index for `key`, or -1 when no server is live. `rnd` is a
  * random number, used only by the random distribution. */
 int ring_pick(const struct ring *r, const uint8_t *key, size_t len, uint64_t rnd);
+
+/* Whether ring_pick uses its `rnd` (so callers draw one only then). */
+static inline bool ring_uses_random(const struct ring *r)
+{
+    return r->dist == CONF_DIST_RANDOM;
+}
 
 #endif

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "proto/redis_cmd.h"
+#include "proto/resp.h"
 
 #include <string.h>
 
@@ -23,6 +24,7 @@ static void test_table_sorted_and_well_formed(void **state)
         for (const char *p = t[i].name; *p; p++) {
             assert_true((*p >= 'A' && *p <= 'Z') || *p == '_');
         }
+        assert_true(strlen(t[i].name) <= RESP_NAME_MAX); /* resp_command_prefix */
         assert_int_not_equal(t[i].arity, 0);
         if (t[i].kind == REDIS_KEYED) {
             assert_true(t[i].first >= 1 && t[i].step >= 1);

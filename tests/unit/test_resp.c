@@ -270,6 +270,45 @@ static void test_responses_every_type_and_split(void **state)
     assert_int_equal(used, 5);
 }
 
+/* A status or error line may hold max_inline bytes, whether it arrives
+ * whole (one scan) or byte by byte. */
+static void test_reply_line_limit(void **state)
+{
+    (void)state;
+    struct resp_limits lim = resp_default_limits;
+    lim.max_inline = 8;
+    static const struct {
+        const char *in;
+        int rc;
+    } cases[] = {
+        { "+12345678\r\n", RESP_DONE },  { "-12345678\r\n", RESP_DONE },
+        { "+123456789\r\n", RESP_ERROR }, { "-123456789\r\n", RESP_ERROR },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = strlen(cases[i].in);
+        for (size_t step = 0; step <= len; step++) {
+            struct resp_rsp r;
+            resp_rsp_init(&r);
+            size_t off = 0;
+            int rc = RESP_AGAIN;
+            while (off < len && rc == RESP_AGAIN) {
+                size_t n = step == 0 || off + step > len ? len - off : step;
+                size_t used = 0;
+                rc = resp_rsp_feed(&r, (const uint8_t *)cases[i].in + off, n, &used, &lim);
+                off += used;
+            }
+            if (rc != cases[i].rc || (rc == RESP_DONE && (off != len || r.size != len ||
+                                                         r.is_error != (cases[i].in[0] == '-')))) {
+                print_error("case %zu step %zu: rc=%d used=%zu\n", i, step, rc, off);
+                fail();
+            }
+            if (rc == RESP_ERROR) {
+                assert_string_equal(r.error, "reply line too long");
+            }
+        }
+    }
+}
+
 static void test_responses_malformed(void **state)
 {
     (void)state;
@@ -280,11 +319,14 @@ static void test_responses_malformed(void **state)
     };
     struct resp_rsp r;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        size_t used;
-        int rc = rsp_in_steps(&r, bad[i], strlen(bad[i]), 1, &used);
-        if (rc != RESP_ERROR || r.error == NULL) {
-            print_error("case %zu (%s): rc=%d\n", i, bad[i], rc);
-            fail();
+        size_t len = strlen(bad[i]);
+        for (size_t step = 0; step <= len; step++) { /* whole, then every split */
+            size_t used;
+            int rc = rsp_in_steps(&r, bad[i], len, step, &used);
+            if (rc != RESP_ERROR || r.error == NULL) {
+                print_error("case %zu (%s) step %zu: rc=%d\n", i, bad[i], step, rc);
+                fail();
+            }
         }
     }
     /* nesting beyond the limit */
@@ -332,6 +374,22 @@ static void test_header_formatting(void **state)
     assert_memory_equal(out, ":18446744073709551615\r\n", 23);
 }
 
+static void test_command_prefix(void **state)
+{
+    (void)state;
+    char out[RESP_COMMAND_PREFIX_MAX];
+    size_t n = resp_command_prefix(out, 7, "MSET", 4);
+    assert_int_equal(n, 14);
+    assert_memory_equal(out, "*7\r\n$4\r\nMSET\r\n", 14);
+    /* the longest: 20-digit count and a name of RESP_NAME_MAX bytes */
+    char name[RESP_NAME_MAX];
+    memset(name, 'N', sizeof(name));
+    n = resp_command_prefix(out, UINT64_MAX, name, sizeof(name));
+    assert_int_equal(n, 23 + 5 + RESP_NAME_MAX + 2);
+    assert_true(n <= RESP_COMMAND_PREFIX_MAX);
+    assert_memory_equal(out, "*18446744073709551615\r\n$32\r\nNNNN", 32);
+}
+
 static void test_idle_request_sheds_its_arguments(void **state)
 {
     (void)state;
@@ -374,6 +432,8 @@ int main(void)
         cmocka_unit_test(test_responses_malformed),
         cmocka_unit_test(test_big_bulk_is_skipped_not_scanned),
         cmocka_unit_test(test_header_formatting),
+        cmocka_unit_test(test_command_prefix),
+        cmocka_unit_test(test_reply_line_limit),
     };
     return cmocka_run_group_tests_name("resp", tests, NULL, NULL);
 }
