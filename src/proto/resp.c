@@ -179,10 +179,12 @@ static size_t resp_req_bulk_fast(struct resp_req *r, const uint8_t *p, size_t av
     if (avail < 6 || p[0] != '$') {
         return 0;
     }
+    size_t stop = avail < DIGITS_MAX + 1 ? avail : DIGITS_MAX + 1;
     size_t j = 1;
     uint64_t len = 0;
-    while (j < avail && j <= DIGITS_MAX && p[j] >= '0' && p[j] <= '9') {
-        len = len * 10 + (uint64_t)(p[j] - '0');
+    unsigned d;
+    while (j < stop && (d = (unsigned)p[j] - '0') < 10) {
+        len = len * 10 + d;
         j++;
     }
     if (j == 1 || j > DIGITS_MAX || len > lim->max_bulk || avail - j < 2 || p[j] != '\r' ||
@@ -193,20 +195,24 @@ static size_t resp_req_bulk_fast(struct resp_req *r, const uint8_t *p, size_t av
     if (avail - hdr < len + 2 || p[hdr + len] != '\r' || p[hdr + len + 1] != '\n') {
         return 0;
     }
+    /* locals: the stores to *a below may alias r's fields for the compiler */
+    uint64_t size = r->size;
     uint64_t total = hdr + len + 2;
-    if (r->size + total > lim->max_request) {
+    if (size + total > lim->max_request) {
         return 0;
     }
-    if (r->nargs == 0) {
-        for (uint64_t k = 0; k < len && k <= RESP_NAME_MAX; k++) {
-            resp_req_name_byte(r, k, p[hdr + k]);
+    uint32_t k = r->nargs;
+    if (k == 0) {
+        for (uint64_t b = 0; b < len && b <= RESP_NAME_MAX; b++) {
+            resp_req_name_byte(r, b, p[hdr + b]);
         }
     }
-    struct resp_arg *a = &r->args[r->nargs++];
-    a->off = r->size + hdr;
+    struct resp_arg *a = &r->args[k];
+    a->off = size + hdr;
     a->len = len;
     a->hdr = hdr;
-    r->size += total;
+    r->nargs = k + 1;
+    r->size = size + total;
     return (size_t)total;
 }
 
