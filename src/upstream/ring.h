@@ -16,7 +16,7 @@
 
 enum {
     RING_KETAMA_POINTS = 160,
-    RING_BUCKET_BITS = 10,/* ketama lookup index: top bits of the hash */
+    RING_BUCKET_BITS = 10, /* ketama lookup index: top bits of the hash */
 };
 
 struct ring_point {
