@@ -153,6 +153,7 @@ void pool_sync(struct pool *p);
  * never more than max_ejected_percent of the pool nor its last server.
  * No-ops when the pool has no outlier detection. */
 void pool_server_failed(struct pool *p, size_t i);
+void pool_server_ok(struct pool *p, size_t i);
 
 /* Warnings that can recur once per request or per client (a server that
  * keeps failing, a connection limit reached under a storm): logged as
@@ -162,7 +163,6 @@ void pool_server_failed(struct pool *p, size_t i);
 void pool_server_warn(struct pool *p, size_t i, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void pool_warn(struct pool *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void pool_server_ok(struct pool *p, size_t i);
 
 /* A connection of this worker to server `i` starts (+1, before anything
  * of the slot is read) or ends (-1, the last thing done with the slot): a

@@ -277,16 +277,19 @@ class _NameHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class _BurstHTTPServer(http.server.ThreadingHTTPServer):
+class BurstHTTPServer(http.server.ThreadingHTTPServer):
+    """A threaded HTTP server whose accept queue takes a burst of connects
+    (socketserver's queue of 5 drops SYNs, and a dropped SYN is resent only
+    after legate's 1 s connect timeout)."""
     daemon_threads = True
-    request_queue_size = 1024  # socketserver's 5 would drop SYNs in a burst
+    request_queue_size = 1024
 
 
 def http_upstream(name, delay=0.0):
     """A threaded HTTP/1.1 server on loopback answering its `name`; /healthz
     answers with `health_status` (200); `delay` seconds before each answer;
     `hits` counts requests. Stop it with shutdown()."""
-    srv = _BurstHTTPServer(("127.0.0.1", 0), _NameHandler)
+    srv = BurstHTTPServer(("127.0.0.1", 0), _NameHandler)
     srv.name, srv.delay, srv.hits, srv.health_status = name, delay, 0, 200
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv

@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import free_port, wait_for, can_connect, rss_kib, rss_test
+from conftest import BurstHTTPServer, free_port, wait_for, can_connect, rss_kib, rss_test
 
 
 # ---------------------------------------------------------------- upstreams
@@ -53,11 +53,9 @@ class Nginx:
         self.proc.wait(10)
 
 
-class Upstream(http.server.ThreadingHTTPServer):
+class Upstream(BurstHTTPServer):
     """Echoes request bodies, sleeps on /sleep/<s>, answers /bad with
     broken framing; counts requests and connections."""
-    daemon_threads = True
-    request_queue_size = 1024  # socketserver's 5 would drop SYNs in a burst
 
     def __init__(self):
         self.requests = []

@@ -77,6 +77,21 @@ def test_keys_spread_over_all_shards(proxy, shards):
     assert sum(int(c) for c in counts) == 300
 
 
+def test_random_distribution_sends_one_key_anywhere(legate, shards):
+    """distribution: random (twemproxy's, for caches kept alike on every
+    server): each request goes to a random server, so one key set 300 times
+    lands on all three shards (a missing one: odds 3 * (2/3)^300)."""
+    port = free_port()
+    legate(redis_pool(port, shards).replace("distribution: ketama", "distribution: random"),
+           wait_addr=("127.0.0.1", port))
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    with r.pipeline(transaction=False) as p:
+        for i in range(300):
+            p.set("anywhere", i)
+        assert p.execute() == [True] * 300
+    assert where(shards, "anywhere") == [0, 1, 2]
+
+
 def test_multi_key_split_and_merge(proxy, shards):
     port, lg, r = proxy
     keys = [f"mk:{i * 2654435761 % 1000003}:{i}" for i in range(50)]
