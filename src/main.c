@@ -1,5 +1,6 @@
 /* main: command line, config, signals, daemonize; starts the workers and
  * waits for a signal to stop them (see docs/architecture.md). */
+#include "admin/admin.h"
 #include "admin/stats.h"
 #include "conf/conf.h"
 #include "core/acceptor.h"
@@ -34,6 +35,7 @@ struct legate {
     struct ev_loop *loop;       /* main's own: signals, stats, health, discovery */
     struct ev_io sigio;
     struct acceptor stats;      /* the stats listener */
+    struct admin *admin;        /* the admin HTTP listener, when configured */
     struct ev_timer reap;       /* frees retired generations once they ended */
     char host[256];
 };
@@ -116,6 +118,25 @@ static void legate_reap(struct ev_loop *loop, struct ev_timer *t)
     }
 }
 
+/* Lend the running configuration's counters to a stats page (admin.h). */
+static int legate_view(void *data, struct admin_view *v)
+{
+    const struct legate *lg = data;
+    const struct gen *g = lg->cur;
+    v->cf = g->conf;
+    v->nworkers = g->nworkers;
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        v->ws[i] = &g->workers[i].stats;
+    }
+    v->started = lg->started;
+    v->source = lg->host;
+    v->tabs = calloc(g->conf->npools, sizeof(*v->tabs));
+    for (size_t i = 0; v->tabs != NULL && i < g->conf->npools; i++) {
+        v->tabs[i] = &g->shared[i].tab;
+    }
+    return v->tabs == NULL ? -1 : 0;
+}
+
 /* SIGHUP: read the file again; when it is valid and its listeners open, a
  * new generation takes new clients and the running one drains. Otherwise
  * the running configuration stays and the reason is logged. */
@@ -133,11 +154,30 @@ static void legate_reload(struct legate *lg)
         log_error(&lg->log, "reload: out of memory; keeping the running configuration");
         return;
     }
-    if (gen_start(g, cf, lg->cur, &lg->log, lg->opt.mbuf_size, lg->loop) == -1) {
+    struct admin *admin = cf->has_admin ? lg->admin : NULL;
+    bool fresh = cf->has_admin && !admin_listens_on(lg->admin, &cf->admin);
+    if (fresh) {
+        admin = admin_start(&cf->admin, lg->loop, &lg->log, legate_view, lg);
+    }
+    if (fresh && admin == NULL) {
+        conf_put(cf);
         free(g);
         log_error(&lg->log, "reload of '%s' failed (above); keeping the running "
                   "configuration", lg->opt.conf_file);
         return;
+    }
+    if (gen_start(g, cf, lg->cur, &lg->log, lg->opt.mbuf_size, lg->loop) == -1) {
+        if (fresh) {
+            admin_stop(admin);
+        }
+        free(g);
+        log_error(&lg->log, "reload of '%s' failed (above); keeping the running "
+                  "configuration", lg->opt.conf_file);
+        return;
+    }
+    if (admin != lg->admin) {
+        admin_stop(lg->admin);
+        lg->admin = admin;
     }
     gen_retire(lg->cur);
     lg->cur->next = lg->retiring;
@@ -194,20 +234,12 @@ static void legate_signal(struct ev_loop *loop, struct ev_io *io, unsigned event
 /* A stats client connected: send nutcracker's JSON and close, as nutcracker. */
 static void legate_stats_accepted(struct acceptor *a, int fd)
 {
-    struct legate *lg = a->data;
-    const struct gen *g = lg->cur;
-    struct stats *ws[CONF_MAX_WORKERS];
-    for (unsigned i = 0; i < g->nworkers; i++) {
-        ws[i] = &g->workers[i].stats;
-    }
-    const struct server_table **tabs = calloc(g->conf->npools, sizeof(*tabs));
-    for (size_t i = 0; tabs != NULL && i < g->conf->npools; i++) {
-        tabs[i] = &g->shared[i].tab;
-    }
+    struct admin_view v;
+    memset(&v, 0, sizeof(v));
     char *json = NULL;
-    long n = tabs == NULL ? -1 : stats_json(&json, g->conf, tabs, ws, g->nworkers,
-                                            lg->started, lg->host);
-    free(tabs);
+    long n = legate_view(a->data, &v) == -1 ? -1 : stats_json(&json, v.cf, v.tabs, v.ws,
+                                                              v.nworkers, v.started, v.source);
+    free(v.tabs);
     if (n > 0) {
         /* Small and once per connection: a blocking send bounded by a
          * one-second timeout, so a client that never reads costs 1 s. */
@@ -290,7 +322,15 @@ static int legate_serve(struct legate *lg, const sigset_t *set, struct conf *cf)
     } else {
         log_notice(&lg->log, "legate-%s started on pid %d with %u workers", LEGATE_VERSION,
                    (int)getpid(), lg->cur->nstarted);
-        rc = legate_listen_stats(lg, sfd);
+        const struct conf *cf0 = lg->cur->conf;
+        if (!cf0->has_admin ||
+            (lg->admin = admin_start(&cf0->admin, lg->loop, &lg->log, legate_view, lg)) != NULL) {
+            rc = legate_listen_stats(lg, sfd);
+        }
+        /* Probes are refused from here on: draining is not ready. */
+        admin_stop(lg->admin);
+        lg->admin = NULL;
+        ev_run_pending(lg->loop);
     }
     legate_stop(lg);
     close(sfd);

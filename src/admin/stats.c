@@ -1,5 +1,6 @@
 /* stats: per-worker counters and nutcracker's JSON (see stats.h). */
 #include "stats.h"
+#include "stats_impl.h"
 #include "../upstream/server.h"
 #include "../version.h"
 
@@ -10,20 +11,13 @@
 #include <string.h>
 #include <time.h>
 
-struct stats_field {
-    const char *name;
-    const char *desc;
+const struct stats_field stats_extra_fields[SX_N] = {
+    [SX_RETRIES] = { "retries", "# retries sent to another server (tcp, http)", false },
+    [SX_RETRIES_DENIED] = { "retries_denied", "# retries refused by the retry budget", false },
+    [SX_REJECTED] = { "rejected", "# refused at once by max_connections or max_pending", false },
 };
 
-static const struct stats_field stats_extra_fields[SX_N] = {
-    [SX_RETRIES] = { "retries", "# retries sent to another server (tcp, http)" },
-    [SX_RETRIES_DENIED] = { "retries_denied", "# retries refused by the retry budget" },
-    [SX_REJECTED] = { "rejected", "# refused at once by max_connections or max_pending" },
-};
-
-/* Extra counters appear in pools nutcracker has no equivalent of (tcp,
- * http), and `rejected` wherever a limit is set. */
-static bool stats_extra_shown(const struct conf_pool *cp, enum stats_pool_extra f)
+bool stats_extra_shown(const struct conf_pool *cp, enum stats_pool_extra f)
 {
     if (cp->proto == CONF_PROTO_TCP || cp->proto == CONF_PROTO_HTTP) {
         return true;
@@ -31,30 +25,42 @@ static bool stats_extra_shown(const struct conf_pool *cp, enum stats_pool_extra 
     return f == SX_REJECTED && (cp->max_pending != 0 || cp->max_connections != 0);
 }
 
-static const struct stats_field stats_pool_fields[SP_N] = {
-    [SP_CLIENT_EOF] = { "client_eof", "# eof on client connections" },
-    [SP_CLIENT_ERR] = { "client_err", "# errors on client connections" },
-    [SP_CLIENT_CONNECTIONS] = { "client_connections", "# active client connections" },
-    [SP_SERVER_EJECTS] = { "server_ejects", "# times backend server was ejected" },
-    [SP_FORWARD_ERROR] = { "forward_error", "# times we encountered a forwarding error" },
-    [SP_FRAGMENTS] = { "fragments", "# fragments created from a multi-vector request" },
+const struct stats_field stats_pool_fields[SP_N] = {
+    [SP_CLIENT_EOF] = { "client_eof", "# eof on client connections", false },
+    [SP_CLIENT_ERR] = { "client_err", "# errors on client connections", false },
+    [SP_CLIENT_CONNECTIONS] = { "client_connections", "# active client connections", true },
+    [SP_SERVER_EJECTS] = { "server_ejects", "# times backend server was ejected", false },
+    [SP_FORWARD_ERROR] = { "forward_error", "# times we encountered a forwarding error", false },
+    [SP_FRAGMENTS] = { "fragments", "# fragments created from a multi-vector request", false },
 };
 
-static const struct stats_field stats_server_fields[SS_N] = {
-    [SS_SERVER_EOF] = { "server_eof", "# eof on server connections" },
-    [SS_SERVER_ERR] = { "server_err", "# errors on server connections" },
-    [SS_SERVER_TIMEDOUT] = { "server_timedout", "# timeouts on server connections" },
-    [SS_SERVER_CONNECTIONS] = { "server_connections", "# active server connections" },
+const struct stats_field stats_server_fields[SS_N] = {
+    [SS_SERVER_EOF] = { "server_eof", "# eof on server connections", false },
+    [SS_SERVER_ERR] = { "server_err", "# errors on server connections", false },
+    [SS_SERVER_TIMEDOUT] = { "server_timedout", "# timeouts on server connections", false },
+    [SS_SERVER_CONNECTIONS] = { "server_connections", "# active server connections", true },
     [SS_SERVER_EJECTED_AT] = { "server_ejected_at",
-                               "timestamp when server was ejected in usec since epoch" },
-    [SS_REQUESTS] = { "requests", "# requests" },
-    [SS_REQUEST_BYTES] = { "request_bytes", "total request bytes" },
-    [SS_RESPONSES] = { "responses", "# responses" },
-    [SS_RESPONSE_BYTES] = { "response_bytes", "total response bytes" },
-    [SS_IN_QUEUE] = { "in_queue", "# requests in incoming queue" },
-    [SS_IN_QUEUE_BYTES] = { "in_queue_bytes", "current request bytes in incoming queue" },
-    [SS_OUT_QUEUE] = { "out_queue", "# requests in outgoing queue" },
-    [SS_OUT_QUEUE_BYTES] = { "out_queue_bytes", "current request bytes in outgoing queue" },
+                               "timestamp when server was ejected in usec since epoch", true },
+    [SS_REQUESTS] = { "requests", "# requests", false },
+    [SS_REQUEST_BYTES] = { "request_bytes", "total request bytes", false },
+    [SS_RESPONSES] = { "responses", "# responses", false },
+    [SS_RESPONSE_BYTES] = { "response_bytes", "total response bytes", false },
+    [SS_IN_QUEUE] = { "in_queue", "# requests in incoming queue", true },
+    [SS_IN_QUEUE_BYTES] = { "in_queue_bytes", "current request bytes in incoming queue", true },
+    [SS_OUT_QUEUE] = { "out_queue", "# requests in outgoing queue", true },
+    [SS_OUT_QUEUE_BYTES] = { "out_queue_bytes", "current request bytes in outgoing queue", true },
+};
+
+const struct stats_field stats_arm_fields[SA_N] = {
+    [SA_REQUESTS] = { "requests", "# requests sent to the arm (or mirrored)", false },
+    [SA_RESPONSES_1XX] = { "responses_1xx", "# 1xx responses", false },
+    [SA_RESPONSES_2XX] = { "responses_2xx", "# 2xx responses", false },
+    [SA_RESPONSES_3XX] = { "responses_3xx", "# 3xx responses", false },
+    [SA_RESPONSES_4XX] = { "responses_4xx", "# 4xx responses", false },
+    [SA_RESPONSES_5XX] = { "responses_5xx", "# 5xx responses", false },
+    [SA_UPSTREAM_ERRORS] = { "upstream_errors", "# upstream connect or framing errors", false },
+    [SA_TIMEOUTS] = { "timeouts", "# upstream timeouts", false },
+    [SA_DROPPED] = { "dropped", "# mirror copies dropped (queue full)", false },
 };
 
 int stats_init(struct stats *s, const struct conf *cf)
@@ -70,7 +76,9 @@ int stats_init(struct stats *s, const struct conf *cf)
         s->pools[i].nservers = nslots;
         s->pools[i].servers = calloc(nslots * SS_N, sizeof(stats_ctr));
         s->pools[i].latency = calloc(nslots * STATS_LAT_BUCKETS, sizeof(stats_ctr));
-        if (s->pools[i].servers == NULL || s->pools[i].latency == NULL) {
+        s->pools[i].latency_us = calloc(nslots, sizeof(stats_ctr));
+        if (s->pools[i].servers == NULL || s->pools[i].latency == NULL ||
+            s->pools[i].latency_us == NULL) {
             stats_free(s);
             return -1;
         }
@@ -79,7 +87,9 @@ int stats_init(struct stats *s, const struct conf *cf)
             s->pools[i].narms = n;
             s->pools[i].arms = calloc(n * SA_N, sizeof(stats_ctr));
             s->pools[i].arm_latency = calloc(n * STATS_LAT_BUCKETS, sizeof(stats_ctr));
-            if (s->pools[i].arms == NULL || s->pools[i].arm_latency == NULL) {
+            s->pools[i].arm_latency_us = calloc(n, sizeof(stats_ctr));
+            if (s->pools[i].arms == NULL || s->pools[i].arm_latency == NULL ||
+                s->pools[i].arm_latency_us == NULL) {
                 stats_free(s);
                 return -1;
             }
@@ -93,25 +103,17 @@ void stats_free(struct stats *s)
     for (size_t i = 0; s->pools != NULL && i < s->npools; i++) {
         free(s->pools[i].servers);
         free(s->pools[i].latency);
+        free(s->pools[i].latency_us);
         free(s->pools[i].arms);
         free(s->pools[i].arm_latency);
+        free(s->pools[i].arm_latency_us);
     }
     free(s->pools);
     s->pools = NULL;
     s->npools = 0;
 }
 
-/* A growable string. */
-struct stats_buf {
-    char *p;
-    size_t len;
-    size_t cap;
-    int failed;
-};
-
-static void stats_put(struct stats_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void stats_put(struct stats_buf *b, const char *fmt, ...)
+void stats_put(struct stats_buf *b, const char *fmt, ...)
 {
     for (int attempt = 0; attempt < 2 && !b->failed; attempt++) {
         va_list ap;
@@ -154,7 +156,7 @@ static void stats_put_name(struct stats_buf *b, const char *s)
     stats_put(b, "\"");
 }
 
-static int64_t stats_sum(stats_ctr *const *cells, size_t n)
+int64_t stats_sum(stats_ctr *const *cells, size_t n)
 {
     int64_t v = 0;
     for (size_t i = 0; i < n; i++) {
@@ -208,11 +210,6 @@ static void stats_percentiles(struct stats *const *workers, size_t nworkers, siz
     }
 }
 
-static const char *const stats_arm_fields[SA_N] = {
-    "requests", "responses_1xx", "responses_2xx", "responses_3xx", "responses_4xx",
-    "responses_5xx", "upstream_errors", "timeouts", "dropped",
-};
-
 /* One arm's (or the mirror's) counters and latency percentiles. */
 static void stats_json_arm(struct stats_buf *b, struct stats *const *workers, size_t nworkers,
                            size_t pool, size_t arm, stats_ctr **cells)
@@ -222,7 +219,7 @@ static void stats_json_arm(struct stats_buf *b, struct stats *const *workers, si
         for (size_t w = 0; w < nworkers; w++) {
             cells[w] = stats_arm(&workers[w]->pools[pool], arm, (enum stats_arm_field)f);
         }
-        stats_put(b, "%s\"%s\":%" PRId64, f ? ", " : "", stats_arm_fields[f],
+        stats_put(b, "%s\"%s\":%" PRId64, f ? ", " : "", stats_arm_fields[f].name,
                   stats_sum(cells, nworkers));
     }
     uint64_t pct[3];

@@ -76,9 +76,11 @@ struct stats_pool {
     stats_ctr x[SX_N];
     stats_ctr *servers;   /* nservers rows of SS_N */
     stats_ctr *latency;   /* nservers rows of STATS_LAT_BUCKETS */
+    stats_ctr *latency_us; /* nservers sums of the latencies counted, in us */
     size_t nservers;
     stats_ctr *arms;      /* http: narms rows of SA_N (arms, then the mirror) */
     stats_ctr *arm_latency; /* narms rows of STATS_LAT_BUCKETS */
+    stats_ctr *arm_latency_us; /* narms sums, in us */
     size_t narms;
 };
 
@@ -128,6 +130,7 @@ uint64_t stats_lat_bound(unsigned bucket);
 static inline void stats_latency(struct stats_pool *p, size_t server, uint64_t us)
 {
     stats_add(&p->latency[server * STATS_LAT_BUCKETS + stats_lat_bucket(us)], 1);
+    stats_add(&p->latency_us[server], (int64_t)us);
 }
 
 static inline stats_ctr *stats_arm(struct stats_pool *p, size_t arm, enum stats_arm_field f)
@@ -139,6 +142,7 @@ static inline stats_ctr *stats_arm(struct stats_pool *p, size_t arm, enum stats_
 static inline void stats_arm_latency(struct stats_pool *p, size_t arm, uint64_t us)
 {
     stats_add(&p->arm_latency[arm * STATS_LAT_BUCKETS + stats_lat_bucket(us)], 1);
+    stats_add(&p->arm_latency_us[arm], (int64_t)us);
 }
 
 /* Zeroed counters for every pool and server of `cf`. Returns 0 or -1. */
@@ -153,6 +157,13 @@ struct server_table;
 long stats_json(char **out, const struct conf *cf, const struct server_table *const *tabs,
                 struct stats *const *workers, size_t nworkers, int64_t started,
                 const char *source);
+
+/* The same counters in Prometheus' text format (version 0.0.4), into a
+ * malloc'd string: every nutcracker field and legate's own, labelled by
+ * pool, server and arm, and the latency histograms with power-of-two
+ * bounds (see stats_prom.c). Returns its length, or -1 when out of memory. */
+long stats_prometheus(char **out, const struct conf *cf, const struct server_table *const *tabs,
+                      struct stats *const *workers, size_t nworkers, int64_t started);
 
 /* The description of every field, as `nutcracker -D` prints it. */
 void stats_describe(FILE *f);

@@ -782,6 +782,23 @@ static int conf_read_pool(struct conf_ctx *cx, const struct conf_node *name,
 
 /* ---- the legate: section ---- */
 
+/* `admin: host:port` (TCP only: probes and scrapers speak TCP). */
+static int conf_read_admin(struct conf_ctx *cx, const struct conf_node *v, struct conf *cf)
+{
+    if (conf_want_scalar(cx, v, "admin") == -1) {
+        return -1;
+    }
+    char why[256];
+    if (net_addr_parse(v->value, &cf->admin, why, sizeof(why)) == -1) {
+        return conf_fail(cx, v, "admin", "%s", why);
+    }
+    if (cf->admin.family == AF_UNIX) {
+        return conf_fail(cx, v, "admin", "expected host:port or [ipv6]:port, got a unix path");
+    }
+    cf->has_admin = true;
+    return 0;
+}
+
 static int conf_read_process(struct conf_ctx *cx, const struct conf_node *v, struct conf *cf)
 {
     static const char *const keys[] = { "workers", "shutdown_grace", "scheduling", "priority",
@@ -812,7 +829,7 @@ static int conf_read_process(struct conf_ctx *cx, const struct conf_node *v, str
             rc = conf_read_int(cx, val, k->value, CONF_NICE_MIN, CONF_NICE_MAX, &cf->priority);
             break;
         default:
-            rc = conf_fail(cx, k, k->value, "the admin listener is not implemented yet");
+            rc = conf_read_admin(cx, val, cf);
             break;
         }
         if (rc == -1) {
@@ -825,6 +842,12 @@ static int conf_read_process(struct conf_ctx *cx, const struct conf_node *v, str
 static int conf_check_listeners(struct conf_ctx *cx, const struct conf *cf,
                                 const struct conf_node *root)
 {
+    for (size_t i = 0; cf->has_admin && i < cf->npools; i++) {
+        if (net_addr_equal(&cf->admin, &cf->pools[i].listen)) {
+            return conf_fail(cx, conf_tree_get(conf_tree_get(root, "legate"), "admin"), "admin",
+                             "address already used by pool '%s'", cf->pools[i].name);
+        }
+    }
     for (size_t i = 0; i < cf->npools; i++) {
         for (size_t j = 0; j < i; j++) {
             const struct net_addr *a = &cf->pools[i].listen, *b = &cf->pools[j].listen;

@@ -199,6 +199,8 @@ struct conf {
     uint64_t shutdown_grace;    /* ms */
     unsigned scheduling;        /* CONF_SCHED_*: the workers' scheduling policy */
     int priority;               /* the workers' nice value */
+    bool has_admin;             /* `admin`: the admin HTTP listener's address */
+    struct net_addr admin;
     struct conf_pool *pools;
     size_t npools;
 };

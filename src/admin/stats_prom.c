@@ -1,0 +1,440 @@
+/* stats_prom: every worker's counters, summed, in Prometheus' text format
+ * 0.0.4 (see stats.h).
+ *
+ * Names: legate_pool_*{pool}, legate_server_*{pool,server},
+ * legate_arm_*{pool,arm} and legate_mirror_*{pool}; counters end in
+ * _total, gauges do not. The field tables of stats.c drive the families,
+ * so a counter added there appears here too.
+ *
+ * Latency histograms (legate_server_latency_seconds and the arm and
+ * mirror ones) fold the fine buckets of stats.h into power-of-two bounds
+ * from 64 us to 8.39 s. Those bounds are fine-bucket edges, so each count
+ * is exact: an observation lies in `le` exactly when its fine bucket
+ * does. _sum is the sum of the latencies measured (whole microseconds). */
+#include "stats.h"
+#include "stats_impl.h"
+#include "../upstream/server.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* le = 2^(STATS_PROM_FIRST_EXP + k) us for k < STATS_PROM_BOUNDS, then +Inf. */
+enum { STATS_PROM_FIRST_EXP = 6, STATS_PROM_BOUNDS = 18 };
+
+/* What the renderers below read; the same for every family. */
+struct stats_prom {
+    struct stats_buf b;
+    const struct conf *cf;
+    const struct server_table *const *tabs;
+    struct stats *const *ws;
+    size_t nw;
+};
+
+/* A family's HELP and TYPE lines; nutcracker's "# ..." texts lose the "# ". */
+static void prom_family(struct stats_prom *pr, const char *name, const char *suffix,
+                        const char *type, const char *help)
+{
+    if (strncmp(help, "# ", 2) == 0) {
+        help += 2;
+    }
+    stats_put(&pr->b, "# HELP %s%s %s\n# TYPE %s%s %s\n", name, suffix, help, name, suffix, type);
+}
+
+/* A label value: backslash, quote and newline escaped. */
+static void prom_value(struct stats_prom *pr, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"') {
+            stats_put(&pr->b, "\\%c", *s);
+        } else if (*s == '\n') {
+            stats_put(&pr->b, "\\n");
+        } else {
+            stats_put(&pr->b, "%c", *s);
+        }
+    }
+}
+
+/* `{pool="..."` and, when given, `,<key>="..."`; the caller closes it. */
+static void prom_labels(struct stats_prom *pr, const char *pool, const char *key,
+                        const char *val)
+{
+    stats_put(&pr->b, "{pool=\"");
+    prom_value(pr, pool);
+    stats_put(&pr->b, "\"");
+    if (key != NULL) {
+        stats_put(&pr->b, ",%s=\"", key);
+        prom_value(pr, val);
+        stats_put(&pr->b, "\"");
+    }
+}
+
+/* Which arm of http pool `cp` slot s serves: an arm index, CONF_DISC_MIRROR,
+ * or CONF_DISC_POOL (not an http split). */
+static int prom_slot_owner(const struct conf_pool *cp, size_t s)
+{
+    for (size_t a = 0; a < cp->narms; a++) {
+        if (s >= cp->arms[a].first && s < cp->arms[a].first + cp->arms[a].n) {
+            return (int)a;
+        }
+    }
+    if (s >= cp->mirror_first && s < cp->mirror_first + cp->mirror_n) {
+        return CONF_DISC_MIRROR;
+    }
+    for (size_t i = 0; i < cp->ndisc; i++) {
+        const struct conf_discovery *d = &cp->disc[i];
+        if (s >= d->first && s < d->first + d->max_endpoints) {
+            return d->owner;
+        }
+    }
+    return CONF_DISC_POOL;
+}
+
+/* A server's labels, after pool's: `server` (configured servers by ketama
+ * identity, discovered ones by address, as the JSON) and, in http pools,
+ * `arm` or `mirror="true"`: the same address may serve an arm and the
+ * mirror, and each series must be unique. The caller closes the brace. */
+static void prom_server_labels(struct stats_prom *pr, size_t p, size_t s)
+{
+    const struct server_table *tab = pr->tabs[p];
+    const struct conf_pool *cp = &pr->cf->pools[p];
+    prom_labels(pr, cp->name, "server", s < tab->nstatic ? tab->servers[s].ident
+                                                         : tab->servers[s].spec);
+    if (cp->proto != CONF_PROTO_HTTP) {
+        return;
+    }
+    int owner = prom_slot_owner(cp, s);
+    if (owner >= 0) {
+        stats_put(&pr->b, ",arm=\"");
+        prom_value(pr, cp->arms[owner].name);
+        stats_put(&pr->b, "\"");
+    } else if (owner == CONF_DISC_MIRROR) {
+        stats_put(&pr->b, ",mirror=\"true\"");
+    }
+}
+
+static int64_t prom_sum_pool(const struct stats_prom *pr, size_t p, enum stats_pool_field f)
+{
+    int64_t v = 0;
+    for (size_t w = 0; w < pr->nw; w++) {
+        v += atomic_load_explicit(&pr->ws[w]->pools[p].f[f], memory_order_relaxed);
+    }
+    return v;
+}
+
+static int64_t prom_sum_extra(const struct stats_prom *pr, size_t p, enum stats_pool_extra f)
+{
+    int64_t v = 0;
+    for (size_t w = 0; w < pr->nw; w++) {
+        v += atomic_load_explicit(&pr->ws[w]->pools[p].x[f], memory_order_relaxed);
+    }
+    return v;
+}
+
+static int64_t prom_sum_server(const struct stats_prom *pr, size_t p, size_t s,
+                               enum stats_server_field f)
+{
+    int64_t v = 0;
+    for (size_t w = 0; w < pr->nw; w++) {
+        v += atomic_load_explicit(stats_server(&pr->ws[w]->pools[p], s, f), memory_order_relaxed);
+    }
+    return v;
+}
+
+static int64_t prom_sum_arm(const struct stats_prom *pr, size_t p, size_t a,
+                            enum stats_arm_field f)
+{
+    int64_t v = 0;
+    for (size_t w = 0; w < pr->nw; w++) {
+        v += atomic_load_explicit(stats_arm(&pr->ws[w]->pools[p], a, f), memory_order_relaxed);
+    }
+    return v;
+}
+
+/* Whether server slot s of pool p is shown (the JSON's rule). */
+static bool prom_slot_shown(const struct stats_prom *pr, size_t p, size_t s)
+{
+    return server_state_of(pr->tabs[p], s) != SERVER_FREE;
+}
+
+static void prom_pools(struct stats_prom *pr)
+{
+    for (int f = 0; f < SP_N; f++) {
+        const struct stats_field *sf = &stats_pool_fields[f];
+        char name[96];
+        snprintf(name, sizeof(name), "legate_pool_%s", sf->name);
+        prom_family(pr, name, sf->gauge ? "" : "_total", sf->gauge ? "gauge" : "counter",
+                    sf->desc);
+        for (size_t p = 0; p < pr->cf->npools; p++) {
+            stats_put(&pr->b, "%s%s", name, sf->gauge ? "" : "_total");
+            prom_labels(pr, pr->cf->pools[p].name, NULL, NULL);
+            stats_put(&pr->b, "} %" PRId64 "\n", prom_sum_pool(pr, p, (enum stats_pool_field)f));
+        }
+    }
+    for (int f = 0; f < SX_N; f++) {
+        const struct stats_field *sf = &stats_extra_fields[f];
+        bool family = false;
+        for (size_t p = 0; p < pr->cf->npools; p++) {
+            if (!stats_extra_shown(&pr->cf->pools[p], (enum stats_pool_extra)f)) {
+                continue;
+            }
+            if (!family) {
+                char name[96];
+                snprintf(name, sizeof(name), "legate_pool_%s_total", sf->name);
+                prom_family(pr, name, "", "counter", sf->desc);
+                family = true;
+            }
+            stats_put(&pr->b, "legate_pool_%s_total", sf->name);
+            prom_labels(pr, pr->cf->pools[p].name, NULL, NULL);
+            stats_put(&pr->b, "} %" PRId64 "\n", prom_sum_extra(pr, p, (enum stats_pool_extra)f));
+        }
+    }
+}
+
+/* Discovery counters, for the pools that discover. */
+static void prom_discovery(struct stats_prom *pr)
+{
+    static const char *const what[2] = { "updates", "failures" };
+    for (int i = 0; i < 2; i++) {
+        bool family = false;
+        for (size_t p = 0; p < pr->cf->npools; p++) {
+            if (pr->cf->pools[p].ndisc == 0) {
+                continue;
+            }
+            if (!family) {
+                char name[96], help[64];
+                snprintf(name, sizeof(name), "legate_pool_discovery_%s_total", what[i]);
+                snprintf(help, sizeof(help), "discovery %s", what[i]);
+                prom_family(pr, name, "", "counter", help);
+                family = true;
+            }
+            stats_put(&pr->b, "legate_pool_discovery_%s_total", what[i]);
+            prom_labels(pr, pr->cf->pools[p].name, NULL, NULL);
+            const struct server_table *tab = pr->tabs[p];
+            stats_put(&pr->b, "} %" PRIu64 "\n", i == 0 ? tab->disc_updates : tab->disc_failures);
+        }
+    }
+}
+
+static void prom_servers(struct stats_prom *pr)
+{
+    for (int f = 0; f < SS_N; f++) {
+        const struct stats_field *sf = &stats_server_fields[f];
+        bool at = f == SS_SERVER_EJECTED_AT; /* usec timestamp, shown in seconds */
+        /* server_eof -> legate_server_eof_total, requests -> legate_server_requests_total */
+        const char *base = strncmp(sf->name, "server_", 7) == 0 ? sf->name + 7 : sf->name;
+        char name[96];
+        snprintf(name, sizeof(name), "legate_server_%s%s", base,
+                 at ? "_seconds" : sf->gauge ? "" : "_total");
+        prom_family(pr, name, "", sf->gauge ? "gauge" : "counter", sf->desc);
+        for (size_t p = 0; p < pr->cf->npools; p++) {
+            for (size_t s = 0; s < pr->tabs[p]->nslots; s++) {
+                if (!prom_slot_shown(pr, p, s)) {
+                    continue;
+                }
+                stats_put(&pr->b, "%s", name);
+                prom_server_labels(pr, p, s);
+                int64_t v = prom_sum_server(pr, p, s, (enum stats_server_field)f);
+                if (at) {
+                    stats_put(&pr->b, "} %" PRId64 ".%06" PRId64 "\n", v / 1000000, v % 1000000);
+                } else {
+                    stats_put(&pr->b, "} %" PRId64 "\n", v);
+                }
+            }
+        }
+    }
+    bool family = false;
+    for (size_t p = 0; p < pr->cf->npools; p++) {
+        if (pr->cf->pools[p].health.kind == CONF_CHECK_NONE) {
+            continue;
+        }
+        if (!family) {
+            prom_family(pr, "legate_server_up", "", "gauge",
+                        "1 while health checks pass, 0 while they hold the server out");
+            family = true;
+        }
+        for (size_t s = 0; s < pr->tabs[p]->nslots; s++) {
+            if (!prom_slot_shown(pr, p, s)) {
+                continue;
+            }
+            stats_put(&pr->b, "legate_server_up");
+            prom_server_labels(pr, p, s);
+            bool down = atomic_load_explicit(&pr->tabs[p]->down[s], memory_order_relaxed);
+            stats_put(&pr->b, "} %d\n", down ? 0 : 1);
+        }
+    }
+}
+
+/* The labels of histogram row `row` of pool p: a server's (arm false),
+ * an arm's, or the mirror's (row == narms). The caller closes the brace. */
+static void prom_row_labels(struct stats_prom *pr, size_t p, size_t row, bool arm)
+{
+    const struct conf_pool *cp = &pr->cf->pools[p];
+    if (!arm) {
+        prom_server_labels(pr, p, row);
+    } else if (row < cp->narms) {
+        prom_labels(pr, cp->name, "arm", cp->arms[row].name);
+    } else {
+        prom_labels(pr, cp->name, NULL, NULL);
+    }
+}
+
+/* One histogram series: cumulative counts at the power-of-two bounds,
+ * +Inf, _sum and _count. `arm` picks the arm histograms; `row` is the
+ * server slot or arm index (narms: the mirror). */
+static void prom_histogram(struct stats_prom *pr, const char *name, size_t p, size_t row,
+                           bool arm)
+{
+    uint64_t le[STATS_PROM_BOUNDS] = { 0 };
+    uint64_t total = 0;
+    int64_t sum_us = 0;
+    for (unsigned b = 0; b < STATS_LAT_BUCKETS; b++) {
+        uint64_t n = 0;
+        for (size_t w = 0; w < pr->nw; w++) {
+            const struct stats_pool *sp = &pr->ws[w]->pools[p];
+            const stats_ctr *r = (arm ? sp->arm_latency : sp->latency) + row * STATS_LAT_BUCKETS;
+            n += (uint64_t)atomic_load_explicit(&r[b], memory_order_relaxed);
+        }
+        total += n;
+        uint64_t edge = stats_lat_bound(b) + 1; /* its observations are < edge us */
+        for (unsigned k = 0; k < STATS_PROM_BOUNDS; k++) {
+            if (edge <= (1ull << (STATS_PROM_FIRST_EXP + k))) {
+                le[k] += n;
+            }
+        }
+    }
+    for (size_t w = 0; w < pr->nw; w++) {
+        const struct stats_pool *sp = &pr->ws[w]->pools[p];
+        sum_us += atomic_load_explicit(arm ? &sp->arm_latency_us[row] : &sp->latency_us[row],
+                                       memory_order_relaxed);
+    }
+    for (unsigned k = 0; k < STATS_PROM_BOUNDS; k++) {
+        uint64_t us = 1ull << (STATS_PROM_FIRST_EXP + k);
+        stats_put(&pr->b, "%s_bucket", name);
+        prom_row_labels(pr, p, row, arm);
+        stats_put(&pr->b, ",le=\"%" PRIu64 ".%06" PRIu64 "\"} %" PRIu64 "\n", us / 1000000,
+                  us % 1000000, le[k]);
+    }
+    stats_put(&pr->b, "%s_bucket", name);
+    prom_row_labels(pr, p, row, arm);
+    stats_put(&pr->b, ",le=\"+Inf\"} %" PRIu64 "\n%s_sum", total, name);
+    prom_row_labels(pr, p, row, arm);
+    stats_put(&pr->b, "} %" PRId64 ".%06" PRId64 "\n%s_count", sum_us / 1000000, sum_us % 1000000,
+              name);
+    prom_row_labels(pr, p, row, arm);
+    stats_put(&pr->b, "} %" PRIu64 "\n", total);
+}
+
+static void prom_server_latency(struct stats_prom *pr)
+{
+    prom_family(pr, "legate_server_latency_seconds", "", "histogram",
+                "time from sending a request to its reply");
+    for (size_t p = 0; p < pr->cf->npools; p++) {
+        for (size_t s = 0; s < pr->tabs[p]->nslots; s++) {
+            if (prom_slot_shown(pr, p, s)) {
+                prom_histogram(pr, "legate_server_latency_seconds", p, s, false);
+            }
+        }
+    }
+}
+
+/* The arms' families (mirror false) or the mirror's (true) of http pools.
+ * Responses are one family with a `class` label; `dropped` only applies
+ * to the mirror. */
+static void prom_arms(struct stats_prom *pr, bool mirror)
+{
+    const char *prefix = mirror ? "legate_mirror" : "legate_arm";
+    for (int f = 0; f < SA_N; f++) {
+        bool response = f >= SA_RESPONSES_1XX && f <= SA_RESPONSES_5XX;
+        if ((f == SA_DROPPED && !mirror) || (response && f != SA_RESPONSES_1XX)) {
+            continue; /* responses: all classes under the first */
+        }
+        char name[96];
+        snprintf(name, sizeof(name), "%s_%s_total", prefix,
+                 response ? "responses" : stats_arm_fields[f].name);
+        bool family = false;
+        for (size_t p = 0; p < pr->cf->npools; p++) {
+            const struct conf_pool *cp = &pr->cf->pools[p];
+            if (cp->proto != CONF_PROTO_HTTP || (mirror && cp->mirror_percent == 0)) {
+                continue;
+            }
+            if (!family) {
+                prom_family(pr, name, "", "counter",
+                            response ? "# responses by status class" : stats_arm_fields[f].desc);
+                family = true;
+            }
+            size_t first = mirror ? cp->narms : 0, end = mirror ? cp->narms + 1 : cp->narms;
+            for (size_t a = first; a < end; a++) {
+                for (int c = 0; c < (response ? 5 : 1); c++) {
+                    stats_put(&pr->b, "%s", name);
+                    prom_labels(pr, cp->name, mirror ? NULL : "arm",
+                                mirror ? NULL : cp->arms[a].name);
+                    if (response) {
+                        stats_put(&pr->b, ",class=\"%dxx\"", c + 1);
+                    }
+                    stats_put(&pr->b, "} %" PRId64 "\n",
+                              prom_sum_arm(pr, p, a, (enum stats_arm_field)(f + c)));
+                }
+            }
+        }
+    }
+    char name[96];
+    snprintf(name, sizeof(name), "%s_latency_seconds", prefix);
+    bool family = false;
+    for (size_t p = 0; p < pr->cf->npools; p++) {
+        const struct conf_pool *cp = &pr->cf->pools[p];
+        if (cp->proto != CONF_PROTO_HTTP || (mirror && cp->mirror_percent == 0)) {
+            continue;
+        }
+        if (!family) {
+            prom_family(pr, name, "", "histogram",
+                        mirror ? "time from a mirrored copy's start to its response"
+                               : "time from a request's start to its response");
+            family = true;
+        }
+        if (mirror) {
+            prom_histogram(pr, name, p, cp->narms, true);
+        }
+        for (size_t a = 0; !mirror && a < cp->narms; a++) {
+            prom_histogram(pr, name, p, a, true);
+        }
+    }
+}
+
+long stats_prometheus(char **out, const struct conf *cf, const struct server_table *const *tabs,
+                      struct stats *const *workers, size_t nworkers, int64_t started)
+{
+    struct stats_prom pr = { .b = { .cap = 16384 }, .cf = cf, .tabs = tabs, .ws = workers,
+                             .nw = nworkers };
+    pr.b.p = malloc(pr.b.cap);
+    if (pr.b.p == NULL) {
+        return -1;
+    }
+    pr.b.p[0] = '\0';
+    int64_t total = 0, curr = 0;
+    for (size_t w = 0; w < nworkers; w++) {
+        total += atomic_load_explicit(&workers[w]->total_connections, memory_order_relaxed);
+        curr += atomic_load_explicit(&workers[w]->curr_connections, memory_order_relaxed);
+    }
+    prom_family(&pr, "legate_uptime_seconds", "", "gauge", "seconds since legate started");
+    stats_put(&pr.b, "legate_uptime_seconds %" PRId64 "\n", (int64_t)time(NULL) - started);
+    prom_family(&pr, "legate_connections_total", "", "counter",
+                "# client connections accepted, all pools");
+    stats_put(&pr.b, "legate_connections_total %" PRId64 "\n", total);
+    prom_family(&pr, "legate_connections", "", "gauge", "# client connections open, all pools");
+    stats_put(&pr.b, "legate_connections %" PRId64 "\n", curr);
+    prom_pools(&pr);
+    prom_discovery(&pr);
+    prom_servers(&pr);
+    prom_server_latency(&pr);
+    prom_arms(&pr, false);
+    prom_arms(&pr, true);
+    if (pr.b.failed) {
+        free(pr.b.p);
+        return -1;
+    }
+    *out = pr.b.p;
+    return (long)pr.b.len;
+}
