@@ -43,6 +43,7 @@ struct admin_conn {
     size_t outlen;
     size_t outoff;
     bool replied;           /* the response is set: input is only drained */
+    bool peer_done;         /* the client's side ended (EOF or error) */
     struct admin_conn *prev, *next;
 };
 
@@ -329,8 +330,8 @@ static void admin_conn_io(struct ev_loop *loop, struct ev_io *io, unsigned event
             break;
         }
         if (n <= 0) {
-            admin_conn_close(c); /* EOF or error: before the head, nothing to say */
-            return;
+            c->peer_done = true; /* EOF or error: nothing more will come */
+            break;
         }
         if (c->replied) {
             continue; /* after the head: drained until the client closes */
@@ -344,8 +345,14 @@ static void admin_conn_io(struct ev_loop *loop, struct ev_io *io, unsigned event
             }
         }
     }
-    if (c->replied) {
-        (void)admin_conn_write(c);
+    if (!c->replied) {
+        if (c->peer_done) {
+            admin_conn_close(c); /* gone before its head was complete */
+        }
+        return;
+    }
+    if (admin_conn_write(c) == 0 && c->out == NULL && c->peer_done) {
+        admin_conn_close(c); /* all sent, and the client has closed its side */
     }
 }
 

@@ -10,7 +10,7 @@
  * HEAD works on each. One request per connection, answered with
  * `Connection: close`, as a scraper or a probe expects. Requests are
  * parsed by http_head (llhttp, strict) with ADMIN_HEAD_MAX bytes of head
- * and ADMIN_LINE_MAX of request line (431 and 414 beyond); a malformed
+ * and ADMIN_LINE_MAX of request target (431 and 414 beyond); a malformed
  * request gets 400, a method other than GET or HEAD 405, an unknown path
  * 404. A client has ADMIN_TIMEOUT_MS for the whole exchange; at most
  * ADMIN_MAX_CONNS are served at once and more are closed on accept. */

@@ -421,9 +421,10 @@ long stats_prometheus(char **out, const struct conf *cf, const struct server_tab
     prom_family(&pr, "legate_uptime_seconds", "", "gauge", "seconds since legate started");
     stats_put(&pr.b, "legate_uptime_seconds %" PRId64 "\n", (int64_t)time(NULL) - started);
     prom_family(&pr, "legate_connections_total", "", "counter",
-                "# client connections accepted, all pools");
+                "connections opened, clients' and servers' (nutcracker's total_connections)");
     stats_put(&pr.b, "legate_connections_total %" PRId64 "\n", total);
-    prom_family(&pr, "legate_connections", "", "gauge", "# client connections open, all pools");
+    prom_family(&pr, "legate_connections", "", "gauge",
+                "connections open, clients' and servers' (nutcracker's curr_connections)");
     stats_put(&pr.b, "legate_connections %" PRId64 "\n", curr);
     prom_pools(&pr);
     prom_discovery(&pr);

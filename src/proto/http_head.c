@@ -449,6 +449,9 @@ static long feed_head(struct http_parser *hp, const char *data, size_t n, struct
     if (e == HPE_PAUSED) {
         hp->paused = true;
         size_t used = (size_t)(llhttp_get_error_pos(&hp->p) - (h->buf + start));
+        if (start + used > h->limit) { /* ended on the byte taken to know */
+            return head_fail(err, hp->is_request ? 431 : 502, "head too large");
+        }
         if (head_done(hp, start, used, err) == -1) {
             return -1;
         }

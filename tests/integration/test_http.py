@@ -474,6 +474,22 @@ def test_smuggling_and_abuse_refused_before_any_upstream(case, legate, upstream)
         assert upstream.requests == [], upstream.requests
 
 
+def test_head_limit_is_exact(legate, upstream):
+    """A request head of exactly 32 KiB (the limit) is forwarded; one byte
+    more is 431, also when that byte is the head's last (a head that ended
+    on the one byte read past the limit once passed)."""
+    port = free_port()
+    legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port))
+    start = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: "
+    fill = 32 * 1024 - len(start) - len(b"\r\n\r\n")
+    exact = start + b"a" * fill + b"\r\n\r\n"
+    assert len(exact) == 32 * 1024
+    assert raw(port, exact).startswith(b"HTTP/1.1 200"), "a head at the limit is served"
+    over = start + b"a" * (fill + 1) + b"\r\n\r\n"
+    assert raw(port, over).startswith(b"HTTP/1.1 431")
+    assert len(upstream.requests) == 1
+
+
 def test_header_timeout_defeats_slowloris(legate, upstream):
     port = free_port()
     legate(plain_pool(port, [upstream.port], extra="  timeout: { header: 500ms }\n"),

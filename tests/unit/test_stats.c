@@ -76,11 +76,80 @@ static void test_json_sums_workers(void **state)
     stats_free(&b);
 }
 
+/* Prometheus' text: sums over workers, labels escaped, the histogram's
+ * cumulative power-of-two buckets exact at their edges, _sum and _count. */
+static void test_prometheus(void **state)
+{
+    (void)state;
+    struct conf_server srv[1];
+    memset(srv, 0, sizeof(srv));
+    srv[0].ident = (char *)"s\"1";
+    struct conf_pool pool;
+    memset(&pool, 0, sizeof(pool));
+    pool.name = (char *)"alpha";
+    pool.proto = CONF_PROTO_REDIS;
+    pool.servers = srv;
+    pool.nservers = 1;
+    struct conf cf;
+    memset(&cf, 0, sizeof(cf));
+    cf.pools = &pool;
+    cf.npools = 1;
+    struct stats a, b;
+    assert_int_equal(stats_init(&a, &cf), 0);
+    assert_int_equal(stats_init(&b, &cf), 0);
+    stats_add(stats_server(&a.pools[0], 0, SS_REQUESTS), 3);
+    stats_add(stats_server(&b.pools[0], 0, SS_REQUESTS), 4);
+    stats_add(&a.pools[0].f[SP_CLIENT_CONNECTIONS], 2);
+    for (int i = 0; i < 90; i++) {
+        stats_latency(&a.pools[0], 0, 100);
+    }
+    for (int i = 0; i < 9; i++) {
+        stats_latency(&b.pools[0], 0, 5000);
+    }
+    stats_latency(&b.pools[0], 0, 127); /* the last value under the 128 us edge */
+    struct stats *ws[2] = { &a, &b };
+    struct server_table tab;
+    assert_int_equal(server_table_init(&tab, &pool, 2), 0);
+    const struct server_table *tabs[1] = { &tab };
+    char *text = NULL;
+    long n = stats_prometheus(&text, &cf, tabs, ws, 2, 0);
+    assert_true(n > 0);
+    assert_int_equal((size_t)n, strlen(text));
+    static const char *const want[] = {
+        "# TYPE legate_server_requests_total counter\n",
+        "legate_server_requests_total{pool=\"alpha\",server=\"s\\\"1\"} 7\n",
+        "# TYPE legate_pool_client_connections gauge\n",
+        "legate_pool_client_connections{pool=\"alpha\"} 2\n",
+        "# TYPE legate_server_latency_seconds histogram\n",
+        "legate_server_latency_seconds_bucket{pool=\"alpha\",server=\"s\\\"1\",le=\"0.000064\"} 0\n",
+        "legate_server_latency_seconds_bucket{pool=\"alpha\",server=\"s\\\"1\",le=\"0.000128\"} 91\n",
+        "legate_server_latency_seconds_bucket{pool=\"alpha\",server=\"s\\\"1\",le=\"0.004096\"} 91\n",
+        "legate_server_latency_seconds_bucket{pool=\"alpha\",server=\"s\\\"1\",le=\"0.008192\"} 100\n",
+        "legate_server_latency_seconds_bucket{pool=\"alpha\",server=\"s\\\"1\",le=\"+Inf\"} 100\n",
+        "legate_server_latency_seconds_sum{pool=\"alpha\",server=\"s\\\"1\"} 0.054127\n",
+        "legate_server_latency_seconds_count{pool=\"alpha\",server=\"s\\\"1\"} 100\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        if (strstr(text, want[i]) == NULL) {
+            fail_msg("missing: %s\n--- got ---\n%s", want[i], text);
+        }
+    }
+    /* a redis pool has no arms, no retries and no health checks */
+    assert_null(strstr(text, "legate_arm_"));
+    assert_null(strstr(text, "legate_pool_retries_total"));
+    assert_null(strstr(text, "legate_server_up"));
+    free(text);
+    server_table_free(&tab);
+    stats_free(&a);
+    stats_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_latency_buckets),
         cmocka_unit_test(test_json_sums_workers),
+        cmocka_unit_test(test_prometheus),
     };
     return cmocka_run_group_tests_name("stats", tests, NULL, NULL);
 }
