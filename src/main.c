@@ -159,17 +159,14 @@ static void legate_reload(struct legate *lg)
     if (fresh) {
         admin = admin_start(&cf->admin, lg->loop, &lg->log, legate_view, lg);
     }
-    if (fresh && admin == NULL) {
-        conf_put(cf);
-        free(g);
-        log_error(&lg->log, "reload of '%s' failed (above); keeping the running "
-                  "configuration", lg->opt.conf_file);
-        return;
+    bool failed = fresh && admin == NULL;
+    if (failed) {
+        conf_put(cf); /* gen_start never ran: the reference is still ours */
+    } else if (gen_start(g, cf, lg->cur, &lg->log, lg->opt.mbuf_size, lg->loop) == -1) {
+        failed = true;
+        admin_stop(fresh ? admin : NULL);
     }
-    if (gen_start(g, cf, lg->cur, &lg->log, lg->opt.mbuf_size, lg->loop) == -1) {
-        if (fresh) {
-            admin_stop(admin);
-        }
+    if (failed) {
         free(g);
         log_error(&lg->log, "reload of '%s' failed (above); keeping the running "
                   "configuration", lg->opt.conf_file);

@@ -115,42 +115,43 @@ static void prom_server_labels(struct stats_prom *pr, size_t p, size_t s)
     }
 }
 
-static int64_t prom_sum_pool(const struct stats_prom *pr, size_t p, enum stats_pool_field f)
+/* The per-worker counter arrays of a pool, by what they count. */
+enum prom_table {
+    PROM_POOL,          /* f[SP_N] */
+    PROM_EXTRA,         /* x[SX_N] */
+    PROM_SERVERS,       /* nservers rows of SS_N */
+    PROM_LATENCY,       /* nservers rows of STATS_LAT_BUCKETS */
+    PROM_LATENCY_US,    /* nservers sums */
+    PROM_ARMS,          /* narms rows of SA_N */
+    PROM_ARM_LATENCY,   /* narms rows of STATS_LAT_BUCKETS */
+    PROM_ARM_LATENCY_US, /* narms sums */
+    PROM_NTABLES,
+};
+
+/* Cell `i` of table `t` of pool p, summed over the workers. */
+static int64_t prom_sum(const struct stats_prom *pr, size_t p, enum prom_table t, size_t i)
 {
     int64_t v = 0;
     for (size_t w = 0; w < pr->nw; w++) {
-        v += atomic_load_explicit(&pr->ws[w]->pools[p].f[f], memory_order_relaxed);
+        const struct stats_pool *sp = &pr->ws[w]->pools[p];
+        const stats_ctr *const tables[PROM_NTABLES] = {
+            sp->f, sp->x, sp->servers, sp->latency, sp->latency_us,
+            sp->arms, sp->arm_latency, sp->arm_latency_us,
+        };
+        v += atomic_load_explicit(&tables[t][i], memory_order_relaxed);
     }
     return v;
 }
 
-static int64_t prom_sum_extra(const struct stats_prom *pr, size_t p, enum stats_pool_extra f)
+/* A family's HELP and TYPE lines before its first sample, for families
+ * only some pools have: `*done` says whether they were written. */
+static void prom_family_once(struct stats_prom *pr, bool *done, const char *name,
+                             const char *type, const char *help)
 {
-    int64_t v = 0;
-    for (size_t w = 0; w < pr->nw; w++) {
-        v += atomic_load_explicit(&pr->ws[w]->pools[p].x[f], memory_order_relaxed);
+    if (!*done) {
+        prom_family(pr, name, "", type, help);
+        *done = true;
     }
-    return v;
-}
-
-static int64_t prom_sum_server(const struct stats_prom *pr, size_t p, size_t s,
-                               enum stats_server_field f)
-{
-    int64_t v = 0;
-    for (size_t w = 0; w < pr->nw; w++) {
-        v += atomic_load_explicit(stats_server(&pr->ws[w]->pools[p], s, f), memory_order_relaxed);
-    }
-    return v;
-}
-
-static int64_t prom_sum_arm(const struct stats_prom *pr, size_t p, size_t a,
-                            enum stats_arm_field f)
-{
-    int64_t v = 0;
-    for (size_t w = 0; w < pr->nw; w++) {
-        v += atomic_load_explicit(stats_arm(&pr->ws[w]->pools[p], a, f), memory_order_relaxed);
-    }
-    return v;
 }
 
 /* Whether server slot s of pool p is shown (the JSON's rule). */
@@ -170,7 +171,7 @@ static void prom_pools(struct stats_prom *pr)
         for (size_t p = 0; p < pr->cf->npools; p++) {
             stats_put(&pr->b, "%s%s", name, sf->gauge ? "" : "_total");
             prom_labels(pr, pr->cf->pools[p].name, NULL, NULL);
-            stats_put(&pr->b, "} %" PRId64 "\n", prom_sum_pool(pr, p, (enum stats_pool_field)f));
+            stats_put(&pr->b, "} %" PRId64 "\n", prom_sum(pr, p, PROM_POOL, (size_t)f));
         }
     }
     for (int f = 0; f < SX_N; f++) {
@@ -180,15 +181,12 @@ static void prom_pools(struct stats_prom *pr)
             if (!stats_extra_shown(&pr->cf->pools[p], (enum stats_pool_extra)f)) {
                 continue;
             }
-            if (!family) {
-                char name[96];
-                snprintf(name, sizeof(name), "legate_pool_%s_total", sf->name);
-                prom_family(pr, name, "", "counter", sf->desc);
-                family = true;
-            }
-            stats_put(&pr->b, "legate_pool_%s_total", sf->name);
+            char name[96];
+            snprintf(name, sizeof(name), "legate_pool_%s_total", sf->name);
+            prom_family_once(pr, &family, name, "counter", sf->desc);
+            stats_put(&pr->b, "%s", name);
             prom_labels(pr, pr->cf->pools[p].name, NULL, NULL);
-            stats_put(&pr->b, "} %" PRId64 "\n", prom_sum_extra(pr, p, (enum stats_pool_extra)f));
+            stats_put(&pr->b, "} %" PRId64 "\n", prom_sum(pr, p, PROM_EXTRA, (size_t)f));
         }
     }
 }
@@ -203,14 +201,11 @@ static void prom_discovery(struct stats_prom *pr)
             if (pr->cf->pools[p].ndisc == 0) {
                 continue;
             }
-            if (!family) {
-                char name[96], help[64];
-                snprintf(name, sizeof(name), "legate_pool_discovery_%s_total", what[i]);
-                snprintf(help, sizeof(help), "discovery %s", what[i]);
-                prom_family(pr, name, "", "counter", help);
-                family = true;
-            }
-            stats_put(&pr->b, "legate_pool_discovery_%s_total", what[i]);
+            char name[96], help[64];
+            snprintf(name, sizeof(name), "legate_pool_discovery_%s_total", what[i]);
+            snprintf(help, sizeof(help), "discovery %s", what[i]);
+            prom_family_once(pr, &family, name, "counter", help);
+            stats_put(&pr->b, "%s", name);
             prom_labels(pr, pr->cf->pools[p].name, NULL, NULL);
             const struct server_table *tab = pr->tabs[p];
             stats_put(&pr->b, "} %" PRIu64 "\n", i == 0 ? tab->disc_updates : tab->disc_failures);
@@ -236,7 +231,7 @@ static void prom_servers(struct stats_prom *pr)
                 }
                 stats_put(&pr->b, "%s", name);
                 prom_server_labels(pr, p, s);
-                int64_t v = prom_sum_server(pr, p, s, (enum stats_server_field)f);
+                int64_t v = prom_sum(pr, p, PROM_SERVERS, s * SS_N + (size_t)f);
                 if (at) {
                     stats_put(&pr->b, "} %" PRId64 ".%06" PRId64 "\n", v / 1000000, v % 1000000);
                 } else {
@@ -250,11 +245,8 @@ static void prom_servers(struct stats_prom *pr)
         if (pr->cf->pools[p].health.kind == CONF_CHECK_NONE) {
             continue;
         }
-        if (!family) {
-            prom_family(pr, "legate_server_up", "", "gauge",
-                        "1 while health checks pass, 0 while they hold the server out");
-            family = true;
-        }
+        prom_family_once(pr, &family, "legate_server_up", "gauge",
+                         "1 while health checks pass, 0 while they hold the server out");
         for (size_t s = 0; s < pr->tabs[p]->nslots; s++) {
             if (!prom_slot_shown(pr, p, s)) {
                 continue;
@@ -289,14 +281,9 @@ static void prom_histogram(struct stats_prom *pr, const char *name, size_t p, si
 {
     uint64_t le[STATS_PROM_BOUNDS] = { 0 };
     uint64_t total = 0;
-    int64_t sum_us = 0;
     for (unsigned b = 0; b < STATS_LAT_BUCKETS; b++) {
-        uint64_t n = 0;
-        for (size_t w = 0; w < pr->nw; w++) {
-            const struct stats_pool *sp = &pr->ws[w]->pools[p];
-            const stats_ctr *r = (arm ? sp->arm_latency : sp->latency) + row * STATS_LAT_BUCKETS;
-            n += (uint64_t)atomic_load_explicit(&r[b], memory_order_relaxed);
-        }
+        uint64_t n = (uint64_t)prom_sum(pr, p, arm ? PROM_ARM_LATENCY : PROM_LATENCY,
+                                        row * STATS_LAT_BUCKETS + b);
         total += n;
         uint64_t edge = stats_lat_bound(b) + 1; /* its observations are < edge us */
         for (unsigned k = 0; k < STATS_PROM_BOUNDS; k++) {
@@ -305,11 +292,7 @@ static void prom_histogram(struct stats_prom *pr, const char *name, size_t p, si
             }
         }
     }
-    for (size_t w = 0; w < pr->nw; w++) {
-        const struct stats_pool *sp = &pr->ws[w]->pools[p];
-        sum_us += atomic_load_explicit(arm ? &sp->arm_latency_us[row] : &sp->latency_us[row],
-                                       memory_order_relaxed);
-    }
+    int64_t sum_us = prom_sum(pr, p, arm ? PROM_ARM_LATENCY_US : PROM_LATENCY_US, row);
     for (unsigned k = 0; k < STATS_PROM_BOUNDS; k++) {
         uint64_t us = 1ull << (STATS_PROM_FIRST_EXP + k);
         stats_put(&pr->b, "%s_bucket", name);
@@ -340,12 +323,24 @@ static void prom_server_latency(struct stats_prom *pr)
     }
 }
 
+/* Whether pool p has rows for the arms' families (http pools) or the
+ * mirror's (http pools with a mirror); *first and *end: its rows. */
+static bool prom_arm_rows(const struct stats_prom *pr, size_t p, bool mirror, size_t *first,
+                          size_t *end)
+{
+    const struct conf_pool *cp = &pr->cf->pools[p];
+    *first = mirror ? cp->narms : 0;
+    *end = mirror ? cp->narms + 1 : cp->narms;
+    return cp->proto == CONF_PROTO_HTTP && (!mirror || cp->mirror_percent != 0);
+}
+
 /* The arms' families (mirror false) or the mirror's (true) of http pools.
  * Responses are one family with a `class` label; `dropped` only applies
  * to the mirror. */
 static void prom_arms(struct stats_prom *pr, bool mirror)
 {
     const char *prefix = mirror ? "legate_mirror" : "legate_arm";
+    size_t first, end;
     for (int f = 0; f < SA_N; f++) {
         bool response = f >= SA_RESPONSES_1XX && f <= SA_RESPONSES_5XX;
         if ((f == SA_DROPPED && !mirror) || (response && f != SA_RESPONSES_1XX)) {
@@ -356,26 +351,20 @@ static void prom_arms(struct stats_prom *pr, bool mirror)
                  response ? "responses" : stats_arm_fields[f].name);
         bool family = false;
         for (size_t p = 0; p < pr->cf->npools; p++) {
-            const struct conf_pool *cp = &pr->cf->pools[p];
-            if (cp->proto != CONF_PROTO_HTTP || (mirror && cp->mirror_percent == 0)) {
+            if (!prom_arm_rows(pr, p, mirror, &first, &end)) {
                 continue;
             }
-            if (!family) {
-                prom_family(pr, name, "", "counter",
-                            response ? "# responses by status class" : stats_arm_fields[f].desc);
-                family = true;
-            }
-            size_t first = mirror ? cp->narms : 0, end = mirror ? cp->narms + 1 : cp->narms;
+            prom_family_once(pr, &family, name, "counter",
+                             response ? "responses by status class" : stats_arm_fields[f].desc);
             for (size_t a = first; a < end; a++) {
                 for (int c = 0; c < (response ? 5 : 1); c++) {
                     stats_put(&pr->b, "%s", name);
-                    prom_labels(pr, cp->name, mirror ? NULL : "arm",
-                                mirror ? NULL : cp->arms[a].name);
+                    prom_row_labels(pr, p, a, true);
                     if (response) {
                         stats_put(&pr->b, ",class=\"%dxx\"", c + 1);
                     }
                     stats_put(&pr->b, "} %" PRId64 "\n",
-                              prom_sum_arm(pr, p, a, (enum stats_arm_field)(f + c)));
+                              prom_sum(pr, p, PROM_ARMS, a * SA_N + (size_t)(f + c)));
                 }
             }
         }
@@ -384,20 +373,13 @@ static void prom_arms(struct stats_prom *pr, bool mirror)
     snprintf(name, sizeof(name), "%s_latency_seconds", prefix);
     bool family = false;
     for (size_t p = 0; p < pr->cf->npools; p++) {
-        const struct conf_pool *cp = &pr->cf->pools[p];
-        if (cp->proto != CONF_PROTO_HTTP || (mirror && cp->mirror_percent == 0)) {
+        if (!prom_arm_rows(pr, p, mirror, &first, &end)) {
             continue;
         }
-        if (!family) {
-            prom_family(pr, name, "", "histogram",
-                        mirror ? "time from a mirrored copy's start to its response"
-                               : "time from a request's start to its response");
-            family = true;
-        }
-        if (mirror) {
-            prom_histogram(pr, name, p, cp->narms, true);
-        }
-        for (size_t a = 0; !mirror && a < cp->narms; a++) {
+        prom_family_once(pr, &family, name, "histogram",
+                         mirror ? "time from a mirrored copy's start to its response"
+                                : "time from a request's start to its response");
+        for (size_t a = first; a < end; a++) {
             prom_histogram(pr, name, p, a, true);
         }
     }

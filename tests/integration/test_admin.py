@@ -262,6 +262,15 @@ def test_reload_moves_the_admin_listener(legate, tmp_path):
         lg.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "cannot listen for admin" in lg.log(), what="the refused reload")
         assert requests.get(f"http://127.0.0.1:{a2}/healthz", timeout=10).text == "ok\n"
+        # a reload that binds its new admin address but then fails (a pool
+        # address in use) lets the new admin address go again
+        a3 = free_port()
+        lg.conf_path.write_text(conf(f"  admin: 127.0.0.1:{a3}\n").replace(
+            f"listen: 127.0.0.1:{web}", f"listen: 127.0.0.1:{busy.getsockname()[1]}"))
+        lg.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: lg.log().count("failed (above)") == 2, what="the second refused reload")
+        assert not can_connect(("127.0.0.1", a3))
+        assert requests.get(f"http://127.0.0.1:{a2}/healthz", timeout=10).text == "ok\n"
         busy.close()
         # and without the key the listener goes away
         lg.conf_path.write_text(conf(""))
@@ -285,3 +294,25 @@ def test_admin_port_in_use_refuses_to_start(tmp_path):
     assert lg.proc.wait(10) == 1
     assert "cannot listen for admin" in lg.log()
     busy.close()
+
+
+def test_admin_closes_when_draining(legate, echo_server):
+    """Once SIGTERM starts the drain, the admin port refuses connections
+    (a readiness probe fails at once) while an open session still works."""
+    from conftest import recv_exactly, tcp_pool
+    echo = echo_server()
+    admin, port = free_port(), free_port()
+    lg = legate(tcp_pool(f"127.0.0.1:{port}", [f"127.0.0.1:{echo.port}:1"],
+                         legate_section=f"legate:\n  workers: 2\n  shutdown_grace: 20s\n"
+                                        f"  admin: 127.0.0.1:{admin}\n"),
+                wait_addr=("127.0.0.1", port))
+    assert requests.get(f"http://127.0.0.1:{admin}/ready", timeout=10).status_code == 200
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"before")
+    assert recv_exactly(s, 6) == b"before"
+    lg.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: not can_connect(("127.0.0.1", admin)), what="admin closed by the drain")
+    assert lg.proc.poll() is None  # still draining the open session
+    s.sendall(b"after")
+    assert recv_exactly(s, 5) == b"after"
+    s.close()

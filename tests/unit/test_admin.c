@@ -7,6 +7,7 @@
 
 #include "admin/admin.h"
 #include "upstream/server.h"
+#include "one_pool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -80,24 +81,14 @@ static void test_limits(void **state)
 static void test_ready(void **state)
 {
     (void)state;
-    struct conf_server srv[1];
-    memset(srv, 0, sizeof(srv));
-    srv[0].ident = (char *)"s1";
-    struct conf_pool pool;
-    memset(&pool, 0, sizeof(pool));
-    pool.name = (char *)"alpha";
-    pool.servers = srv;
-    pool.nservers = 1;
-    struct conf cf;
-    memset(&cf, 0, sizeof(cf));
-    cf.pools = &pool;
-    cf.npools = 1;
+    struct one_pool o;
+    one_pool_init(&o, "s1", 0);
     struct server_table tab;
-    assert_int_equal(server_table_init(&tab, &pool, 1), 0);
+    assert_int_equal(server_table_init(&tab, &o.pool, 1), 0);
     const struct server_table *tabs[1] = { &tab };
     struct admin_view v;
     memset(&v, 0, sizeof(v));
-    v.cf = &cf;
+    v.cf = &o.cf;
     v.tabs = tabs;
     struct admin_reply r;
     assert_int_equal(admin_render(&v, ADMIN_READY, &r), 0);

@@ -7,6 +7,7 @@
 
 #include "admin/stats.h"
 #include "upstream/server.h"
+#include "one_pool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,21 +39,11 @@ static void test_latency_buckets(void **state)
 static void test_json_sums_workers(void **state)
 {
     (void)state;
-    struct conf_server srv[1];
-    memset(srv, 0, sizeof(srv));
-    srv[0].ident = (char *)"s1";
-    struct conf_pool pool;
-    memset(&pool, 0, sizeof(pool));
-    pool.name = (char *)"alpha";
-    pool.servers = srv;
-    pool.nservers = 1;
-    struct conf cf;
-    memset(&cf, 0, sizeof(cf));
-    cf.pools = &pool;
-    cf.npools = 1;
+    struct one_pool o;
+    one_pool_init(&o, "s1", 0);
     struct stats a, b;
-    assert_int_equal(stats_init(&a, &cf), 0);
-    assert_int_equal(stats_init(&b, &cf), 0);
+    assert_int_equal(stats_init(&a, &o.cf), 0);
+    assert_int_equal(stats_init(&b, &o.cf), 0);
     stats_add(stats_server(&a.pools[0], 0, SS_REQUESTS), 3);
     stats_add(stats_server(&b.pools[0], 0, SS_REQUESTS), 4);
     for (int i = 0; i < 100; i++) {
@@ -60,10 +51,10 @@ static void test_json_sums_workers(void **state)
     }
     struct stats *ws[2] = { &a, &b };
     struct server_table tab;
-    assert_int_equal(server_table_init(&tab, &pool, 2), 0);
+    assert_int_equal(server_table_init(&tab, &o.pool, 2), 0);
     const struct server_table *tabs[1] = { &tab };
     char *json = NULL;
-    long n = stats_json(&json, &cf, tabs, ws, 2, 0, "host\"x");
+    long n = stats_json(&json, &o.cf, tabs, ws, 2, 0, "host\"x");
     assert_true(n > 0);
     assert_non_null(strstr(json, "\"requests\":7"));
     assert_non_null(strstr(json, "\"source\":\"host\\\"x\""));
@@ -81,22 +72,11 @@ static void test_json_sums_workers(void **state)
 static void test_prometheus(void **state)
 {
     (void)state;
-    struct conf_server srv[1];
-    memset(srv, 0, sizeof(srv));
-    srv[0].ident = (char *)"s\"1";
-    struct conf_pool pool;
-    memset(&pool, 0, sizeof(pool));
-    pool.name = (char *)"alpha";
-    pool.proto = CONF_PROTO_REDIS;
-    pool.servers = srv;
-    pool.nservers = 1;
-    struct conf cf;
-    memset(&cf, 0, sizeof(cf));
-    cf.pools = &pool;
-    cf.npools = 1;
+    struct one_pool o;
+    one_pool_init(&o, "s\"1", CONF_PROTO_REDIS);
     struct stats a, b;
-    assert_int_equal(stats_init(&a, &cf), 0);
-    assert_int_equal(stats_init(&b, &cf), 0);
+    assert_int_equal(stats_init(&a, &o.cf), 0);
+    assert_int_equal(stats_init(&b, &o.cf), 0);
     stats_add(stats_server(&a.pools[0], 0, SS_REQUESTS), 3);
     stats_add(stats_server(&b.pools[0], 0, SS_REQUESTS), 4);
     stats_add(&a.pools[0].f[SP_CLIENT_CONNECTIONS], 2);
@@ -109,10 +89,10 @@ static void test_prometheus(void **state)
     stats_latency(&b.pools[0], 0, 127); /* the last value under the 128 us edge */
     struct stats *ws[2] = { &a, &b };
     struct server_table tab;
-    assert_int_equal(server_table_init(&tab, &pool, 2), 0);
+    assert_int_equal(server_table_init(&tab, &o.pool, 2), 0);
     const struct server_table *tabs[1] = { &tab };
     char *text = NULL;
-    long n = stats_prometheus(&text, &cf, tabs, ws, 2, 0);
+    long n = stats_prometheus(&text, &o.cf, tabs, ws, 2, 0);
     assert_true(n > 0);
     assert_int_equal((size_t)n, strlen(text));
     static const char *const want[] = {
