@@ -28,7 +28,7 @@ enum { WK_TRIM_DELAY_MS = 1000, WK_TRIM_MAX_WAITS = 10 };
 
 /* A burst of connections or requests left the allocator with free memory
  * it keeps (fragmented between live blocks): give its pages back, with the
- * spare chunks, once the heap has settled. */
+ * spare chunks and the slabs' empty blocks, once the heap has settled. */
 static void wk_trim(struct ev_loop *loop, struct ev_timer *t)
 {
     struct wk *w = t->data;
@@ -38,13 +38,18 @@ static void wk_trim(struct ev_loop *loop, struct ev_timer *t)
         return;
     }
     buf_pool_drain(&w->bufs);
+    slab_set_trim(&w->slabs);
 #if !LEGATE_ASAN /* malloc_trim is glibc's; the sanitizer's allocator owns the heap */
     malloc_trim(0);
 #endif
     log_debug(w->log, "worker %u: the heap settled; free memory returned", w->id);
 }
 
-void wk_heap_changed(void *arg)
+/* The worker's heap changed (a chunk or slab block was allocated, a slab
+ * block emptied, or a chunk freed past the pool's spares): a second after
+ * the changes stop, free memory is given back to the kernel. `arg` is the
+ * struct wk; fits buf_pool.changed and slab_set.changed. */
+static void wk_heap_changed(void *arg)
 {
     struct wk *w = arg;
     w->changes++;
@@ -148,6 +153,8 @@ int wk_init(struct wk *w, unsigned id, struct conf *cf, const struct log *log,
     buf_pool_init(&w->bufs, opts->mbuf_size, WK_SPARE_CHUNKS);
     w->bufs.changed = wk_heap_changed;
     w->bufs.changed_arg = w;
+    w->slabs.changed = wk_heap_changed;
+    w->slabs.changed_arg = w;
     w->trim = (struct ev_timer){ .fn = wk_trim, .data = w };
     w->queue_limit = opts->mbuf_size * WK_QUEUE_CHUNKS;
     if (w->queue_limit < WK_QUEUE_MIN) {

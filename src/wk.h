@@ -10,6 +10,7 @@
 #include "core/buf.h"
 #include "core/ev.h"
 #include "core/log.h"
+#include "core/slab.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,6 +37,7 @@ struct wk {
     struct conf *conf;          /* one reference held */
     const struct log *log;
     struct buf_pool bufs;
+    struct slab_set slabs;      /* every pool's slabs, trimmed with the heap */
     size_t queue_limit;         /* bytes queued per direction before reads stop */
     struct pool *pools;
     size_t npools;
@@ -78,12 +80,6 @@ void wk_stop(struct wk *w);
 /* Wake the worker to look at what changed in the pools' shared state
  * (server health): thread-safe, callable from any thread. */
 void wk_poke(struct wk *w);
-
-/* The worker's heap changed (a chunk or slab block was allocated, or a
- * chunk freed past the pool's spares): a second after the changes stop,
- * free memory is given back to the kernel. `arg` is the struct wk; fits
- * buf_pool.changed and slab.changed. */
-void wk_heap_changed(void *arg);
 
 /* Wait for the thread and free everything it owned. */
 void wk_join(struct wk *w);

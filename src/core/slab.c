@@ -33,12 +33,27 @@ static size_t slab_prefix(void)
     return slab_round(sizeof(struct slab_block *));
 }
 
-void slab_init(struct slab *s, size_t size)
+void slab_init(struct slab *s, size_t size, struct slab_set *set)
 {
     memset(s, 0, sizeof(*s));
     s->size = size;
     s->slot = slab_prefix() + slab_round(size > sizeof(void *) ? size : sizeof(void *));
     s->per_block = (SLAB_BLOCK_SIZE - slab_header()) / s->slot;
+    s->set = set;
+    if (set != NULL) {
+        s->set_next = set->head;
+        if (set->head != NULL) {
+            set->head->set_prev = s;
+        }
+        set->head = s;
+    }
+}
+
+static void slab_changed(const struct slab *s)
+{
+    if (s->set != NULL && s->set->changed != NULL) {
+        s->set->changed(s->set->changed_arg);
+    }
 }
 
 static void slab_list(struct slab *s, struct slab_block *b)
@@ -68,9 +83,10 @@ static void slab_unlist(struct slab *s, struct slab_block *b)
 
 static struct slab_block *slab_block_new(struct slab *s)
 {
-    struct slab_block *b = s->spare;
+    struct slab_block *b = s->empty;
     if (b != NULL) {
-        s->spare = NULL;
+        s->empty = b->next;
+        s->nempty--;
     } else {
         void *m = mmap(NULL, SLAB_BLOCK_SIZE, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -79,9 +95,7 @@ static struct slab_block *slab_block_new(struct slab *s)
         }
         b = m;
         s->nblocks++;
-        if (s->changed != NULL) {
-            s->changed(s->changed_arg);
-        }
+        slab_changed(s);
     }
     b->free = NULL;
     b->used = 0;
@@ -139,22 +153,53 @@ void slab_free(struct slab *s, void *p)
     if (!b->listed) {
         slab_list(s, b);
     }
-    if (b->used == 0) {
+    if (b->used == 0) { /* kept for reuse; a trim unmaps it */
         slab_unlist(s, b);
-        if (s->spare == NULL) {
-            s->spare = b;
-        } else {
-            munmap(b, SLAB_BLOCK_SIZE);
-            s->nblocks--;
-        }
+        b->next = s->empty;
+        s->empty = b;
+        s->nempty++;
+        slab_changed(s);
+    }
+}
+
+/* Unmap empty blocks until `keep` are left. */
+static void slab_unmap_empty(struct slab *s, size_t keep)
+{
+    while (s->nempty > keep) {
+        struct slab_block *b = s->empty;
+        s->empty = b->next;
+        s->nempty--;
+        munmap(b, SLAB_BLOCK_SIZE);
+        s->nblocks--;
+    }
+}
+
+void slab_trim(struct slab *s)
+{
+    slab_unmap_empty(s, 1);
+}
+
+void slab_set_trim(struct slab_set *set)
+{
+    for (struct slab *s = set->head; s != NULL; s = s->set_next) {
+        slab_trim(s);
     }
 }
 
 void slab_fini(struct slab *s)
 {
-    if (s->spare != NULL) {
-        munmap(s->spare, SLAB_BLOCK_SIZE);
-        s->spare = NULL;
-        s->nblocks--;
+    slab_unmap_empty(s, 0);
+    if (s->set == NULL) {
+        return;
     }
+    if (s->set_prev != NULL) {
+        s->set_prev->set_next = s->set_next;
+    } else {
+        s->set->head = s->set_next;
+    }
+    if (s->set_next != NULL) {
+        s->set_next->set_prev = s->set_prev;
+    }
+    s->set = NULL;
+    s->set_prev = s->set_next = NULL;
 }

@@ -4,9 +4,14 @@
  * general heap in the middle of a burst end up scattered between the burst's
  * short-lived buffers; once those are freed, every page that still holds one
  * connection stays resident and the heap cannot give it back. A slab keeps
- * them dense: blocks are mapped from the kernel, filled slot by slot, and
- * unmapped as soon as they are empty (one empty block is kept as a spare).
- * Pages of a block are touched only as its slots are first used.
+ * them dense: blocks are mapped from the kernel and filled slot by slot;
+ * pages of a block are touched only as its slots are first used.
+ *
+ * A block that empties is kept for reuse until its owner trims the slabs
+ * (slab_set_trim, once the worker's heap has settled), which unmaps every
+ * empty block but one. Unmapping at once made request objects, which fill
+ * and empty blocks all the time under load, cost an mmap, a munmap (a TLB
+ * shootdown across the worker threads) and page faults per block.
  *
  * One slab per kind per worker; not thread-safe. Under a sanitizer the slab
  * passes each object to calloc/free so use-after-free stays detectable. */
@@ -23,21 +28,33 @@ enum { SLAB_BLOCK_SIZE = 64 * 1024 };
 #define SLAB_PACKED (!LEGATE_ASAN)
 
 struct slab_block;
+struct slab;
+
+/* The slabs of one owner (a worker), trimmed together. */
+struct slab_set {
+    struct slab *head;
+    /* Optional: a block was mapped or emptied; the owner calls
+     * slab_set_trim once these stop. `changed_arg` is passed. */
+    void (*changed)(void *arg);
+    void *changed_arg;
+};
 
 struct slab {
     size_t size;                /* bytes per object */
     size_t slot;                /* bytes per slot: block pointer + object, aligned */
     size_t per_block;           /* slots per block */
-    struct slab_block *partial; /* blocks with a free or never-used slot */
-    struct slab_block *spare;   /* one empty block kept for reuse */
+    struct slab_block *partial; /* blocks with a free or never-used slot, none empty */
+    struct slab_block *empty;   /* empty blocks kept for reuse until a trim */
     size_t nobjects;            /* objects allocated and not yet freed */
-    size_t nblocks;             /* blocks mapped, the spare included */
-    void (*changed)(void *arg); /* optional: a block was mapped (the owner may trim later) */
-    void *changed_arg;
+    size_t nblocks;             /* blocks mapped, the empty ones included */
+    size_t nempty;              /* of which empty */
+    struct slab_set *set;       /* NULL: no owner (blocks are trimmed by slab_trim) */
+    struct slab *set_prev, *set_next;
 };
 
-/* Set up a slab of objects of `size` bytes (at most a quarter block). */
-void slab_init(struct slab *s, size_t size);
+/* Set up a slab of objects of `size` bytes (at most a quarter block),
+ * joining `set` when it is not NULL. */
+void slab_init(struct slab *s, size_t size, struct slab_set *set);
 
 /* A zeroed object, or NULL when out of memory. */
 void *slab_alloc(struct slab *s);
@@ -45,7 +62,14 @@ void *slab_alloc(struct slab *s);
 /* Give back an object of this slab (NULL-safe). */
 void slab_free(struct slab *s, void *p);
 
-/* Unmap the spare block. Every object must have been freed. */
+/* Unmap the empty blocks but one. */
+void slab_trim(struct slab *s);
+
+/* slab_trim every slab of the set. */
+void slab_set_trim(struct slab_set *set);
+
+/* Unmap every empty block and leave the set. Every object must have been
+ * freed. */
 void slab_fini(struct slab *s);
 
 #endif

@@ -1113,10 +1113,8 @@ int http_pool_init(struct pool *p)
     hp->pool = p;
     hp->wk = p->wk;
     hp->cp = cp;
-    slab_init(&hp->clients, sizeof(struct http_client));
-    slab_init(&hp->ups, sizeof(struct http_up));
-    hp->clients.changed = hp->ups.changed = wk_heap_changed;
-    hp->clients.changed_arg = hp->ups.changed_arg = p->wk;
+    slab_init(&hp->clients, sizeof(struct http_client), &hp->wk->slabs);
+    slab_init(&hp->ups, sizeof(struct http_up), &hp->wk->slabs);
     hp->arm_bal = calloc(cp->narms, sizeof(*hp->arm_bal));
     hp->idle = calloc(p->nslots, sizeof(*hp->idle));
     hp->nidle = calloc(p->nslots, sizeof(*hp->nidle));

@@ -572,10 +572,8 @@ int redis_pool_init(struct pool *p)
     rp->limits = resp_default_limits;
     rp->mc = cp->proto == CONF_PROTO_MEMCACHE;
     rp->mlimits = mc_default_limits;
-    slab_init(&rp->msgs, sizeof(struct redis_msg));
-    slab_init(&rp->clients, sizeof(struct redis_client));
-    rp->msgs.changed = rp->clients.changed = wk_heap_changed;
-    rp->msgs.changed_arg = rp->clients.changed_arg = p->wk;
+    slab_init(&rp->msgs, sizeof(struct redis_msg), &p->wk->slabs);
+    slab_init(&rp->clients, sizeof(struct redis_client), &p->wk->slabs);
     if (cp->limit_args != 0) {
         rp->limits.max_args = rp->mlimits.max_tokens = (uint32_t)cp->limit_args;
     }
