@@ -25,10 +25,18 @@ def require(*tools):
             sys.exit(f"bench: {tool} missing (run scripts/bootstrap)")
 
 
+_ports_given = set()  # the kernel may offer a port it just gave again
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never the same one twice in a run."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def wait_port(port, timeout=10):

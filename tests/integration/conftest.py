@@ -66,11 +66,22 @@ def clients():
         s.close()
 
 
+# Ports free_port handed out: the kernel may offer a port it just gave
+# (bind to 0, then closed) again, and a test taking two ports before either
+# is bound would get the same one twice.
+_ports_given = set()
+
+
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
-    """A TCP port nobody listens on right now."""
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A TCP port nobody listens on right now, and not one this process was
+    given before."""
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def wait_for(pred, timeout=10.0, what="condition"):
