@@ -517,6 +517,7 @@ static void http_exchange_done(struct http_client *cl, bool up_reusable)
     }
     stats_arm_latency(http_stats(hp), cl->arm, now_us - cl->t_start_us);
     if (cl->u != NULL) { /* answered (failures come here without one) */
+        stats_latency(http_stats(hp), cl->u->server, now_us - cl->t_start_us);
         bal_observe(&hp->arm_bal[cl->arm], cl->u->server, now_us - cl->t_start_us, now_us);
         pool_server_ok(hp->pool, cl->u->server);
     }

@@ -89,7 +89,9 @@ static void mirror_done(struct http_mirror *m)
     if (m->nstatus >= 10 && memcmp(m->status, "HTTP/", 5) == 0 && m->status[9] >= '1' &&
         m->status[9] <= '5') {
         stats_add(mirror_stat(m, cls[m->status[9] - '1']), 1);
-        stats_arm_latency(m->pool->stats, m->pool->cp->narms, tm_now_us() - m->t_start_us);
+        uint64_t us = tm_now_us() - m->t_start_us;
+        stats_arm_latency(m->pool->stats, m->pool->cp->narms, us);
+        stats_latency(m->pool->stats, m->server, us);
         mirror_close(m, SA_N);
         return;
     }

@@ -103,6 +103,11 @@ def test_metrics_count_what_was_sent(site):
     exp_rows = [k for k in smp if k[0] == "legate_server_requests_total"
                 and (("arm", "experiment") in k[1] or ("mirror", "true") in k[1])]
     assert len(exp_rows) == 2
+    # each http server's latency histogram counts its responses
+    web_lat = {dict(k[1]).get("arm", "mirror"): v for k, v in smp.items()
+               if k[0] == "legate_server_latency_seconds_count"
+               and dict(k[1])["pool"] == "web"}
+    assert web_lat == {**arms, "mirror": 200}
     # cumulative buckets never decrease and end at the count
     for arm in arms:
         bounds = sorted((float(dict(k[1])["le"]), v) for k, v in smp.items()
