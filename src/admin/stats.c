@@ -140,9 +140,9 @@ void stats_put(struct stats_buf *b, const char *fmt, ...)
 }
 
 /* A JSON string: the characters names may hold, escaped. */
-static void stats_put_name(struct stats_buf *b, const char *s)
+/* `s` inside a JSON string, escaped. */
+static void stats_put_escaped(struct stats_buf *b, const char *s)
 {
-    stats_put(b, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\') {
@@ -153,6 +153,53 @@ static void stats_put_name(struct stats_buf *b, const char *s)
             stats_put(b, "%c", c);
         }
     }
+}
+
+static void stats_put_name(struct stats_buf *b, const char *s)
+{
+    stats_put(b, "\"");
+    stats_put_escaped(b, s);
+    stats_put(b, "\"");
+}
+
+int stats_slot_owner(const struct conf_pool *cp, size_t s)
+{
+    for (size_t a = 0; a < cp->narms; a++) {
+        if (s >= cp->arms[a].first && s < cp->arms[a].first + cp->arms[a].n) {
+            return (int)a;
+        }
+    }
+    if (s >= cp->mirror_first && s < cp->mirror_first + cp->mirror_n) {
+        return CONF_DISC_MIRROR;
+    }
+    for (size_t i = 0; i < cp->ndisc; i++) {
+        const struct conf_discovery *d = &cp->disc[i];
+        if (s >= d->first && s < d->first + d->max_endpoints) {
+            return d->owner;
+        }
+    }
+    return CONF_DISC_POOL;
+}
+
+/* A server row's key: configured servers by their ketama identity, as
+ * nutcracker; discovered ones by address. In an http split or a pool with
+ * a mirror the owner comes first ("production/10.0.0.1:80",
+ * "mirror/10.0.0.2:80"): one address may serve an arm and the mirror, and
+ * a key must not repeat. */
+static void stats_put_server_key(struct stats_buf *b, const struct conf_pool *cp,
+                                 const struct server_table *tab, size_t s)
+{
+    const char *name = s < tab->nstatic ? tab->servers[s].ident : tab->servers[s].spec;
+    int owner = cp->proto == CONF_PROTO_HTTP && (cp->split || cp->mirror_percent > 0)
+                    ? stats_slot_owner(cp, s) : CONF_DISC_POOL;
+    if (owner == CONF_DISC_POOL) {
+        stats_put_name(b, name);
+        return;
+    }
+    stats_put(b, "\"");
+    stats_put_escaped(b, owner >= 0 ? cp->arms[owner].name : "mirror");
+    stats_put(b, "/");
+    stats_put_escaped(b, name);
     stats_put(b, "\"");
 }
 
@@ -298,9 +345,7 @@ long stats_json(char **out, const struct conf *cf, const struct server_table *co
                 continue;
             }
             stats_put(&b, ", ");
-            /* Configured servers by their ketama identity, as nutcracker;
-             * discovered ones by address. */
-            stats_put_name(&b, s < tab->nstatic ? tab->servers[s].ident : tab->servers[s].spec);
+            stats_put_server_key(&b, cp, tab, s);
             stats_put(&b, ": {");
             for (int f = 0; f < SS_N; f++) {
                 for (size_t w = 0; w < nworkers; w++) {

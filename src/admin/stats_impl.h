@@ -39,6 +39,10 @@ struct stats_buf {
 
 void stats_put(struct stats_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Which arm of http pool `cp` slot s serves: an arm index, CONF_DISC_MIRROR,
+ * or CONF_DISC_POOL (not an http split). */
+int stats_slot_owner(const struct conf_pool *cp, size_t s);
+
 /* The sum of n cells (one per worker). */
 int64_t stats_sum(stats_ctr *const *cells, size_t n);
 

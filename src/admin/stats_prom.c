@@ -71,27 +71,6 @@ static void prom_labels(struct stats_prom *pr, const char *pool, const char *key
     }
 }
 
-/* Which arm of http pool `cp` slot s serves: an arm index, CONF_DISC_MIRROR,
- * or CONF_DISC_POOL (not an http split). */
-static int prom_slot_owner(const struct conf_pool *cp, size_t s)
-{
-    for (size_t a = 0; a < cp->narms; a++) {
-        if (s >= cp->arms[a].first && s < cp->arms[a].first + cp->arms[a].n) {
-            return (int)a;
-        }
-    }
-    if (s >= cp->mirror_first && s < cp->mirror_first + cp->mirror_n) {
-        return CONF_DISC_MIRROR;
-    }
-    for (size_t i = 0; i < cp->ndisc; i++) {
-        const struct conf_discovery *d = &cp->disc[i];
-        if (s >= d->first && s < d->first + d->max_endpoints) {
-            return d->owner;
-        }
-    }
-    return CONF_DISC_POOL;
-}
-
 /* A server's labels, after pool's: `server` (configured servers by ketama
  * identity, discovered ones by address, as the JSON) and, in http pools,
  * `arm` or `mirror="true"`: the same address may serve an arm and the
@@ -105,7 +84,7 @@ static void prom_server_labels(struct stats_prom *pr, size_t p, size_t s)
     if (cp->proto != CONF_PROTO_HTTP) {
         return;
     }
-    int owner = prom_slot_owner(cp, s);
+    int owner = stats_slot_owner(cp, s);
     if (owner >= 0) {
         stats_put(&pr->b, ",arm=\"");
         prom_value(pr, cp->arms[owner].name);

@@ -133,6 +133,25 @@ def test_stats_page_is_the_stats_listener_json(site):
     assert page["cache"] == listener["cache"]
 
 
+def unique_keys(pairs):
+    keys = [k for k, _ in pairs]
+    assert len(keys) == len(set(keys)), f"duplicate keys in {keys}"
+    return dict(pairs)
+
+
+def test_stats_server_keys_are_unique(site):
+    """The experiment's upstream serves its arm and the mirror: two server
+    rows, keyed by owner then address, never the same key twice."""
+    lg, (admin, web, cache) = site
+    text = requests.get(f"http://127.0.0.1:{admin}/stats", timeout=10).text
+    page = json.loads(text, object_pairs_hook=unique_keys)
+    rows = {k.split("/", 1)[0]: k.split("/", 1)[1] for k in page["web"] if "/" in k}
+    assert rows.keys() == {"production", "experiment", "mirror"}
+    assert rows["mirror"] == rows["experiment"] != rows["production"]
+    assert "latency_p99_us" in page["web"]["mirror/" + rows["mirror"]]
+    assert "shard1" in page["cache"]  # nutcracker's pools keep nutcracker's keys
+
+
 def test_healthz_ready_head_and_query(site):
     lg, (admin, web, cache) = site
     base = f"http://127.0.0.1:{admin}"
