@@ -58,6 +58,7 @@ struct admin {
     void *data;
     struct admin_conn *conns;
     unsigned nconns;
+    struct log_limit refused_log; /* "too many clients": at most a line a second */
 };
 
 /* ---- requests ---- */
@@ -369,8 +370,12 @@ static void admin_accepted(struct acceptor *a, int fd)
     struct admin *ad = a->data;
     struct admin_conn *c = ad->nconns < ADMIN_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
     if (c == NULL) {
-        log_warn(ad->log, "admin: %s; connection closed",
-                 ad->nconns < ADMIN_MAX_CONNS ? "out of memory" : "too many clients");
+        uint64_t held;
+        if (log_limit_pass(&ad->refused_log, ev_now(ad->loop), &held)) {
+            log_warn(ad->log, "admin: %s; connection closed (%llu more since the last line)",
+                     ad->nconns < ADMIN_MAX_CONNS ? "out of memory" : "too many clients",
+                     (unsigned long long)held);
+        }
         close(fd);
         return;
     }
