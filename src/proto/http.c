@@ -1121,6 +1121,8 @@ int http_pool_init(struct pool *p)
     hp->nidle = calloc(p->nslots, sizeof(*hp->nidle));
     hp->arm_gen = calloc(p->nslots, sizeof(*hp->arm_gen));
     if (hp->arm_bal == NULL || hp->idle == NULL || hp->nidle == NULL || hp->arm_gen == NULL) {
+        slab_fini(&hp->clients); /* leave the worker's set */
+        slab_fini(&hp->ups);
         free(hp->arm_bal);
         free(hp->idle);
         free(hp->nidle);

@@ -595,6 +595,8 @@ int redis_pool_init(struct pool *p)
     }
     if (rp->servers == NULL || rp->live == NULL ||
         ring_build_servers(&rp->ring, cp, p->servers, rp->nservers, rp->live) == -1) {
+        slab_fini(&rp->msgs); /* leave the worker's set */
+        slab_fini(&rp->clients);
         free(rp->servers);
         free(rp->live);
         free(rp);
