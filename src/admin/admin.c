@@ -372,8 +372,9 @@ static void admin_accepted(struct acceptor *a, int fd)
     if (c == NULL) {
         uint64_t held;
         if (log_limit_pass(&ad->refused_log, ev_now(ad->loop), &held)) {
-            log_warn(ad->log, "admin: %s; connection closed (%llu more since the last line)",
-                     ad->nconns < ADMIN_MAX_CONNS ? "out of memory" : "too many clients",
+            log_warn(ad->log, "admin: %s; connection closed (and %llu more held back since "
+                     "the last line)", ad->nconns < ADMIN_MAX_CONNS ? "out of memory"
+                                                                    : "too many clients",
                      (unsigned long long)held);
         }
         close(fd);

@@ -139,8 +139,7 @@ void stats_put(struct stats_buf *b, const char *fmt, ...)
     }
 }
 
-/* A JSON string: the characters names may hold, escaped. */
-/* `s` inside a JSON string, escaped. */
+/* `s` inside a JSON string: the characters names may hold, escaped. */
 static void stats_put_escaped(struct stats_buf *b, const char *s)
 {
     for (; *s; s++) {
@@ -155,6 +154,7 @@ static void stats_put_escaped(struct stats_buf *b, const char *s)
     }
 }
 
+/* A JSON string. */
 static void stats_put_name(struct stats_buf *b, const char *s)
 {
     stats_put(b, "\"");

@@ -34,13 +34,13 @@ struct stats_prom {
 };
 
 /* A family's HELP and TYPE lines; nutcracker's "# ..." texts lose the "# ". */
-static void prom_family(struct stats_prom *pr, const char *name, const char *suffix,
-                        const char *type, const char *help)
+static void prom_family(struct stats_prom *pr, const char *name, const char *type,
+                        const char *help)
 {
     if (strncmp(help, "# ", 2) == 0) {
         help += 2;
     }
-    stats_put(&pr->b, "# HELP %s%s %s\n# TYPE %s%s %s\n", name, suffix, help, name, suffix, type);
+    stats_put(&pr->b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* A label value: backslash, quote and newline escaped. */
@@ -128,7 +128,7 @@ static void prom_family_once(struct stats_prom *pr, bool *done, const char *name
                              const char *type, const char *help)
 {
     if (!*done) {
-        prom_family(pr, name, "", type, help);
+        prom_family(pr, name, type, help);
         *done = true;
     }
 }
@@ -144,11 +144,10 @@ static void prom_pools(struct stats_prom *pr)
     for (int f = 0; f < SP_N; f++) {
         const struct stats_field *sf = &stats_pool_fields[f];
         char name[96];
-        snprintf(name, sizeof(name), "legate_pool_%s", sf->name);
-        prom_family(pr, name, sf->gauge ? "" : "_total", sf->gauge ? "gauge" : "counter",
-                    sf->desc);
+        snprintf(name, sizeof(name), "legate_pool_%s%s", sf->name, sf->gauge ? "" : "_total");
+        prom_family(pr, name, sf->gauge ? "gauge" : "counter", sf->desc);
         for (size_t p = 0; p < pr->cf->npools; p++) {
-            stats_put(&pr->b, "%s%s", name, sf->gauge ? "" : "_total");
+            stats_put(&pr->b, "%s", name);
             prom_labels(pr, pr->cf->pools[p].name, NULL, NULL);
             stats_put(&pr->b, "} %" PRId64 "\n", prom_sum(pr, p, PROM_POOL, (size_t)f));
         }
@@ -202,7 +201,7 @@ static void prom_servers(struct stats_prom *pr)
         char name[96];
         snprintf(name, sizeof(name), "legate_server_%s%s", base,
                  at ? "_seconds" : sf->gauge ? "" : "_total");
-        prom_family(pr, name, "", sf->gauge ? "gauge" : "counter", sf->desc);
+        prom_family(pr, name, sf->gauge ? "gauge" : "counter", sf->desc);
         for (size_t p = 0; p < pr->cf->npools; p++) {
             for (size_t s = 0; s < pr->tabs[p]->nslots; s++) {
                 if (!prom_slot_shown(pr, p, s)) {
@@ -291,7 +290,7 @@ static void prom_histogram(struct stats_prom *pr, const char *name, size_t p, si
 
 static void prom_server_latency(struct stats_prom *pr)
 {
-    prom_family(pr, "legate_server_latency_seconds", "", "histogram",
+    prom_family(pr, "legate_server_latency_seconds", "histogram",
                 "time from sending a request to its reply");
     for (size_t p = 0; p < pr->cf->npools; p++) {
         for (size_t s = 0; s < pr->tabs[p]->nslots; s++) {
@@ -379,12 +378,12 @@ long stats_prometheus(char **out, const struct conf *cf, const struct server_tab
         total += atomic_load_explicit(&workers[w]->total_connections, memory_order_relaxed);
         curr += atomic_load_explicit(&workers[w]->curr_connections, memory_order_relaxed);
     }
-    prom_family(&pr, "legate_uptime_seconds", "", "gauge", "seconds since legate started");
+    prom_family(&pr, "legate_uptime_seconds", "gauge", "seconds since legate started");
     stats_put(&pr.b, "legate_uptime_seconds %" PRId64 "\n", (int64_t)time(NULL) - started);
-    prom_family(&pr, "legate_connections_total", "", "counter",
+    prom_family(&pr, "legate_connections_total", "counter",
                 "connections opened, clients' and servers' (nutcracker's total_connections)");
     stats_put(&pr.b, "legate_connections_total %" PRId64 "\n", total);
-    prom_family(&pr, "legate_connections", "", "gauge",
+    prom_family(&pr, "legate_connections", "gauge",
                 "connections open, clients' and servers' (nutcracker's curr_connections)");
     stats_put(&pr.b, "legate_connections %" PRId64 "\n", curr);
     prom_pools(&pr);

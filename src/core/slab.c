@@ -42,9 +42,6 @@ void slab_init(struct slab *s, size_t size, struct slab_set *set)
     s->set = set;
     if (set != NULL) {
         s->set_next = set->head;
-        if (set->head != NULL) {
-            set->head->set_prev = s;
-        }
         set->head = s;
     }
 }
@@ -174,32 +171,24 @@ static void slab_unmap_empty(struct slab *s, size_t keep)
     }
 }
 
-void slab_trim(struct slab *s)
-{
-    slab_unmap_empty(s, 1);
-}
-
 void slab_set_trim(struct slab_set *set)
 {
     for (struct slab *s = set->head; s != NULL; s = s->set_next) {
-        slab_trim(s);
+        slab_unmap_empty(s, 1);
     }
 }
 
 void slab_fini(struct slab *s)
 {
     slab_unmap_empty(s, 0);
-    if (s->set == NULL) {
-        return;
-    }
-    if (s->set_prev != NULL) {
-        s->set_prev->set_next = s->set_next;
-    } else {
-        s->set->head = s->set_next;
-    }
-    if (s->set_next != NULL) {
-        s->set_next->set_prev = s->set_prev;
+    /* Leaving is rare (a pool's end) and a set holds a few slabs: walk it. */
+    for (struct slab **at = s->set ? &s->set->head : NULL; at != NULL && *at != NULL;
+         at = &(*at)->set_next) {
+        if (*at == s) {
+            *at = s->set_next;
+            break;
+        }
     }
     s->set = NULL;
-    s->set_prev = s->set_next = NULL;
+    s->set_next = NULL;
 }

@@ -48,8 +48,8 @@ struct slab {
     size_t nobjects;            /* objects allocated and not yet freed */
     size_t nblocks;             /* blocks mapped, the empty ones included */
     size_t nempty;              /* of which empty */
-    struct slab_set *set;       /* NULL: no owner (blocks are trimmed by slab_trim) */
-    struct slab *set_prev, *set_next;
+    struct slab_set *set;       /* NULL: no owner; empty blocks stay until slab_fini */
+    struct slab *set_next;
 };
 
 /* Set up a slab of objects of `size` bytes (at most a quarter block),
@@ -62,10 +62,7 @@ void *slab_alloc(struct slab *s);
 /* Give back an object of this slab (NULL-safe). */
 void slab_free(struct slab *s, void *p);
 
-/* Unmap the empty blocks but one. */
-void slab_trim(struct slab *s);
-
-/* slab_trim every slab of the set. */
+/* Unmap the empty blocks of every slab of the set but one each. */
 void slab_set_trim(struct slab_set *set);
 
 /* Unmap every empty block and leave the set. Every object must have been

@@ -515,10 +515,11 @@ static void http_exchange_done(struct http_client *cl, bool up_reusable)
         pool_pending_end(hp->pool);
         cl->pending = false;
     }
-    stats_arm_latency(http_stats(hp), cl->arm, now_us - cl->t_start_us);
+    uint64_t took_us = now_us - cl->t_start_us;
+    stats_arm_latency(http_stats(hp), cl->arm, took_us);
     if (cl->u != NULL) { /* answered (failures come here without one) */
-        stats_latency(http_stats(hp), cl->u->server, now_us - cl->t_start_us);
-        bal_observe(&hp->arm_bal[cl->arm], cl->u->server, now_us - cl->t_start_us, now_us);
+        stats_latency(http_stats(hp), cl->u->server, took_us);
+        bal_observe(&hp->arm_bal[cl->arm], cl->u->server, took_us, now_us);
         pool_server_ok(hp->pool, cl->u->server);
     }
     if (!cl->req_done) {

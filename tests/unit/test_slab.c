@@ -147,7 +147,7 @@ static void test_set_trims_every_member(void **state)
     assert_int_equal(c.nblocks, packed ? 1 : 0);
     slab_fini(&c);
     assert_ptr_equal(set.head, &a);
-    assert_null(a.set_prev);
+    assert_null(a.set_next); /* alone in the set */
     slab_fini(&a);
     assert_null(set.head);
 }
