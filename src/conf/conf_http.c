@@ -90,6 +90,12 @@ static int conf_http_arm(struct conf_ctx *cx, struct conf_pool *p, int index,
     if (conf_http_token(cx, name, "arms", &a->name) == -1) {
         return -1;
     }
+    if (strcmp(a->name, "mirror") == 0) {
+        /* The stats name the mirror's servers "mirror/ADDR" beside the
+         * arms' "ARM/ADDR": an arm of that name could collide with it. */
+        return conf_fail(cx, name, "arms", "the arm name 'mirror' is reserved for the "
+                         "mirror's stats; choose another");
+    }
     a->line = name->line;
     a->weight = 1;
     if (v->kind != CONF_MAP) {
