@@ -201,6 +201,9 @@ static const struct {
     { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  split:\n    arms:\n"
       "      a: { weight: 1 }\n", "t.yml:6:7", "arm 'a' has no servers" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  split:\n    arms:\n"
+      "      mirror: { servers: [127.0.0.1:3] }\n", "t.yml:6:7",
+      "key 'arms': the arm name 'mirror' is reserved" },
+    { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  split:\n    arms:\n"
       "      a: { servers: [127.0.0.1:3] }\n      a: { servers: [127.0.0.1:4] }\n",
       "t.yml:7:7", "duplicate key 'a'" },
     { "p:\n  listen: 127.0.0.1:1\n  protocol: http\n  servers: [127.0.0.1:2:1]\n"
