@@ -186,19 +186,13 @@ static void redis_server_failed(struct redis_server *s)
              (unsigned long long)cp->server_retry_timeout, s->failures);
 }
 
-/* Close the connection and answer every message it held with `why`;
- * `what` is the counter it adds to (server_eof, _err or _timedout). */
-static void redis_sconn_fail(struct redis_sconn *sc, enum stats_server_field what,
-                             const char *why)
+/* Close the connection and answer every message it held with `why`,
+ * blaming no one (the caller has counted the failure, if any). */
+static void redis_sconn_drop(struct redis_sconn *sc, const char *why)
 {
     struct redis_pool *rp = sc->rp;
     struct ev_loop *loop = rp->wk->loop;
     bool used = sc->state != SC_DOWN;
-    if (sc->head != NULL || sc->state != SC_DOWN) {
-        pool_server_warn(rp->pool, sc->server, "server %s: %s", redis_server_spec(sc), why);
-        stats_add(redis_sstat(sc, what), 1);
-        redis_server_failed(&rp->servers[sc->server]);
-    }
     if (sc->state == SC_UP) {
         pool_server_conn(rp->pool, sc->server, -1);
     }
@@ -228,6 +222,19 @@ static void redis_sconn_fail(struct redis_sconn *sc, enum stats_server_field wha
     if (used) {
         pool_server_use(rp->pool, sc->server, -1); /* last: the slot may be recycled */
     }
+}
+
+/* The server failed: log it, count it under `what` (server_eof, _err or
+ * _timedout) and toward ejection, then drop the connection. */
+static void redis_sconn_fail(struct redis_sconn *sc, enum stats_server_field what,
+                             const char *why)
+{
+    if (sc->head != NULL || sc->state != SC_DOWN) {
+        pool_server_warn(sc->rp->pool, sc->server, "server %s: %s", redis_server_spec(sc), why);
+        stats_add(redis_sstat(sc, what), 1);
+        redis_server_failed(&sc->rp->servers[sc->server]);
+    }
+    redis_sconn_drop(sc, why);
 }
 
 static void redis_sconn_arm_timeout(struct redis_sconn *sc)
@@ -500,6 +507,14 @@ static void redis_sconn_pump(struct redis_sconn *sc)
         if (sc->c.readable && !sc->c.eof) {
             size_t limit = sc->in.bytes + rp->wk->queue_limit;
             ssize_t r = conn_read(&sc->c, &sc->in, &rp->wk->bufs, limit);
+            if (r == -1 && errno == ENOMEM) {
+                /* legate's shortage, not the server's: nothing counts
+                 * toward ejection, but the reply stream is lost with it */
+                pool_server_warn(rp->pool, sc->server, "server %s: out of memory for a "
+                                 "reply; closing the connection", redis_server_spec(sc));
+                redis_sconn_drop(sc, "reply lost (legate out of memory)");
+                return;
+            }
             if (r == -1) {
                 redis_sconn_fail(sc, SS_SERVER_ERR, "unavailable (connection reset)");
                 return;

@@ -114,8 +114,9 @@ def rss_kib(pid):
 class Legate:
     """One legate process with a config written from a string."""
 
-    def __init__(self, tmp_path, conf, args=(), name="legate"):
+    def __init__(self, tmp_path, conf, args=(), name="legate", preexec=None):
         self.dir = tmp_path
+        self.preexec = preexec  # runs in the child before exec (e.g. setrlimit)
         self.conf_path = tmp_path / f"{name}.yml"
         self.conf_path.write_text(conf)
         self.log_path = tmp_path / f"{name}.log"
@@ -130,7 +131,7 @@ class Legate:
         self.proc = subprocess.Popen(
             [LEGATE_BIN, "-c", str(self.conf_path), "-o", str(self.log_path),
              "-v", "6"] + extra + self.args,
-            stdout=self.err, stderr=self.err)
+            stdout=self.err, stderr=self.err, preexec_fn=self.preexec)
         if wait_addr is not None:
             # Listeners are bound before this line is logged; probing with a
             # connection would create a session of its own.
@@ -174,8 +175,8 @@ def legate(tmp_path):
     checked for a clean exit) at teardown."""
     started = []
 
-    def make(conf, wait_addr=None, family=socket.AF_INET, args=(), name="legate"):
-        lg = Legate(tmp_path, conf, args=args, name=f"{name}{len(started)}")
+    def make(conf, wait_addr=None, family=socket.AF_INET, args=(), name="legate", preexec=None):
+        lg = Legate(tmp_path, conf, args=args, name=f"{name}{len(started)}", preexec=preexec)
         started.append(lg)
         return lg.start(wait_addr, family)
 

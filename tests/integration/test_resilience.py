@@ -2,13 +2,15 @@
 away from a backend the test slows down; least_connections on http counts
 requests in flight."""
 
+import resource
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
-from conftest import free_port, http_upstream as upstream, wait_for
+from conftest import SANITIZED, free_port, http_upstream as upstream, wait_for
 
 
 def http_conf(port, ups, balance, workers=1, extra=""):
@@ -137,6 +139,36 @@ def test_redis_max_pending_answers_excess_at_once(legate, redis_server):
     assert all(rd.reply() == ("+", b"OK") for _ in range(5))  # the five are answered
     assert redislib.Redis(host="127.0.0.1", port=port, socket_timeout=5).set("after", "1")
     assert stats_of(lg)["cache"]["rejected"] == 1
+
+
+@pytest.mark.skipif(SANITIZED, reason="a sanitizer reserves terabytes of address space")
+def test_redis_reply_beyond_legates_memory_is_answered_and_blames_no_server(legate,
+                                                                             redis_server):
+    """legate under a 48 MiB address-space limit meets a 40 MiB reply it
+    cannot hold: the client gets an error naming the shortage, the server
+    is not counted as failed (its only server stays in the ring even at
+    server_failure_limit 1), and the next request on the same client works."""
+    import redis as redislib
+    srv = redis_server()
+    redislib.Redis(host="127.0.0.1", port=srv.port).set("big", b"v" * (40 << 20))
+    port = free_port()
+    limit = 48 << 20
+    lg = legate(f"legate:\n  workers: 1\n"
+                f"cache:\n  listen: 127.0.0.1:{port}\n  redis: true\n  timeout: 20000\n"
+                f"  auto_eject_hosts: true\n  server_failure_limit: 1\n"
+                f"  server_retry_timeout: 60000\n  servers:\n    - 127.0.0.1:{srv.port}:1\n",
+                wait_addr=("127.0.0.1", port),
+                preexec=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    r = redislib.Redis(host="127.0.0.1", port=port, socket_timeout=20)
+    assert r.set("small", "1")
+    with pytest.raises(redislib.ResponseError, match="out of memory"):
+        r.get("big")
+    assert r.get("small") == b"1"
+    assert r.set("after", "2")
+    st = stats_of(lg)["cache"]
+    assert st["server_ejects"] == 0
+    assert st[f"127.0.0.1:{srv.port}"]["server_err"] == 0
+    assert "out of memory for a reply" in lg.log()
 
 
 def test_http_max_pending_and_max_connections_answer_503(legate):
