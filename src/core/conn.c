@@ -1,6 +1,7 @@
 /* conn: a registered non-blocking socket and its readiness (see conn.h). */
 #include "conn.h"
 
+#include <errno.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -57,6 +58,33 @@ ssize_t conn_write(struct conn *c, struct buf_queue *q, struct buf_pool *pool)
         c->writable = false;
     }
     return w;
+}
+
+int conn_discard(struct conn *c, size_t budget)
+{
+    while (budget > 0) {
+        /* MSG_TRUNC on a TCP socket drops the bytes instead of copying
+         * them, so no buffer is needed. */
+        ssize_t r = recv(c->io.fd, NULL, budget, MSG_TRUNC | MSG_DONTWAIT);
+        if (r > 0) {
+            budget -= (size_t)r < budget ? (size_t)r : budget;
+            continue;
+        }
+        if (r == 0) {
+            c->eof = true;
+            c->readable = false;
+            return 0;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->readable = false;
+            return 1;
+        }
+        return -1;
+    }
+    return 1;
 }
 
 void conn_shutdown_write(struct conn *c)

@@ -44,6 +44,12 @@ ssize_t conn_read(struct conn *c, struct buf_queue *q, struct buf_pool *pool, si
  * buf_queue_write_fd. */
 ssize_t conn_write(struct conn *c, struct buf_queue *q, struct buf_pool *pool);
 
+/* Drop up to `budget` bytes of what the peer sent, without copying them.
+ * Clears `readable` when the socket is drained (left set when the budget
+ * ran out first) and sets `eof` on end of stream. Returns 0 at end of
+ * stream, -1 on a socket error, 1 otherwise. */
+int conn_discard(struct conn *c, size_t budget);
+
 /* Send FIN once (half-close toward the peer). */
 void conn_shutdown_write(struct conn *c);
 

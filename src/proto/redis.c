@@ -538,6 +538,7 @@ static void redis_client_close(struct redis_client *cl, bool err)
     }
     struct redis_pool *rp = cl->rp;
     cl->gone = true;
+    ev_timer_stop(rp->wk->loop, &cl->linger_timer);
     conn_close(&cl->c, rp->wk->loop);
     struct redis_msg *m = cl->head;
     while (m != NULL) {
@@ -588,6 +589,7 @@ void redis_client_protocol_error(struct redis_client *cl, const char *why)
     log_info(rp->wk->log, "pool '%s': closing a client after a protocol error: %s",
              rp->cp->name, why);
     cl->quit = true;
+    cl->linger = true;
     buf_queue_clear(&cl->in, &rp->wk->bufs);
     buf_cursor_reset(&cl->cur, &cl->in);
 }
@@ -622,12 +624,55 @@ static void redis_client_parse(struct redis_client *cl)
     }
 }
 
+/* How long a client may go on sending after its protocol error, and how
+ * much of it one pass drops before letting the worker's other clients run. */
+enum { REDIS_LINGER_MS = 5000, REDIS_LINGER_PASS = 1 << 20 };
+
+static void redis_client_linger_timer(struct ev_loop *loop, struct ev_timer *t)
+{
+    (void)loop;
+    redis_client_close(t->data, false);
+}
+
+/* The error reply is written: send FIN and discard what the client still
+ * sends (the rest of an oversized request, say) until it closes or
+ * REDIS_LINGER_MS pass. Closing with unread input would reset the
+ * connection, and a client still writing would see the reset, not the
+ * error. */
+static void redis_client_linger(struct redis_client *cl)
+{
+    struct redis_pool *rp = cl->rp;
+    if (cl->draining) {
+        redis_client_close(cl, false);
+        return;
+    }
+    if (!cl->lingering) {
+        cl->lingering = true;
+        conn_shutdown_write(&cl->c);
+        ev_timer_start(rp->wk->loop, &cl->linger_timer, REDIS_LINGER_MS);
+        cl->c.readable = true; /* what came before this edge is unread */
+    }
+    if (!cl->c.readable) {
+        return;
+    }
+    int r = conn_discard(&cl->c, REDIS_LINGER_PASS);
+    if (r <= 0) {
+        redis_client_close(cl, r < 0);
+    } else if (cl->c.readable) {
+        ev_defer(rp->wk->loop, &cl->flush); /* more to drop: next iteration */
+    }
+}
+
 static void redis_client_pump(struct redis_client *cl)
 {
     struct redis_pool *rp = cl->rp;
     struct buf_pool *bufs = &rp->wk->bufs;
     for (;;) {
         if (cl->gone) {
+            return;
+        }
+        if (cl->lingering) {
+            redis_client_linger(cl);
             return;
         }
         bool moved = false;
@@ -661,7 +706,11 @@ static void redis_client_pump(struct redis_client *cl)
          * reply is written (an unfinished request can never complete). */
         if (cl->pending == 0 && cl->out.bytes == 0 &&
             (cl->quit || cl->c.eof || (cl->draining && cl->in.bytes == 0))) {
-            redis_client_close(cl, false);
+            if (cl->linger && !cl->c.eof && !cl->draining) {
+                redis_client_linger(cl);
+            } else {
+                redis_client_close(cl, false);
+            }
             return;
         }
         if (!moved) {
@@ -697,6 +746,7 @@ int redis_client_start(struct pool *p, int fd)
     }
     cl->flush = (struct ev_defer){ .fn = redis_client_flush, .data = cl };
     cl->release = (struct ev_defer){ .fn = redis_client_release, .data = cl };
+    cl->linger_timer = (struct ev_timer){ .fn = redis_client_linger_timer, .data = cl };
     net_set_nodelay(fd, &p->cp->listen);
     if (conn_open(&cl->c, rp->wk->loop, fd, redis_client_io, cl) == -1) {
         log_error(rp->wk->log, "pool '%s': epoll: %s", p->cp->name, strerror(errno));

@@ -518,6 +518,31 @@ def test_configured_limits_are_enforced(legate, shards):
         assert out.startswith(b"-ERR legate: protocol error") and why.encode() in out, (why, out)
 
 
+def test_a_client_still_sending_past_a_limit_reads_the_error(legate, shards):
+    """A 64 MiB SET against a 1 MiB bulk limit: legate answers after the
+    first megabyte, then drops the rest of the request instead of closing
+    on it, so redis-py (still writing) finishes its send and reads the
+    error rather than a connection reset. A client that errs and then says
+    nothing is closed after the lingering bound (5 s)."""
+    port = free_port()
+    lg = legate(redis_pool(port, shards, workers=1, extra="  limits: { bulk: 1mb }\n"),
+                wait_addr=("127.0.0.1", port))
+    for _ in range(2):
+        r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=20)
+        with pytest.raises(redis.ResponseError, match="protocol error: bulk string too long"):
+            r.set("k", b"x" * (64 << 20))
+        r.close()
+    quiet = socket.create_connection(("127.0.0.1", port), timeout=10)
+    quiet.sendall(b"*1\r\n$abc\r\n")
+    assert b"invalid bulk length" in quiet.recv(200)
+    assert quiet.recv(200) == b""  # FIN right after the reply
+    wait_for(lambda: json.loads(stats(lg.stats_port))["cache"]["client_connections"] == 0,
+             timeout=10,
+             what="the silent client closed after lingering")
+    quiet.close()
+    assert redis.Redis(host="127.0.0.1", port=port, socket_timeout=10).ping()
+
+
 @rss_test
 def test_memory_returns_after_a_burst_of_requests(legate, shards, open_files, clients):
     """5,000 clients each send a 4 KiB SET at once; a second after the burst
