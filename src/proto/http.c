@@ -46,6 +46,7 @@ enum http_cstate {
     HC_BODY,      /* streaming its body upstream */
     HC_WAIT,      /* request complete; the response is still coming */
     HC_CLOSING,   /* write what is queued, then close */
+    HC_LINGER,    /* FIN sent; dropping what the client still sends */
 };
 
 struct http_client {
@@ -295,6 +296,10 @@ static bool http_client_between_requests(const struct http_client *cl)
 static void http_client_drain(struct wk_item *it)
 {
     struct http_client *cl = (struct http_client *)it;
+    if (cl->state == HC_LINGER) {
+        http_client_close(cl, false);
+        return;
+    }
     cl->close_after = true;
     if (http_client_between_requests(cl)) {
         cl->c.readable = true;
@@ -326,8 +331,8 @@ static void http_client_timer(struct ev_loop *loop, struct ev_timer *t)
         http_client_pump(cl);
         return;
     }
-    if (cl->state == HC_HEAD) {
-        http_client_close(cl, false); /* idle keep-alive connection */
+    if (cl->state == HC_HEAD || cl->state == HC_LINGER) {
+        http_client_close(cl, false); /* idle keep-alive, or lingered long enough */
     }
 }
 
@@ -589,10 +594,45 @@ static void http_client_io(struct ev_loop *loop, struct ev_io *io, unsigned even
     http_client_pump(cl);
 }
 
+/* How long a client may go on sending after an answer that ends its
+ * connection before its request was read, and how much one pass drops
+ * before letting the worker's other clients run. */
+enum { HTTP_LINGER_MS = 5000, HTTP_LINGER_PASS = 1 << 20 };
+
+/* The answer is written: send FIN and drop what the client still sends (the
+ * rest of a body legate refused, say) until it closes or HTTP_LINGER_MS
+ * pass. Closing with unread input would reset the connection, and a client
+ * still sending would see the reset, not the answer. */
+static void http_client_linger(struct http_client *cl)
+{
+    struct http_pool *hp = cl->hp;
+    if (cl->state != HC_LINGER) {
+        cl->state = HC_LINGER;
+        conn_shutdown_write(&cl->c);
+        buf_queue_clear(&cl->in, &hp->wk->bufs);
+        ev_timer_stop(hp->wk->loop, &cl->timer);
+        ev_timer_start(hp->wk->loop, &cl->timer, HTTP_LINGER_MS);
+        cl->c.readable = true; /* what came before this edge is unread */
+    }
+    if (!cl->c.readable) {
+        return;
+    }
+    int r = conn_discard(&cl->c, HTTP_LINGER_PASS);
+    if (r <= 0) {
+        http_client_close(cl, r < 0);
+    } else if (cl->c.readable) {
+        http_client_kick(cl); /* more to drop: next iteration */
+    }
+}
+
 static void http_client_pump(struct http_client *cl)
 {
     struct http_pool *hp = cl->hp;
     struct buf_pool *bufs = &hp->wk->bufs;
+    if (cl->state == HC_LINGER) {
+        http_client_linger(cl);
+        return;
+    }
     for (int rounds = 0; rounds < 64 && !cl->gone; rounds++) {
         bool progress = false;
         bool want_read = (cl->state == HC_HEAD || cl->state == HC_BODY) &&
@@ -626,7 +666,11 @@ static void http_client_pump(struct http_client *cl)
             }
         }
         if (cl->state == HC_CLOSING && cl->out.bytes == 0) {
-            http_client_close(cl, false);
+            if (!cl->req_done && !cl->c.eof && !hp->wk->draining) {
+                http_client_linger(cl); /* part of the request may be unread */
+            } else {
+                http_client_close(cl, false);
+            }
             return;
         }
         if (cl->c.eof && cl->in.bytes == 0) {

@@ -474,6 +474,38 @@ def test_smuggling_and_abuse_refused_before_any_upstream(case, legate, upstream)
         assert upstream.requests == [], upstream.requests
 
 
+def test_a_client_still_sending_a_refused_body_reads_the_answer(legate, upstream):
+    """A request refused at its head (two Content-Lengths) with 64 MiB of
+    body behind it: legate answers 400, sends FIN and drops the rest, so the
+    client's send completes and it reads the 400 rather than a reset; the
+    same through python-requests with an unknown transfer coding (501). A
+    client that says nothing after its 400 is closed after the lingering
+    bound (5 s)."""
+    port, sport = free_port(), free_port()
+    lg = legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port),
+                args=("-s", str(sport)))
+    body = b"x" * (64 << 20)
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                  b"Content-Length: 6\r\n\r\n" + body)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 400"), out[:200]
+    r = requests.post(f"http://127.0.0.1:{port}/", data=body, timeout=20,
+                      headers={"Transfer-Encoding": "gzip"})
+    assert r.status_code in (400, 501), r.text
+    quiet = socket.create_connection(("127.0.0.1", port), timeout=10)
+    quiet.sendall(b"GET / HTTP/1.1\r\nHost : x\r\n\r\n")
+    assert quiet.recv(200).startswith(b"HTTP/1.1 400")
+    assert quiet.recv(200) == b""  # FIN right after the answer
+    wait_for(lambda: stats(sport)["web"]["client_connections"] == 0, timeout=10,
+             what="the silent client closed after lingering")
+    quiet.close()
+    assert upstream.requests == []
+    assert lg.proc.poll() is None
+
+
 def test_head_limit_is_exact(legate, upstream):
     """A request head of exactly 32 KiB (the limit) is forwarded; one byte
     more is 431, also when that byte is the head's last (a head that ended
