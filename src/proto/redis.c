@@ -576,22 +576,33 @@ static void redis_client_drain(struct wk_item *it)
     redis_client_pump(cl);
 }
 
-void redis_client_protocol_error(struct redis_client *cl, const char *why)
+/* End the client after one last reply, `line` (queued behind the replies
+ * it is still owed): its unread input is dropped and it lingers once every
+ * reply is written (see redis_client_linger). */
+static void redis_client_end_with(struct redis_client *cl, const char *line)
 {
     struct redis_pool *rp = cl->rp;
+    buf_queue_clear(&cl->in, &rp->wk->bufs); /* first: it may hold the memory the reply needs */
+    buf_cursor_reset(&cl->cur, &cl->in);
+    cl->quit = true;
+    cl->linger = true;
     struct redis_msg *m = redis_msg_new(rp, cl);
     if (m != NULL) {
         redis_client_link(cl, m);
-        redis_reply_fmt(rp, m, rp->mc ? "CLIENT_ERROR legate: %s\r\n"
-                                      : "-ERR legate: protocol error: %s\r\n", why);
+        redis_reply_text(rp, m, line);
         m->done = true;
     }
+}
+
+void redis_client_protocol_error(struct redis_client *cl, const char *why)
+{
+    struct redis_pool *rp = cl->rp;
+    char line[160];
+    snprintf(line, sizeof(line), rp->mc ? "CLIENT_ERROR legate: %s\r\n"
+                                        : "-ERR legate: protocol error: %s\r\n", why);
     log_info(rp->wk->log, "pool '%s': closing a client after a protocol error: %s",
              rp->cp->name, why);
-    cl->quit = true;
-    cl->linger = true;
-    buf_queue_clear(&cl->in, &rp->wk->bufs);
-    buf_cursor_reset(&cl->cur, &cl->in);
+    redis_client_end_with(cl, line);
 }
 
 /* Parse and route every complete request in cl->in. */
@@ -682,6 +693,13 @@ static void redis_client_pump(struct redis_client *cl)
             /* The request being parsed may be large: allow it all in. */
             size_t limit = (size_t)(rp->mc ? cl->mreq.size : cl->req.size) + rp->wk->queue_limit;
             ssize_t r = conn_read(&cl->c, &cl->in, bufs, limit);
+            if (r == -1 && errno == ENOMEM) {
+                /* no room for the request: say so rather than vanish */
+                pool_warn(rp->pool, "out of memory for a client's request; closing it");
+                redis_client_end_with(cl, rp->mc ? "SERVER_ERROR legate: out of memory\r\n"
+                                                 : "-ERR legate: out of memory\r\n");
+                continue;
+            }
             if (r == -1) {
                 redis_client_close(cl, true);
                 return;

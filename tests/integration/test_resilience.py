@@ -171,6 +171,30 @@ def test_redis_reply_beyond_legates_memory_is_answered_and_blames_no_server(lega
     assert "out of memory for a reply" in lg.log()
 
 
+@pytest.mark.skipif(SANITIZED, reason="a sanitizer reserves terabytes of address space")
+def test_redis_request_beyond_legates_memory_is_answered(legate, redis_server):
+    """legate under a 48 MiB address-space limit reads a 40 MiB SET it
+    cannot hold: the client, still sending, reads '-ERR legate: out of
+    memory' (not a reset), nothing reaches the server, and legate serves
+    the next client."""
+    import redis as redislib
+    srv = redis_server()
+    port = free_port()
+    limit = 48 << 20
+    lg = legate(f"legate:\n  workers: 1\n"
+                f"cache:\n  listen: 127.0.0.1:{port}\n  redis: true\n"
+                f"  servers:\n    - 127.0.0.1:{srv.port}:1\n",
+                wait_addr=("127.0.0.1", port),
+                preexec=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    r = redislib.Redis(host="127.0.0.1", port=port, socket_timeout=20)
+    with pytest.raises(redislib.ResponseError, match="legate: out of memory"):
+        r.set("big", b"v" * (40 << 20))
+    r.close()
+    assert redislib.Redis(host="127.0.0.1", port=srv.port).exists("big") == 0
+    assert redislib.Redis(host="127.0.0.1", port=port, socket_timeout=10).set("small", "1")
+    assert "out of memory for a client's request" in lg.log()
+
+
 def test_http_max_pending_and_max_connections_answer_503(legate):
     slow = upstream("slow", delay=2.0)
     p1, p2 = free_port(), free_port()
