@@ -140,7 +140,7 @@ struct redis_client {
     bool gone;
     bool authed;                  /* AUTH done, or no password configured */
     bool draining;                /* legate is stopping: close when idle */
-    bool linger;                  /* after a protocol error: drain input before closing */
+    bool linger;                  /* ended by an error: drain its input before closing */
     bool lingering;               /* replies written, FIN sent, input discarded */
     struct ev_timer linger_timer; /* bounds the lingering */
     struct ev_defer flush;        /* write replies once per loop iteration */
