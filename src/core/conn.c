@@ -60,14 +60,18 @@ ssize_t conn_write(struct conn *c, struct buf_queue *q, struct buf_pool *pool)
     return w;
 }
 
-int conn_discard(struct conn *c, size_t budget)
+/* Drop up to `budget` bytes of what the peer sent without copying them.
+ * Clears `readable` when the socket is drained (left set when the budget
+ * ran out first) and sets `eof` on end of stream. Returns 0 at end of
+ * stream, -1 on a socket error, 1 otherwise. */
+static int conn_discard(struct conn *c, size_t budget)
 {
     while (budget > 0) {
         /* MSG_TRUNC on a TCP socket drops the bytes instead of copying
-         * them, so no buffer is needed. */
+         * them, so no buffer is needed; it never drops more than asked. */
         ssize_t r = recv(c->io.fd, NULL, budget, MSG_TRUNC | MSG_DONTWAIT);
         if (r > 0) {
-            budget -= (size_t)r < budget ? (size_t)r : budget;
+            budget -= (size_t)r;
             continue;
         }
         if (r == 0) {
@@ -85,6 +89,25 @@ int conn_discard(struct conn *c, size_t budget)
         return -1;
     }
     return 1;
+}
+
+enum conn_linger conn_linger(struct conn *c, struct ev_loop *loop, struct ev_timer *timer)
+{
+    enum { PASS = 1 << 20 }; /* dropped per step, so a worker's other clients run */
+    if (!c->shut_wr) {
+        conn_shutdown_write(c);
+        ev_timer_stop(loop, timer);
+        ev_timer_start(loop, timer, CONN_LINGER_MS);
+        c->readable = true; /* what came before this edge is unread */
+    }
+    if (!c->readable) {
+        return CONN_LINGER_WAIT;
+    }
+    int r = conn_discard(c, PASS);
+    if (r <= 0) {
+        return r == 0 ? CONN_LINGER_CLOSE : CONN_LINGER_FAILED;
+    }
+    return c->readable ? CONN_LINGER_AGAIN : CONN_LINGER_WAIT;
 }
 
 void conn_shutdown_write(struct conn *c)

@@ -44,11 +44,21 @@ ssize_t conn_read(struct conn *c, struct buf_queue *q, struct buf_pool *pool, si
  * buf_queue_write_fd. */
 ssize_t conn_write(struct conn *c, struct buf_queue *q, struct buf_pool *pool);
 
-/* Drop up to `budget` bytes of what the peer sent, without copying them.
- * Clears `readable` when the socket is drained (left set when the budget
- * ran out first) and sets `eof` on end of stream. Returns 0 at end of
- * stream, -1 on a socket error, 1 otherwise. */
-int conn_discard(struct conn *c, size_t budget);
+/* A lingering close, one step at a time: after an answer that ends the
+ * connection before the peer's request was read, send FIN and drop what
+ * the peer still sends, unread, until it closes or `timer` (the owner's,
+ * whose callback closes) fires after CONN_LINGER_MS. Closing on unread
+ * input would reset the connection, and a peer still sending would see
+ * the reset instead of the answer. The first step (shut_wr not yet set)
+ * sends FIN and arms `timer`; a connection that sent FIN is lingering. */
+enum { CONN_LINGER_MS = 5000 };
+enum conn_linger {
+    CONN_LINGER_WAIT,   /* drained for now: step again on the next read event */
+    CONN_LINGER_AGAIN,  /* one pass's budget ran out: step again next iteration */
+    CONN_LINGER_CLOSE,  /* the peer closed: close now */
+    CONN_LINGER_FAILED, /* a socket error: close now */
+};
+enum conn_linger conn_linger(struct conn *c, struct ev_loop *loop, struct ev_timer *timer);
 
 /* Send FIN once (half-close toward the peer). */
 void conn_shutdown_write(struct conn *c);

@@ -594,34 +594,15 @@ static void http_client_io(struct ev_loop *loop, struct ev_io *io, unsigned even
     http_client_pump(cl);
 }
 
-/* How long a client may go on sending after an answer that ends its
- * connection before its request was read, and how much one pass drops
- * before letting the worker's other clients run. */
-enum { HTTP_LINGER_MS = 5000, HTTP_LINGER_PASS = 1 << 20 };
-
-/* The answer is written: send FIN and drop what the client still sends (the
- * rest of a body legate refused, say) until it closes or HTTP_LINGER_MS
- * pass. Closing with unread input would reset the connection, and a client
- * still sending would see the reset, not the answer. */
+/* An answer that ended the connection is written: linger (see
+ * conn_linger) rather than close on what the client may still be sending. */
 static void http_client_linger(struct http_client *cl)
 {
-    struct http_pool *hp = cl->hp;
-    if (cl->state != HC_LINGER) {
-        cl->state = HC_LINGER;
-        conn_shutdown_write(&cl->c);
-        buf_queue_clear(&cl->in, &hp->wk->bufs);
-        ev_timer_stop(hp->wk->loop, &cl->timer);
-        ev_timer_start(hp->wk->loop, &cl->timer, HTTP_LINGER_MS);
-        cl->c.readable = true; /* what came before this edge is unread */
-    }
-    if (!cl->c.readable) {
-        return;
-    }
-    int r = conn_discard(&cl->c, HTTP_LINGER_PASS);
-    if (r <= 0) {
-        http_client_close(cl, r < 0);
-    } else if (cl->c.readable) {
-        http_client_kick(cl); /* more to drop: next iteration */
+    enum conn_linger step = conn_linger(&cl->c, cl->hp->wk->loop, &cl->timer);
+    if (step == CONN_LINGER_AGAIN) {
+        http_client_kick(cl);
+    } else if (step != CONN_LINGER_WAIT) {
+        http_client_close(cl, step == CONN_LINGER_FAILED);
     }
 }
 
@@ -667,7 +648,9 @@ static void http_client_pump(struct http_client *cl)
         }
         if (cl->state == HC_CLOSING && cl->out.bytes == 0) {
             if (!cl->req_done && !cl->c.eof && !hp->wk->draining) {
-                http_client_linger(cl); /* part of the request may be unread */
+                cl->state = HC_LINGER; /* part of the request may be unread */
+                buf_queue_clear(&cl->in, bufs);
+                http_client_linger(cl);
             } else {
                 http_client_close(cl, false);
             }

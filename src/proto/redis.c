@@ -635,21 +635,14 @@ static void redis_client_parse(struct redis_client *cl)
     }
 }
 
-/* How long a client may go on sending after its protocol error, and how
- * much of it one pass drops before letting the worker's other clients run. */
-enum { REDIS_LINGER_MS = 5000, REDIS_LINGER_PASS = 1 << 20 };
-
 static void redis_client_linger_timer(struct ev_loop *loop, struct ev_timer *t)
 {
     (void)loop;
     redis_client_close(t->data, false);
 }
 
-/* The error reply is written: send FIN and discard what the client still
- * sends (the rest of an oversized request, say) until it closes or
- * REDIS_LINGER_MS pass. Closing with unread input would reset the
- * connection, and a client still writing would see the reset, not the
- * error. */
+/* Every reply is written after an error that ends the client: linger (see
+ * conn_linger) rather than close on what it may still be sending. */
 static void redis_client_linger(struct redis_client *cl)
 {
     struct redis_pool *rp = cl->rp;
@@ -657,20 +650,11 @@ static void redis_client_linger(struct redis_client *cl)
         redis_client_close(cl, false);
         return;
     }
-    if (!cl->lingering) {
-        cl->lingering = true;
-        conn_shutdown_write(&cl->c);
-        ev_timer_start(rp->wk->loop, &cl->linger_timer, REDIS_LINGER_MS);
-        cl->c.readable = true; /* what came before this edge is unread */
-    }
-    if (!cl->c.readable) {
-        return;
-    }
-    int r = conn_discard(&cl->c, REDIS_LINGER_PASS);
-    if (r <= 0) {
-        redis_client_close(cl, r < 0);
-    } else if (cl->c.readable) {
-        ev_defer(rp->wk->loop, &cl->flush); /* more to drop: next iteration */
+    enum conn_linger step = conn_linger(&cl->c, rp->wk->loop, &cl->linger_timer);
+    if (step == CONN_LINGER_AGAIN) {
+        ev_defer(rp->wk->loop, &cl->flush);
+    } else if (step != CONN_LINGER_WAIT) {
+        redis_client_close(cl, step == CONN_LINGER_FAILED);
     }
 }
 
@@ -682,7 +666,7 @@ static void redis_client_pump(struct redis_client *cl)
         if (cl->gone) {
             return;
         }
-        if (cl->lingering) {
+        if (cl->c.shut_wr) { /* lingering */
             redis_client_linger(cl);
             return;
         }

@@ -141,8 +141,7 @@ struct redis_client {
     bool authed;                  /* AUTH done, or no password configured */
     bool draining;                /* legate is stopping: close when idle */
     bool linger;                  /* ended by an error: drain its input before closing */
-    bool lingering;               /* replies written, FIN sent, input discarded */
-    struct ev_timer linger_timer; /* bounds the lingering */
+    struct ev_timer linger_timer; /* bounds the lingering (conn_linger) */
     struct ev_defer flush;        /* write replies once per loop iteration */
     struct ev_defer release;
 };

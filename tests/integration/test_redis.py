@@ -543,6 +543,25 @@ def test_a_client_still_sending_past_a_limit_reads_the_error(legate, shards):
     assert redis.Redis(host="127.0.0.1", port=port, socket_timeout=10).ping()
 
 
+def test_sigterm_closes_a_lingering_client_at_once(legate, shards):
+    """A client lingering after its protocol error does not hold legate's
+    drain: SIGTERM ends legate well before the lingering bound (5 s) or
+    the drain's grace (30 s) would."""
+    port = free_port()
+    lines = "".join(f"    - 127.0.0.1:{s.port}:1\n" for s in shards)
+    lg = legate(f"legate:\n  workers: 1\n  shutdown_grace: 30s\n"
+                f"cache:\n  listen: 127.0.0.1:{port}\n  redis: true\n  servers:\n{lines}",
+                wait_addr=("127.0.0.1", port))
+    quiet = socket.create_connection(("127.0.0.1", port), timeout=10)
+    quiet.sendall(b"*-5\r\n")
+    assert b"negative multibulk count" in quiet.recv(200)
+    assert quiet.recv(200) == b""  # lingering now
+    t = time.monotonic()
+    lg.stop()
+    assert time.monotonic() - t < 3
+    quiet.close()
+
+
 @rss_test
 def test_memory_returns_after_a_burst_of_requests(legate, shards, open_files, clients):
     """5,000 clients each send a 4 KiB SET at once; a second after the burst
