@@ -77,6 +77,24 @@ def cpu_seconds(pid):
     return total / TICKS
 
 
+def machine_jiffies():
+    """(idle, total) jiffies of all cores so far, from /proc/stat; idle
+    counts iowait too."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[3] + v[4], sum(v)
+
+
+def read_calls(pid):
+    """read-type syscalls (read, recv*, readv) a process has made so far,
+    from /proc/PID/io."""
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("syscr:"):
+                return int(line.split()[1])
+    return 0
+
+
 def rss_kib(pid):
     """Resident memory of a process and its descendants, KiB."""
     total = 0

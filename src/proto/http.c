@@ -178,7 +178,7 @@ static const struct {
     { 431, "Request Header Fields Too Large" },
     { 500, "Internal Server Error" }, { 501, "Not Implemented" },
     { 502, "Bad Gateway" },        { 503, "Service Unavailable" },
-    { 504, "Gateway Timeout" },
+    { 504, "Gateway Timeout" },    { 505, "HTTP Version Not Supported" },
 };
 
 static const char *http_reason(int status)
@@ -406,6 +406,18 @@ static bool http_method_idempotent(uint8_t m)
            m == HTTP_OPTIONS || m == HTTP_TRACE;
 }
 
+/* How the current request's head is rewritten for its upstream. */
+static struct http_out http_request_out(const struct http_client *cl)
+{
+    const struct conf_pool *cp = cl->hp->cp;
+    return (struct http_out){
+        .forwarded_for = cp->forwarded_for ? cl->addr : NULL,
+        .via = cp->via,
+        .chunked = cl->req_chunked,
+        .host = http_default_host(cp, cl->arm),
+    };
+}
+
 /* A request head is complete: check it, pick the arm, queue the head. */
 static int http_request_head(struct http_client *cl)
 {
@@ -426,17 +438,27 @@ static int http_request_head(struct http_client *cl)
     cl->t_start_us = tm_now_us();
     budget_deposit(&hp->pool->budget, cp, ev_now(hp->wk->loop));
     stats_add(stats_arm(http_stats(hp), cl->arm, SA_REQUESTS), 1);
-    struct http_out o = {
-        .forwarded_for = cp->forwarded_for ? cl->addr : NULL,
-        .via = cp->via,
-        .chunked = cl->req_chunked,
-        .host = http_default_host(cp, cl->arm),
-    };
+    struct http_out o = http_request_out(cl);
     if (http_head_write_request(h, &o, &cl->up, &hp->wk->bufs) == -1) {
         return -1;
     }
     http_mirror_start(hp->pool, h, &o, bal_random(&hp->pool->bal), &cl->mirror);
     return 0;
+}
+
+/* Queue the current request again, for a new connection, if all of it can
+ * be: its head is rebuilt, but body bytes already sent are gone. Returns 0,
+ * or -1 (a body, or out of memory). */
+static int http_request_again(struct http_client *cl)
+{
+    const struct http_head *h = &cl->req.head;
+    if (h->framing != HTTP_BODY_NONE) { /* Content-Length: 0 counts as none */
+        return -1;
+    }
+    struct buf_pool *bufs = &cl->hp->wk->bufs;
+    buf_queue_clear(&cl->up, bufs);
+    struct http_out o = http_request_out(cl);
+    return http_head_write_request(h, &o, &cl->up, bufs);
 }
 
 /* The request is fully read: nothing more of it will come. */
@@ -918,6 +940,15 @@ static void http_up_arm_timer(struct http_up *u)
     }
 }
 
+/* Whether `u`, failing now, may be a kept-alive connection the server
+ * closed as the request arrived (reused, nothing received from it), with a
+ * request that may be sent again (idempotent, tries left). */
+static bool http_up_stale(const struct http_up *u)
+{
+    const struct http_client *cl = u->cl;
+    return u->reused && !u->got_bytes && cl->idempotent && cl->ntried < HTTP_MAX_TRIES;
+}
+
 static void http_up_pump(struct http_up *u)
 {
     struct http_pool *hp = u->hp;
@@ -928,6 +959,9 @@ static void http_up_pump(struct http_up *u)
         if (cl != NULL && cl->up.bytes > 0 && u->c.writable) {
             ssize_t w = conn_write(&u->c, &cl->up, bufs);
             if (w == -1) {
+                if (http_up_stale(u)) {
+                    goto retry;
+                }
                 http_up_fail(u, 502, strerror(errno), SA_UPSTREAM_ERRORS);
                 return;
             }
@@ -943,8 +977,7 @@ static void http_up_pump(struct http_up *u)
         if (u->c.readable && !u->c.eof && room) {
             ssize_t r = conn_read(&u->c, &u->in, bufs, hp->wk->queue_limit);
             if (r == -1) {
-                bool fresh = cl != NULL && u->reused && !u->got_bytes;
-                if (fresh && cl->idempotent && cl->ntried < HTTP_MAX_TRIES) {
+                if (cl != NULL && http_up_stale(u)) {
                     goto retry;
                 }
                 http_up_fail(u, 502, strerror(errno), SA_UPSTREAM_ERRORS);
@@ -980,7 +1013,7 @@ static void http_up_pump(struct http_up *u)
                 http_client_kick(cl);
                 return;
             }
-            if (u->reused && !u->got_bytes && cl->idempotent && cl->ntried < HTTP_MAX_TRIES) {
+            if (http_up_stale(u)) {
                 goto retry;
             }
             http_up_fail(u, 502, "upstream closed the connection early", SA_UPSTREAM_ERRORS);
@@ -993,9 +1026,14 @@ static void http_up_pump(struct http_up *u)
     return;
 retry:
     /* A kept-alive connection the server had already closed: nothing of
-     * this request was processed, so send it again on a new one. */
+     * this request was processed, so send it again on a new one (the bytes
+     * sent on this one are spent: the request is queued again). */
     {
         struct http_client *cl = u->cl;
+        if (http_request_again(cl) == -1) {
+            http_up_fail(u, 502, "upstream closed the connection early", SA_UPSTREAM_ERRORS);
+            return;
+        }
         http_client_drop_up(cl, false);
         cl->ntried--; /* a stale connection is not a failed server */
         http_dispatch(cl);

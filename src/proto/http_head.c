@@ -349,6 +349,29 @@ static int head_check_te(const struct http_head *h, bool is_request, struct http
     return 0;
 }
 
+/* The version must read HTTP/1.0 or HTTP/1.1. llhttp also takes a request
+ * line with none (HTTP/0.9), RTSP/1.0 and ICE/1.0 ones, and other majors,
+ * none of which legate can speak for to an HTTP/1.1 upstream. */
+static int head_check_version(const struct http_head *h, bool is_request,
+                              struct http_error *err)
+{
+    size_t at = 0;
+    if (is_request) { /* the version follows the target and one space */
+        at = (size_t)h->target.off + h->target.len;
+        if (at >= h->len || h->buf[at] != ' ') {
+            return head_fail(err, 400, "no HTTP version in the request line");
+        }
+        at++;
+    }
+    if (h->len - at < 8 || memcmp(h->buf + at, "HTTP/", 5) != 0) {
+        return head_fail(err, is_request ? 400 : 502, "not an HTTP message");
+    }
+    if (h->major != 1) {
+        return head_fail(err, is_request ? 505 : 502, "HTTP version not supported");
+    }
+    return 0;
+}
+
 /* Everything llhttp accepted that a proxy must still refuse. */
 static int head_check(struct http_parser *hp, struct http_error *err)
 {
@@ -356,6 +379,9 @@ static int head_check(struct http_parser *hp, struct http_error *err)
     int bad = hp->is_request ? 400 : 502;
     if (hp->is_request && h->target.len > h->line_limit) {
         return head_fail(err, 414, "request target too long");
+    }
+    if (head_check_version(h, hp->is_request, err) == -1) {
+        return -1;
     }
     if (head_check_bytes(h, err) == -1) {
         err->status = bad;

@@ -433,6 +433,117 @@ def test_bad_upstream_framing_is_502_and_connection_discarded(legate, upstream):
     assert upstream.connections == before + 1
 
 
+class DroppingUpstream:
+    """A keep-alive upstream that answers the first request on each
+    connection and, depending on `mode`, reads the second and closes
+    without a word ("drop": the race where a server times a kept-alive
+    connection out as a request arrives) or closes the connection 0.2 s
+    after its first answer ("idle"). Records (connection, method, path)."""
+
+    def __init__(self):
+        self.mode = "drop"
+        self.seen = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        n = 0
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            n += 1
+            threading.Thread(target=self.serve, args=(c, n), daemon=True).start()
+
+    def read_request(self, f):
+        line = f.readline()
+        if not line:
+            return None
+        length = 0
+        while (h := f.readline()) not in (b"\r\n", b""):
+            if h.lower().startswith(b"content-length:"):
+                length = int(h.split(b":")[1])
+        f.read(length)
+        method, path = line.split()[:2]
+        return method.decode(), path.decode()
+
+    def serve(self, c, n):
+        with c, c.makefile("rb") as f:
+            for i in range(2):
+                req = self.read_request(f)
+                if req is None:
+                    return
+                self.seen.append((n,) + req)
+                if i == 1:
+                    return  # the second request on a connection: dropped unanswered
+                body = req[1].encode()
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                if self.mode == "idle":
+                    time.sleep(0.2)
+                    return
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_kept_alive_connection_the_upstream_dropped(legate):
+    """A request sent on a reused connection that the upstream closes
+    unanswered is sent again on a new connection if it is idempotent, and
+    answered 502 (never replayed) if not; a connection the upstream closed
+    while it sat idle is not reused at all."""
+    up = DroppingUpstream()
+    try:
+        port, sport = free_port(), free_port()
+        legate(plain_pool(port, [up.port]), wait_addr=("127.0.0.1", port),
+               args=("-s", str(sport)))
+        s = requests.Session()
+        url = f"http://127.0.0.1:{port}"
+        assert s.get(f"{url}/a", timeout=5).text == "/a"
+        r = s.get(f"{url}/b", timeout=5)  # reuses connection 1, which the upstream drops
+        assert (r.status_code, r.text) == (200, "/b")
+        assert up.seen == [(1, "GET", "/a"), (1, "GET", "/b"), (2, "GET", "/b")]
+        r = s.post(f"{url}/c", data=b"once", timeout=5)  # reuses connection 2: dropped
+        assert r.status_code == 502
+        assert up.seen[3:] == [(2, "POST", "/c")]
+        assert stats(sport)["web"]["arms"]["default"]["upstream_errors"] == 1
+        up.mode = "idle"
+        assert s.get(f"{url}/d", timeout=5).text == "/d"  # a new connection, closed 0.2 s later
+        time.sleep(0.6)
+        r = s.post(f"{url}/e", data=b"once", timeout=5)
+        assert (r.status_code, r.text) == (200, "/e")
+        assert up.seen[4:] == [(3, "GET", "/d"), (4, "POST", "/e")]
+    finally:
+        up.close()
+
+
+@pytest.mark.parametrize("line", [b"RTSP/1.0 200 OK", b"ICE/1.0 200 OK", b"HTTP/2.0 200 OK",
+                                  b"HTTP/0.9 200 OK"])
+def test_a_response_not_in_http_1x_is_502(legate, line):
+    """An upstream answering in another protocol or version is a bad
+    upstream: the client gets 502, not that answer relabelled HTTP/1.1."""
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def answer():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                c.recv(65536)
+                c.sendall(line + b"\r\nContent-Length: 2\r\n\r\nok")
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        port = free_port()
+        legate(plain_pool(port, [srv.getsockname()[1]]), wait_addr=("127.0.0.1", port))
+        out = raw(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 502"), out[:200]
+    finally:
+        srv.close()
+
+
 SMUGGLING = {
     "CL and TE": (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
                   b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
@@ -455,6 +566,11 @@ SMUGGLING = {
                             b"2;\"\r\nab\r\n0\r\n\r\n", 400),
     "unknown coding": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
                        b"0\r\n\r\n", 501),
+    "no version (HTTP/0.9)": (b"GET /\r\n\r\n", 400),
+    "HTTP/0.9 named": (b"GET / HTTP/0.9\r\nHost: x\r\n\r\n", 505),
+    "HTTP/2.0 in a request line": (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    "RTSP, not HTTP": (b"PLAY / RTSP/1.0\r\nHost: x\r\n\r\n", 400),
+    "RTSP method, no version": (b"PLAY /x\r\nHost: x\r\n\r\n", 400),
     "huge header": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n", 431),
     "huge target": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
 }
