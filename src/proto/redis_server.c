@@ -186,6 +186,13 @@ static void redis_server_failed(struct redis_server *s)
              (unsigned long long)cp->server_retry_timeout, s->failures);
 }
 
+/* Whether `sc` is up with nothing in flight, nothing unread and nothing
+ * to write. */
+static bool redis_sconn_idle(const struct redis_sconn *sc)
+{
+    return sc->state == SC_UP && sc->head == NULL && sc->out.bytes == 0 && sc->in.bytes == 0;
+}
+
 /* Close the connection and answer every message it held with `why`,
  * blaming no one (the caller has counted the failure, if any). */
 static void redis_sconn_drop(struct redis_sconn *sc, const char *why)
@@ -222,6 +229,20 @@ static void redis_sconn_drop(struct redis_sconn *sc, const char *why)
     if (used) {
         pool_server_use(rp->pool, sc->server, -1); /* last: the slot may be recycled */
     }
+}
+
+/* The server closed (or reset) the connection with nothing of legate's in
+ * flight: its idle timeout (`timeout` in redis.conf, memcached's
+ * idle_timeout) or a restart. Nothing is lost and nothing counts toward
+ * ejection; the next request connects again, and a refused connect is a
+ * failure then. */
+static void redis_sconn_closed_idle(struct redis_sconn *sc, enum stats_server_field what)
+{
+    struct redis_pool *rp = sc->rp;
+    stats_add(redis_sstat(sc, what), 1);
+    log_info(rp->wk->log, "pool '%s': server %s closed an idle connection", rp->cp->name,
+             redis_server_spec(sc));
+    redis_sconn_drop(sc, "closed the connection");
 }
 
 /* The server failed: log it, count it under `what` (server_eof, _err or
@@ -515,6 +536,10 @@ static void redis_sconn_pump(struct redis_sconn *sc)
                 redis_sconn_drop(sc, "reply lost (legate out of memory)");
                 return;
             }
+            if (r == -1 && redis_sconn_idle(sc)) {
+                redis_sconn_closed_idle(sc, SS_SERVER_ERR);
+                return;
+            }
             if (r == -1) {
                 redis_sconn_fail(sc, SS_SERVER_ERR, "unavailable (connection reset)");
                 return;
@@ -530,6 +555,10 @@ static void redis_sconn_pump(struct redis_sconn *sc)
                     return;
                 }
             }
+        }
+        if (sc->c.eof && redis_sconn_idle(sc)) {
+            redis_sconn_closed_idle(sc, SS_SERVER_EOF);
+            return;
         }
         if (sc->c.eof) {
             redis_sconn_fail(sc, SS_SERVER_EOF, "unavailable (closed the connection)");

@@ -4,6 +4,7 @@ started on the same servers; multi-key gets are split and merged in key
 order; noreply, unknown commands, malformed input, limits and a server
 dying mid-pipeline."""
 
+import json
 import shutil
 import socket
 import subprocess
@@ -16,11 +17,11 @@ from conftest import free_port, wait_for, can_connect, recv_all
 
 
 class Memcached:
-    def __init__(self):
+    def __init__(self, args=()):
         assert shutil.which("memcached"), "memcached missing: run scripts/bootstrap"
         self.port = free_port()
         self.proc = subprocess.Popen(["memcached", "-u", "root", "-l", "127.0.0.1",
-                                      "-p", str(self.port), "-U", "0", "-I", "2m"],
+                                      "-p", str(self.port), "-U", "0", "-I", "2m", *args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: can_connect(("127.0.0.1", self.port)), what="memcached")
 
@@ -54,9 +55,9 @@ class Memcached:
 def shards():
     made = []
 
-    def make(n=3):
+    def make(n=3, args=()):
         for _ in range(n):
-            made.append(Memcached())
+            made.append(Memcached(args))
         return made[-n:]
 
     yield make
@@ -394,3 +395,23 @@ def test_server_killed_mid_pipeline_answers_every_request(legate, shards):
     live = [k for k in keys if servers[0].has(k) or servers[2].has(k)]
     assert live and c.get(live[0]) == b"ok"
     c.close()
+
+
+def test_a_server_closing_idle_connections_is_not_a_failure(legate, shards):
+    """memcached's idle_timeout closes legate's idle connections: no
+    failure, no ejection, and the next request connects again."""
+    servers = shards(1, args=("-o", "idle_timeout=1"))
+    port, sport = free_port(), free_port()
+    lg = legate(pool_conf(port, servers, "  auto_eject_hosts: true\n  server_failure_limit: 1\n"
+                                         "  server_retry_timeout: 30000\n"),
+                wait_addr=("127.0.0.1", port), args=("-s", str(sport)))
+    c = Client(("127.0.0.1", port), timeout=5)
+    assert c.set("idle", b"kept")
+    for round_ in (1, 2):
+        wait_for(lambda: servers[0].stat("idle_kicks") >= round_, timeout=10,
+                 what="memcached closing the idle connection")
+        assert c.get("idle") == b"kept"
+    with socket.create_connection(("127.0.0.1", sport), timeout=5) as s:
+        st = json.loads(recv_all(s))
+    assert st["cache"]["server_ejects"] == 0
+    assert "ejected" not in lg.log()

@@ -398,6 +398,34 @@ def test_sigterm_answers_in_flight_requests_then_closes_idle_clients(legate, sha
     assert lg.proc.wait(10) == 0
 
 
+def test_a_server_closing_idle_connections_is_not_a_failure(legate, tmp_path):
+    """redis-server's `timeout` closes clients idle that long, legate's
+    connections among them. That is no failure: with ejection at one
+    failure the server stays in the ring, nothing is lost, and the next
+    request connects again."""
+    srv = RedisServer(tmp_path, args=("--timeout", "1"))
+    try:
+        port = free_port()
+        lg = legate(redis_pool(port, [srv], workers=1,
+                               extra="  auto_eject_hosts: true\n  server_failure_limit: 1\n"
+                                     "  server_retry_timeout: 30000\n  preconnect: true\n"),
+                    wait_addr=("127.0.0.1", port))
+        r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+
+        def eofs():
+            return json.loads(stats(lg.stats_port))["cache"]["shard0"]["server_eof"]
+        assert r.set("idle", "kept")
+        for round_ in (1, 2):
+            wait_for(lambda: eofs() >= round_, timeout=10, what="redis closing the idle connection")
+            assert r.get("idle") == b"kept"
+        st = json.loads(stats(lg.stats_port))
+        assert st["cache"]["server_ejects"] == 0
+        assert st["cache"]["shard0"]["server_err"] == 0
+        assert "ejected" not in lg.log()
+    finally:
+        srv.stop()
+
+
 def test_auto_eject_moves_keys_and_readmits(legate, shards, tmp_path):
     """auto_eject_hosts as twemproxy: after server_failure_limit failures the
     server leaves the ring, its keys go to the others, and it comes back
@@ -413,9 +441,9 @@ def test_auto_eject_moves_keys_and_readmits(legate, shards, tmp_path):
         r.set(name, "before")
     victim = next(k for k in names if where(shards, k) == [1])
     dead_port = shards[1].port
-    shards[1].stop()  # its connection closes: with the limit at 1, that failure ejects it
+    shards[1].stop()  # its idle connection closes: no failure yet
     try:
-        r.get(victim)  # an error if legate had not seen the close yet; it counts too
+        r.get(victim)  # the connect is refused: with the limit at 1, that failure ejects it
     except redis.ResponseError as e:
         assert "legate: server" in str(e)
     wait_for(lambda: "ejected for 800 ms" in lg.log(), what="ejection")
