@@ -372,6 +372,46 @@ static int head_check_version(const struct http_head *h, bool is_request,
     return 0;
 }
 
+/* Whether `c` may stand in a Host value: an authority without userinfo
+ * (RFC 3986: reg-name, IPv4, [IP-literal], then :port). */
+static bool host_char(unsigned char c)
+{
+    static const char extra[] = "-._~%!$&'()*+,;=:[]";
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr(extra, c) != NULL);
+}
+
+/* RFC 9112 3.2: exactly one Host in an HTTP/1.1 request (at most one in
+ * 1.0), and a valid one; an empty value is allowed. Two Hosts could send
+ * legate and the upstream after different names. */
+static int head_check_host(const struct http_head *h, struct http_error *err)
+{
+    const struct http_field *host = NULL;
+    for (unsigned i = 0; i < h->nfields; i++) {
+        if (h->fields[i].kind != HTTP_HDR_HOST) {
+            continue;
+        }
+        if (host != NULL) {
+            return head_fail(err, 400, "more than one Host header");
+        }
+        host = &h->fields[i];
+    }
+    if (host == NULL) {
+        return h->minor >= 1 ? head_fail(err, 400, "no Host header in an HTTP/1.1 request") : 0;
+    }
+    size_t n;
+    const char *v = field_value(h, host, &n);
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) {
+        n--; /* trailing whitespace is the field's, not the value's */
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!host_char((unsigned char)v[i])) {
+            return head_fail(err, 400, "invalid Host header");
+        }
+    }
+    return 0;
+}
+
 /* Everything llhttp accepted that a proxy must still refuse. */
 static int head_check(struct http_parser *hp, struct http_error *err)
 {
@@ -393,6 +433,9 @@ static int head_check(struct http_parser *hp, struct http_error *err)
         if (memchr(n, ' ', f->name.len) != NULL || memchr(n, '\t', f->name.len) != NULL) {
             return head_fail(err, bad, "whitespace in a header name");
         }
+    }
+    if (hp->is_request && head_check_host(h, err) == -1) {
+        return -1;
     }
     return head_check_te(h, hp->is_request, err);
 }

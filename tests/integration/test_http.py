@@ -571,6 +571,11 @@ SMUGGLING = {
     "HTTP/2.0 in a request line": (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
     "RTSP, not HTTP": (b"PLAY / RTSP/1.0\r\nHost: x\r\n\r\n", 400),
     "RTSP method, no version": (b"PLAY /x\r\nHost: x\r\n\r\n", 400),
+    "two Hosts": (b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400),
+    "two Hosts in HTTP/1.0": (b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", 400),
+    "no Host in HTTP/1.1": (b"GET / HTTP/1.1\r\nX-A: a\r\n\r\n", 400),
+    "invalid Host": (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    "userinfo in Host": (b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n", 400),
     "huge header": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n", 431),
     "huge target": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
 }
