@@ -492,6 +492,10 @@ static int http_client_parse(struct http_client *cl)
             ev_timer_start(hp->wk->loop, &cl->timer, hp->cp->timeout_header);
         }
         long used = http_feed_queue(&cl->req, &cl->in, &err);
+        if (used >= 0 && cl->state == HC_HEAD && cl->req.head.done &&
+            http_head_check_host(&cl->req.head, &err) == -1) {
+            used = -1;
+        }
         if (used < 0) {
             log_info(hp->wk->log, "pool '%s': client %s: %d %s", hp->cp->name, cl->addr,
                      err.status, err.why);

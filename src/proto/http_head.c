@@ -381,10 +381,7 @@ static bool host_char(unsigned char c)
            (c != '\0' && strchr(extra, c) != NULL);
 }
 
-/* RFC 9112 3.2: exactly one Host in an HTTP/1.1 request (at most one in
- * 1.0), and a valid one; an empty value is allowed. Two Hosts could send
- * legate and the upstream after different names. */
-static int head_check_host(const struct http_head *h, struct http_error *err)
+int http_head_check_host(const struct http_head *h, struct http_error *err)
 {
     const struct http_field *host = NULL;
     for (unsigned i = 0; i < h->nfields; i++) {
@@ -433,9 +430,6 @@ static int head_check(struct http_parser *hp, struct http_error *err)
         if (memchr(n, ' ', f->name.len) != NULL || memchr(n, '\t', f->name.len) != NULL) {
             return head_fail(err, bad, "whitespace in a header name");
         }
-    }
-    if (hp->is_request && head_check_host(h, err) == -1) {
-        return -1;
     }
     return head_check_te(h, hp->is_request, err);
 }

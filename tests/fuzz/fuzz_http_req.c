@@ -99,6 +99,10 @@ static void run(const uint8_t *data, size_t size, size_t piece, struct outcome *
         if (p.head.done && !checked) {
             head_at = off;
             checked = true;
+            if (http_head_check_host(&p.head, &err) == -1) { /* the proxy's extra check */
+                o->status[o->n++] = err.status;
+                break;
+            }
         }
         if (p.msg_done) {
             o->head_len[o->n] = head_at;
