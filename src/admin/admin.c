@@ -31,6 +31,7 @@ static const struct {
     { 405, "Method Not Allowed" }, { 414, "URI Too Long" },
     { 431, "Request Header Fields Too Large" }, { 500, "Internal Server Error" },
     { 501, "Not Implemented" }, { 503, "Service Unavailable" },
+    { 505, "HTTP Version Not Supported" },
 };
 
 struct admin_conn {

@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int known_status(int status)
 {
-    static const int known[] = { 200, 400, 404, 405, 414, 431, 501 };
+    static const int known[] = { 200, 400, 404, 405, 414, 431, 501, 505 };
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
         if (known[i] == status) {
             return 1;

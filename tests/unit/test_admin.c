@@ -40,6 +40,8 @@ static void test_routes_and_errors(void **state)
     expect("DELETE /stats HTTP/1.1\r\n\r\n", 405, 0, false);
     expect("GET /stats HTTP/1.1\r\nHost : x\r\n\r\n", 400, 0, false);
     expect("GET /stats HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400, 0, false);
+    expect("GET /stats HTTP/2.0\r\n\r\n", 505, 0, false);
+    expect("GET /stats\r\n\r\n", 400, 0, false); /* HTTP/0.9: no version */
 }
 
 static void test_limits(void **state)
