@@ -356,6 +356,9 @@ static int head_check_version(const struct http_head *h, bool is_request,
                               struct http_error *err)
 {
     size_t at = 0;
+    while (!is_request && at < h->len && (h->buf[at] == '\r' || h->buf[at] == '\n')) {
+        at++; /* empty lines before a status line, which llhttp skips too */
+    }
     if (is_request) { /* the version follows the target and one space */
         at = (size_t)h->target.off + h->target.len;
         if (at >= h->len || h->buf[at] != ' ') {
