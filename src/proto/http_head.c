@@ -423,6 +423,9 @@ static int head_check(struct http_parser *hp, struct http_error *err)
     if (head_check_version(h, hp->is_request, err) == -1) {
         return -1;
     }
+    if (!hp->is_request && (h->status < 100 || h->status > 599)) {
+        return head_fail(err, 502, "status code out of 100-599"); /* RFC 9110 15 */
+    }
     if (head_check_bytes(h, err) == -1) {
         err->status = bad;
         return -1;

@@ -520,11 +520,14 @@ def test_a_kept_alive_connection_the_upstream_dropped(legate):
 
 @pytest.mark.parametrize("line,status", [(b"RTSP/1.0 200 OK", 502), (b"ICE/1.0 200 OK", 502),
                                          (b"HTTP/2.0 200 OK", 502), (b"HTTP/0.9 200 OK", 502),
+                                         (b"HTTP/1.1 099 OK", 502), (b"HTTP/1.1 600 OK", 502),
                                          (b"\r\nHTTP/1.1 200 OK", 200)])
 def test_a_response_not_in_http_1x_is_502(legate, line, status):
-    """An upstream answering in another protocol or version is a bad
-    upstream: the client gets 502, not that answer relabelled HTTP/1.1.
-    An empty line before an HTTP/1.1 status line is tolerated."""
+    """An upstream answering in another protocol or version, or with a
+    status out of 100-599, is a bad upstream: the client gets 502, not that
+    answer relabelled HTTP/1.1 (a status of 099 once went out as a 1xx with
+    its body in front of it). An empty line before an HTTP/1.1 status line
+    is tolerated."""
     srv = socket.create_server(("127.0.0.1", 0))
 
     def answer():
