@@ -103,10 +103,19 @@ static int cb_value_complete(llhttp_t *p)
     return 0;
 }
 
+/* RFC 9112 6.3: a response to HEAD, and any 1xx, 204 or 304, ends at its
+ * head whatever Content-Length or Transfer-Encoding say (llhttp would
+ * read a body by them). */
+static bool head_bodiless(const struct http_parser *hp, int status)
+{
+    return hp->no_body ||
+           (!hp->is_request && (status < 200 || status == 204 || status == 304));
+}
+
 static int cb_headers_complete(llhttp_t *p)
 {
     struct http_parser *hp = hp_of(p);
-    if (hp->no_body) {
+    if (head_bodiless(hp, llhttp_get_status_code(p))) {
         return 1; /* skip the body: message_complete pauses right after */
     }
     return HPE_PAUSED;
@@ -462,7 +471,7 @@ static void head_summarize(struct http_parser *hp)
     } else {
         h->framing = HTTP_BODY_NONE;
     }
-    if (hp->no_body) {
+    if (head_bodiless(hp, h->status)) {
         h->framing = HTTP_BODY_NONE;
     }
     size_t elen;
@@ -759,7 +768,8 @@ int http_head_write_response(const struct http_head *h, const struct http_out *o
     PUT_LIT(&w, " ");
     put(&w, h->reason.len ? h->buf + h->reason.off : "", h->reason.len);
     PUT_LIT(&w, "\r\n");
-    /* A response to HEAD, or a 304, keeps the length it announces. */
-    put_fields(&w, h, o, h->has_length);
+    /* A response to HEAD, or a 304, keeps the length it announces; a 1xx
+     * or 204 may announce none (RFC 9110 8.6). */
+    put_fields(&w, h, o, h->has_length && h->status >= 200 && h->status != 204);
     return w.failed ? -1 : 0;
 }

@@ -549,6 +549,50 @@ def test_a_response_not_in_http_1x_is_502(legate, line, status):
         srv.close()
 
 
+class ScriptedUpstream(DroppingUpstream):
+    """A keep-alive upstream answering each path with fixed bytes; counts
+    connections in `seen` as DroppingUpstream does."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        super().__init__()
+
+    def serve(self, c, n):
+        with c, c.makefile("rb") as f:
+            while (req := self.read_request(f)) is not None:
+                self.seen.append((n,) + req)
+                c.sendall(self.answers[req[1]])
+
+
+def test_bodiless_statuses_end_at_their_head(legate):
+    """RFC 9112 6.3: a 1xx, 204 or 304 ends at its head whatever its
+    Content-Length or Transfer-Encoding say. A 304 announcing the length of
+    the 200 it stands for once left legate waiting for a body that never
+    comes; a 204 announcing one passed it on. Heads go out without framing
+    a 204 may not have, and the connection stays in step."""
+    up = ScriptedUpstream({
+        "/304": b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 5\r\n\r\n",
+        "/204": b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+        "/204te": b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "/ok": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    })
+    try:
+        port = free_port()
+        legate(plain_pool(port, [up.port]), wait_addr=("127.0.0.1", port))
+        s = requests.Session()
+        url = f"http://127.0.0.1:{port}"
+        r = s.get(f"{url}/304", timeout=5)
+        assert r.status_code == 304 and r.headers["Content-Length"] == "5" and r.content == b""
+        for path in ("/204", "/204te"):
+            r = s.get(f"{url}{path}", timeout=5)
+            assert r.status_code == 204 and r.content == b""
+            assert "Content-Length" not in r.headers and "Transfer-Encoding" not in r.headers
+        assert s.get(f"{url}/ok", timeout=5).text == "ok"
+        assert {n for n, _, _ in up.seen} == {1}, up.seen  # one connection, in step throughout
+    finally:
+        up.close()
+
+
 SMUGGLING = {
     "CL and TE": (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
                   b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
