@@ -105,7 +105,7 @@ integration-asan: asan
 	    LEGATE_SANITIZED=1 \
 	    $(PYTHON) -m pytest -q tests/integration
 
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/http_stream.h $(LIB_SRCS)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -g -O1 \
 	    -fsanitize=fuzzer,address,undefined -Isrc -isystem $(LLHTTP_INC_DIR) \

@@ -490,8 +490,8 @@ class DroppingUpstream:
 
 def test_a_kept_alive_connection_the_upstream_dropped(legate):
     """A request sent on a reused connection that the upstream closes
-    unanswered is sent again on a new connection if it is idempotent, and
-    answered 502 (never replayed) if not; a connection the upstream closed
+    unanswered is sent again on a new connection if it is idempotent and has
+    no body, and answered 502 (never replayed) if not; a connection the upstream closed
     while it sat idle is not reused at all."""
     up = DroppingUpstream()
     try:
@@ -508,12 +508,17 @@ def test_a_kept_alive_connection_the_upstream_dropped(legate):
         assert r.status_code == 502
         assert up.seen[3:] == [(2, "POST", "/c")]
         assert stats(sport)["web"]["arms"]["default"]["upstream_errors"] == 1
+        # idempotent but with a body, already streamed: not sent again either
+        assert s.get(f"{url}/p", timeout=5).text == "/p"  # connection 3
+        r = s.put(f"{url}/q", data=b"body", timeout=5)  # reuses it: dropped
+        assert r.status_code == 502
+        assert up.seen[4:] == [(3, "GET", "/p"), (3, "PUT", "/q")]
         up.mode = "idle"
         assert s.get(f"{url}/d", timeout=5).text == "/d"  # a new connection, closed 0.2 s later
         time.sleep(0.6)
         r = s.post(f"{url}/e", data=b"once", timeout=5)
         assert (r.status_code, r.text) == (200, "/e")
-        assert up.seen[4:] == [(3, "GET", "/d"), (4, "POST", "/e")]
+        assert up.seen[6:] == [(4, "GET", "/d"), (5, "POST", "/e")]
     finally:
         up.close()
 
@@ -528,25 +533,14 @@ def test_a_response_not_in_http_1x_is_502(legate, line, status):
     answer relabelled HTTP/1.1 (a status of 099 once went out as a 1xx with
     its body in front of it). An empty line before an HTTP/1.1 status line
     is tolerated."""
-    srv = socket.create_server(("127.0.0.1", 0))
-
-    def answer():
-        while True:
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                return
-            with c:
-                c.recv(65536)
-                c.sendall(line + b"\r\nContent-Length: 2\r\n\r\nok")
-    threading.Thread(target=answer, daemon=True).start()
+    up = ScriptedUpstream({"/": line + b"\r\nContent-Length: 2\r\n\r\nok"})
     try:
         port = free_port()
-        legate(plain_pool(port, [srv.getsockname()[1]]), wait_addr=("127.0.0.1", port))
+        legate(plain_pool(port, [up.port]), wait_addr=("127.0.0.1", port))
         out = raw(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert out.startswith(b"HTTP/1.1 %d" % status), out[:200]
     finally:
-        srv.close()
+        up.close()
 
 
 class ScriptedUpstream(DroppingUpstream):
