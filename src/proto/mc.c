@@ -25,7 +25,7 @@ static int mc_forward(struct redis_client *cl, struct redis_msg *m, int srv)
 {
     struct redis_pool *rp = cl->rp;
     const struct mc_req *r = &cl->mreq;
-    struct redis_sconn *sc = redis_pick_conn(rp, (size_t)srv);
+    struct redis_sconn *sc = redis_pick_conn(cl, (size_t)srv);
     struct buf_pool *bufs = &rp->wk->bufs;
     uint64_t before = sc->out.bytes;
     bool bad;
@@ -111,7 +111,7 @@ static int mc_split(struct redis_client *cl, struct redis_msg *m, const int *whe
         fr->parent = m;
         m->frags[m->nallfrags++] = fr;
         m->nfrags++;
-        struct redis_sconn *sc = redis_pick_conn(rp, s);
+        struct redis_sconn *sc = redis_pick_conn(cl, s);
         uint64_t before = sc->out.bytes;
         struct buf_pool *bufs = &rp->wk->bufs;
         bool bad = buf_queue_append_range(&sc->out, bufs, &cl->in, 0, prefix) == -1;

@@ -65,7 +65,7 @@ static int redis_key_server(struct redis_client *cl, const struct resp_arg *a)
 static int redis_forward(struct redis_client *cl, struct redis_msg *m, int srv)
 {
     struct redis_pool *rp = cl->rp;
-    struct redis_sconn *sc = redis_pick_conn(rp, (size_t)srv);
+    struct redis_sconn *sc = redis_pick_conn(cl, (size_t)srv);
     if (buf_queue_append_range(&sc->out, &rp->wk->bufs, &cl->in, 0, cl->req.size) == -1) {
         return -1;
     }
@@ -146,7 +146,7 @@ static int redis_split(struct redis_client *cl, struct redis_msg *m, const struc
         fr->parent = m;
         m->frags[m->nallfrags++] = fr;
         m->nfrags++;
-        struct redis_sconn *sc = redis_pick_conn(rp, s);
+        struct redis_sconn *sc = redis_pick_conn(cl, s);
         uint64_t before = sc->out.bytes;
         char pre[RESP_COMMAND_PREFIX_MAX];
         size_t n = resp_command_prefix(pre, 1 + (uint64_t)count[s] * per, cmd->name,
@@ -738,6 +738,7 @@ int redis_client_start(struct pool *p, int fd)
         return -1;
     }
     cl->rp = rp;
+    cl->lane = rp->next_lane++;
     cl->authed = p->cp->redis_auth == NULL;
     buf_queue_init(&cl->in);
     buf_queue_init(&cl->out);

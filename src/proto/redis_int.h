@@ -96,7 +96,6 @@ struct redis_server {
     size_t index;
     struct redis_sconn *conns;
     unsigned nconns;
-    unsigned next;
     unsigned failures;            /* consecutive, reset by any reply */
     bool ejected;                 /* out of the ring until `readmit` fires */
     unsigned gen;                 /* the slot fill this state belongs to */
@@ -120,6 +119,7 @@ struct redis_pool {
     struct resp_args_spare spare_args; /* idle clients hold no argument array */
     struct slab msgs;             /* struct redis_msg, packed */
     struct slab clients;          /* struct redis_client, packed */
+    unsigned next_lane;           /* the lane the next client gets */
 };
 
 struct redis_client {
@@ -136,6 +136,7 @@ struct redis_client {
     struct redis_msg *head;
     struct redis_msg *tail;
     unsigned pending;
+    unsigned lane;                /* which of a server's conns carries this client's requests */
     bool quit;                    /* close once every reply is written */
     bool gone;
     bool authed;                  /* AUTH done, or no password configured */
@@ -185,7 +186,7 @@ bool redis_pending_admit(struct redis_pool *rp, struct redis_msg *m);
 
 /* redis_server.c */
 /* The connection to use for server `i` (round robin over its conns). */
-struct redis_sconn *redis_pick_conn(struct redis_pool *rp, size_t i);
+struct redis_sconn *redis_pick_conn(const struct redis_client *cl, size_t i);
 /* Queue `m` for a reply; its `bytes` of request are already in sc->out. */
 void redis_sconn_push(struct redis_sconn *sc, struct redis_msg *m, uint64_t bytes);
 /* Send what is queued at the end of this loop iteration (connecting first). */

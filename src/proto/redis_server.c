@@ -591,13 +591,14 @@ static void redis_sconn_io(struct ev_loop *loop, struct ev_io *io, unsigned even
     redis_sconn_pump(sc);
 }
 
-/* The connection to use for server `i` (round robin over its conns). */
-struct redis_sconn *redis_pick_conn(struct redis_pool *rp, size_t i)
+/* The connection that carries `cl`'s requests to server `i`: always the
+ * same one (the client's lane), so a server runs one client's requests in
+ * the order they were sent and a read sees the write before it. Clients
+ * take lanes in turn, which spreads them over the conns. */
+struct redis_sconn *redis_pick_conn(const struct redis_client *cl, size_t i)
 {
-    struct redis_server *s = &rp->servers[i];
-    struct redis_sconn *sc = &s->conns[s->next];
-    s->next = (s->next + 1) % s->nconns;
-    return sc;
+    struct redis_server *s = &cl->rp->servers[i];
+    return &s->conns[cl->lane % s->nconns];
 }
 
 /* ---------------------------------------------------------------- */

@@ -346,6 +346,32 @@ def test_max_pending_answers_excess_with_server_error(legate, shards):
     assert exchange(port, b"get k1\r\n", b"END\r\n") == b"VALUE k1 0 1\r\nv\r\nEND\r\n"
 
 
+def test_several_server_connections_keep_each_clients_order(legate, shards):
+    """server_connections above 1: one client's requests to a server go
+    over one connection, so a pipelined incr run counts 1..n and a get
+    sees the set before it; clients take the connections in turn."""
+    servers = shards(1)
+    port = free_port()
+    legate(pool_conf(port, servers, "  server_connections: 4\n").replace("workers: 2", "workers: 1"),
+           wait_addr=("127.0.0.1", port))
+    baseline = servers[0].stat("curr_connections")  # its listener and this stats connection
+    n = 2000
+    payload = (b"set counter 0 0 1\r\n0\r\n" + b"incr counter 1\r\n" * n +
+               b"".join(b"set rw%d 0 0 %d\r\nv%d\r\nget rw%d\r\n" % (i % 7, len(b"v%d" % i), i, i % 7)
+                        for i in range(n)))
+    want = (b"STORED\r\n" + b"".join(b"%d\r\n" % i for i in range(1, n + 1)) +
+            b"".join(b"STORED\r\nVALUE rw%d 0 %d\r\nv%d\r\nEND\r\n" % (i % 7, len(b"v%d" % i), i)
+                     for i in range(n)))
+    assert exchange(port, payload, b"v%d\r\nEND\r\n" % (n - 1), timeout=30) == want
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(8)]
+    for c in socks:
+        c.sendall(b"incr counter 1\r\n")
+    for c in socks:
+        assert int(c.recv(100)) > n
+        c.close()
+    assert servers[0].stat("curr_connections") - baseline == 4
+
+
 def test_large_values_pass_through(legate, shards):
     servers = shards(3)
     port = start(legate, servers)

@@ -198,6 +198,40 @@ def test_deep_pipeline_keeps_order(proxy):
             assert rd.reply() == str(i).encode()
 
 
+def legate_conns(shard):
+    """How many connections `shard` has from anything but this test."""
+    listing = command(shard.port, "CLIENT", "LIST")
+    return sum(1 for line in listing.decode().splitlines() if "cmd=client|list" not in line)
+
+
+def test_several_server_connections_keep_each_clients_order(legate, shards):
+    """With server_connections above 1, one client's requests to a server
+    all go over one of its connections, so the server runs them in the
+    order sent: a pipelined INCR run counts 1..n and a GET sees the SET
+    before it. (twemproxy sends each request on the next connection in
+    turn, and its own notes warn that read-your-writes is lost.) Clients
+    take the connections in turn."""
+    port = free_port()
+    lg = legate(redis_pool(port, shards[:1], workers=1, extra="  server_connections: 4\n"),
+                wait_addr=("127.0.0.1", port))
+    n = 2000
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(encode("DEL", "counter") +
+                  b"".join(encode("INCR", "counter") for _ in range(n)) +
+                  b"".join(encode("SET", f"rw:{i % 7}", f"v{i}") + encode("GET", f"rw:{i % 7}")
+                           for i in range(n)))
+        rd = Reader(s)
+        rd.reply()
+        assert [rd.reply() for _ in range(n)] == [(":", str(i).encode()) for i in range(1, n + 1)]
+        for i in range(n):
+            assert rd.reply() == ("+", b"OK")
+            assert rd.reply() == f"v{i}".encode()
+    clients = [redis.Redis(host="127.0.0.1", port=port, socket_timeout=10) for _ in range(4)]
+    for c in clients:
+        assert c.incr("counter") > n
+    assert legate_conns(shards[0]) == 4
+
+
 def test_pipeline_of_short_and_long_replies_across_shards_keeps_order(proxy, shards):
     """Replies that arrive ahead of their turn wait inside their message when
     short (up to 46 bytes on the wire) and in buffers when long; sizes
