@@ -493,7 +493,7 @@ static int http_client_parse(struct http_client *cl)
         }
         long used = http_feed_queue(&cl->req, &cl->in, &err);
         if (used >= 0 && cl->state == HC_HEAD && cl->req.head.done &&
-            http_head_check_host(&cl->req.head, &err) == -1) {
+            http_head_check_proxy(&cl->req.head, &err) == -1) {
             used = -1;
         }
         if (used < 0) {

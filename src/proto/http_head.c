@@ -393,7 +393,21 @@ static bool host_char(unsigned char c)
            (c != '\0' && strchr(extra, c) != NULL);
 }
 
-int http_head_check_host(const struct http_head *h, struct http_error *err)
+/* Whether `n` bytes at `s` are all authority characters. */
+static bool host_chars(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!host_char((unsigned char)s[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* RFC 9112 3.2: exactly one Host in HTTP/1.1 (at most one in 1.0) and a
+ * valid one; an empty value is allowed. Two Hosts could send legate and
+ * the upstream after different names. */
+static int head_check_host(const struct http_head *h, struct http_error *err)
 {
     const struct http_field *host = NULL;
     for (unsigned i = 0; i < h->nfields; i++) {
@@ -413,12 +427,68 @@ int http_head_check_host(const struct http_head *h, struct http_error *err)
     while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) {
         n--; /* trailing whitespace is the field's, not the value's */
     }
-    for (size_t i = 0; i < n; i++) {
-        if (!host_char((unsigned char)v[i])) {
-            return head_fail(err, 400, "invalid Host header");
-        }
+    return host_chars(v, n) ? 0 : head_fail(err, 400, "invalid Host header");
+}
+
+/* Split an absolute-form target, scheme "://" authority [path] ["?"
+ * query], into its scheme, authority and the rest (path and query,
+ * possibly empty). False when the target is in another form. */
+static bool head_absolute(const struct http_head *h, struct http_span *scheme,
+                          struct http_span *authority, struct http_span *rest)
+{
+    const char *t = h->buf + h->target.off;
+    size_t n = h->target.len;
+    if (n == 0 || t[0] == '/') {
+        return false;
+    }
+    const char *sep = memmem(t, n, "://", 3);
+    if (sep == NULL) {
+        return false;
+    }
+    size_t a = (size_t)(sep - t) + 3;
+    size_t e = a;
+    while (e < n && t[e] != '/' && t[e] != '?' && t[e] != '#') {
+        e++;
+    }
+    *scheme = (struct http_span){ h->target.off, (uint32_t)(sep - t) };
+    *authority = (struct http_span){ h->target.off + (uint32_t)a, (uint32_t)(e - a) };
+    *rest = (struct http_span){ h->target.off + (uint32_t)e, (uint32_t)(n - e) };
+    return true;
+}
+
+/* RFC 9112 3.2: origin-form ("/..."), asterisk-form for OPTIONS, or an
+ * http(s) URI in absolute form with a valid authority. CONNECT's
+ * authority-form asks for a tunnel, which a reverse proxy does not make:
+ * 501. */
+static int head_check_target(const struct http_head *h, struct http_error *err)
+{
+    const char *t = h->buf + h->target.off;
+    size_t n = h->target.len;
+    if (h->method == HTTP_CONNECT) {
+        return head_fail(err, 501, "CONNECT is not supported (legate is not a forward proxy)");
+    }
+    if (n > 0 && t[0] == '/') {
+        return 0;
+    }
+    if (n == 1 && t[0] == '*') {
+        return h->method == HTTP_OPTIONS
+                   ? 0 : head_fail(err, 400, "'*' target on a method other than OPTIONS");
+    }
+    struct http_span scheme, authority, rest;
+    if (!head_absolute(h, &scheme, &authority, &rest) ||
+        !(http_token_eq(h->buf + scheme.off, scheme.len, "http") ||
+          http_token_eq(h->buf + scheme.off, scheme.len, "https"))) {
+        return head_fail(err, 400, "request target is neither a path nor an http(s) URI");
+    }
+    if (authority.len == 0 || !host_chars(h->buf + authority.off, authority.len)) {
+        return head_fail(err, 400, "invalid authority in the request target");
     }
     return 0;
+}
+
+int http_head_check_proxy(const struct http_head *h, struct http_error *err)
+{
+    return head_check_host(h, err) == -1 ? -1 : head_check_target(h, err);
 }
 
 /* Everything llhttp accepted that a proxy must still refuse. */
@@ -682,7 +752,7 @@ static void put_u64(struct head_writer *w, uint64_t v)
 /* The end-to-end fields, then framing and our additions, then CRLF; the
  * head is in the queue when this returns. */
 static void put_fields(struct head_writer *w, const struct http_head *h,
-                       const struct http_out *o, bool framed_length)
+                       const struct http_out *o, bool framed_length, bool drop_host)
 {
     bool xff_done = false;
     bool named[HTTP_MAX_HEADERS];
@@ -691,7 +761,7 @@ static void put_fields(struct head_writer *w, const struct http_head *h,
         const struct http_field *f = &h->fields[i];
         const char *n = field_name(h, f);
         if ((f->kind != HTTP_HDR_OTHER && f->kind <= HTTP_HDR_LAST_HOP) ||
-            (has_connection && named[i])) {
+            (has_connection && named[i]) || (drop_host && f->kind == HTTP_HDR_HOST)) {
             continue;
         }
         size_t vlen;
@@ -746,15 +816,30 @@ int http_head_write_request(const struct http_head *h, const struct http_out *o,
     head_writer_init(&w, q, pool);
     puts_(&w, llhttp_method_name((llhttp_method_t)h->method));
     PUT_LIT(&w, " ");
-    put(&w, h->buf + h->target.off, h->target.len);
+    /* An absolute-form target goes on as its path, and its authority
+     * replaces any Host the client sent (RFC 9112 3.2.2). */
+    struct http_span scheme, authority, rest;
+    bool absolute = head_absolute(h, &scheme, &authority, &rest);
+    if (!absolute) {
+        put(&w, h->buf + h->target.off, h->target.len);
+    } else {
+        if (rest.len == 0 || h->buf[rest.off] != '/') {
+            PUT_LIT(&w, "/");
+        }
+        put(&w, h->buf + rest.off, rest.len);
+    }
     PUT_LIT(&w, " HTTP/1.1\r\n");
     size_t hl;
-    if (o->host != NULL && http_head_find(h, HTTP_HDR_HOST, &hl) == NULL) {
+    if (absolute) {
+        PUT_LIT(&w, "Host: ");
+        put(&w, h->buf + authority.off, authority.len);
+        PUT_LIT(&w, "\r\n");
+    } else if (o->host != NULL && http_head_find(h, HTTP_HDR_HOST, &hl) == NULL) {
         PUT_LIT(&w, "Host: "); /* an HTTP/1.0 client may omit it; 1.1 needs it */
         puts_(&w, o->host);
         PUT_LIT(&w, "\r\n");
     }
-    put_fields(&w, h, o, h->has_length);
+    put_fields(&w, h, o, h->has_length, absolute);
     return w.failed ? -1 : 0;
 }
 
@@ -770,6 +855,6 @@ int http_head_write_response(const struct http_head *h, const struct http_out *o
     PUT_LIT(&w, "\r\n");
     /* A response to HEAD, or a 304, keeps the length it announces; a 1xx
      * or 204 may announce none (RFC 9110 8.6). */
-    put_fields(&w, h, o, h->has_length && h->status >= 200 && h->status != 204);
+    put_fields(&w, h, o, h->has_length && h->status >= 200 && h->status != 204, false);
     return w.failed ? -1 : 0;
 }

@@ -153,14 +153,17 @@ struct http_out {
     const char *extra_value;
 };
 
-/* RFC 9112 3.2 for a request head to forward: exactly one Host in HTTP/1.1
- * (at most one in 1.0) and a valid one; an empty value is allowed. Two
- * Hosts could send legate and the upstream after different names. Returns
- * 0, or -1 with a 400 in `err`. (Not part of every parse: the admin
- * listener takes requests without one.) */
-int http_head_check_host(const struct http_head *h, struct http_error *err);
+/* RFC 9112 3.2 for a request head to forward. Host: exactly one in
+ * HTTP/1.1 (at most one in 1.0) and a valid one, an empty value allowed
+ * (two Hosts could send legate and the upstream after different names).
+ * Target: a path, "*" for OPTIONS, or an http(s) URI with a valid
+ * authority; CONNECT is 501. Returns 0, or -1 with the status in `err`.
+ * (Not part of every parse: the admin listener takes requests without a
+ * Host.) */
+int http_head_check_proxy(const struct http_head *h, struct http_error *err);
 
-/* Write request head `h` for an upstream: the request line, the
+/* Write request head `h` for an upstream: the request line (an
+ * absolute-form target as its path, its authority as the Host), the
  * end-to-end headers (hop-by-hop ones and those named by Connection
  * dropped), framing headers for the body as we send it, and `o`'s
  * additions. Returns 0, or -1 when out of memory. */

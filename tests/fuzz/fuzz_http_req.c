@@ -4,7 +4,8 @@
  * whether a message is refused, and on the body bytes. Every head that is accepted is
  * rewritten for an upstream (http_head_write_request, re-chunking as the
  * proxy does) and that output must itself parse cleanly as one request
- * with the same method, target and body length. */
+ * with the same method, target (an absolute URI becomes its path) and body
+ * length. */
 #include "core/buf.h"
 #include "http_stream.h"
 
@@ -30,8 +31,15 @@ static void check_rewrite(const struct http_head *h, uint64_t body_len)
         http_parser_init(&p, true, 1u << 16, 1u << 16, &s, http_stream_body);
         struct http_error err;
         long used = n ? http_parser_feed(&p, flat, n, &err) : -1;
+        /* a path or "*" goes on as it came; an absolute URI as its path */
+        const char *t = h->buf + h->target.off;
+        bool as_came = t[0] == '/' || t[0] == '*';
+        bool target_ok = as_came ? p.head.target.len == h->target.len
+                                 : p.head.done && p.head.target.len > 0 &&
+                                   p.head.buf[p.head.target.off] == '/' &&
+                                   p.head.target.len <= h->target.len;
         if (used < 0 || !p.head.done || p.head.method != h->method ||
-            p.head.target.len != h->target.len || p.head.framing != h->framing ||
+            !target_ok || p.head.framing != h->framing ||
             (h->framing == HTTP_BODY_LENGTH && p.head.length != body_len)) {
             if (getenv("FUZZ_DEBUG")) {
                 fprintf(stderr, "used=%ld done=%d why=%s\n---\n%.*s\n---\n", used, p.head.done,
@@ -49,7 +57,7 @@ static const struct http_stream_hooks hooks = {
     .is_request = true,
     .head_limit = 2048,
     .line_limit = 512,
-    .head = http_head_check_host, /* the proxy's extra check */
+    .head = http_head_check_proxy, /* the proxy's extra check */
     .done = check_rewrite,
 };
 

@@ -59,6 +59,7 @@ class Upstream(BurstHTTPServer):
 
     def __init__(self):
         self.requests = []
+        self.hosts = []  # every Host field of each GET, as received
         self.connections = 0
         super().__init__(("127.0.0.1", 0), UpstreamHandler)
         self.port = self.server_address[1]
@@ -78,6 +79,7 @@ class UpstreamHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.requests.append((self.command, self.path, dict(self.headers)))
+        self.server.hosts.append(self.headers.get_all("Host"))
         if self.path.startswith("/sleep/"):
             time.sleep(float(self.path.split("/")[2]))
         if self.path == "/bad":
@@ -101,7 +103,7 @@ class UpstreamHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_HEAD = do_GET
+    do_HEAD = do_OPTIONS = do_GET
 
     def do_POST(self):
         self.server.requests.append((self.command, self.path, dict(self.headers)))
@@ -619,6 +621,13 @@ SMUGGLING = {
     "no Host in HTTP/1.1": (b"GET / HTTP/1.1\r\nX-A: a\r\n\r\n", 400),
     "invalid Host": (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
     "userinfo in Host": (b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n", 400),
+    "CONNECT (no tunnels)": (b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n"
+                             b"GET /in-the-tunnel HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    "target neither path nor URI": (b"GET x/y HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "URI not http(s)": (b"GET ftp://x/y HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "URI with userinfo": (b"GET http://user@x/y HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "URI without a host": (b"GET http:///y HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "'*' on GET": (b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     "huge header": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n", 431),
     "huge target": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
 }
@@ -636,6 +645,7 @@ def test_smuggling_and_abuse_refused_before_any_upstream(case, legate, upstream)
     # may have seen the head of "bad chunk" cases, never a smuggled request
     if case not in ("bad chunk size", "bad chunk extension"):
         assert upstream.requests == [], upstream.requests
+        assert upstream.connections == 0  # nor a method the upstream has no handler for
 
 
 def test_a_client_still_sending_a_refused_body_reads_the_answer(legate, upstream):
@@ -716,12 +726,22 @@ def test_header_timeout_defeats_slowloris(legate, upstream):
 
 
 def test_never_an_open_proxy(legate, upstream):
+    """An absolute-form target goes to the configured upstream whatever it
+    names, as an origin-form path with the URI's authority as the Host,
+    which replaces the client's (RFC 9112 3.2.2): legate and the upstream
+    agree on one name."""
     port = free_port()
     legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port))
-    out = raw(port, b"GET http://example.invalid/x HTTP/1.1\r\nHost: example.invalid\r\n"
-                    b"Connection: close\r\n\r\n")
-    assert out.startswith(b"HTTP/1.1 200")
-    assert upstream.requests[-1][1] == "http://example.invalid/x"  # went to our upstream
+    for target, host, path in ((b"http://example.invalid/x", b"example.invalid", "/x"),
+                               (b"HTTP://Other.Invalid:8080?q=1", b"other", "/?q=1")):
+        out = raw(port, b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\n"
+                        b"Connection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 200")
+        method, seen_path, headers = upstream.requests[-1]  # went to our upstream
+        assert seen_path == path
+        assert upstream.hosts[-1] == [target.split(b"/")[2].split(b"?")[0].decode()]
+    out = raw(port, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert upstream.requests[-1][:2] == ("OPTIONS", "*")
 
 
 def test_large_streams_keep_memory_bounded(legate, upstream, nginx):
