@@ -327,49 +327,153 @@ static void redis_local(struct redis_client *cl, struct redis_msg *m, const stru
     m->done = true;
 }
 
+/* Argument `i`, upper-cased into `out` when it is a short word (NUL-ended;
+ * "" when longer than `cap` - 1 bytes). */
+static void redis_arg_word(struct redis_client *cl, uint32_t i, char *out, size_t cap)
+{
+    const struct resp_arg *a = &cl->req.args[i];
+    size_t n = a->len < cap ? (size_t)a->len : 0;
+    buf_queue_peek(&cl->in, a->off, out, n);
+    out[n] = '\0';
+    for (size_t k = 0; k < n; k++) {
+        out[k] = (char)(out[k] >= 'a' && out[k] <= 'z' ? out[k] - 'a' + 'A' : out[k]);
+    }
+}
+
+/* What a SORT BY or GET pattern names. */
+enum redis_pattern {
+    REDIS_PATTERN_NO_MEMORY = -1,
+    REDIS_PATTERN_CONSTANT,   /* no '*': one key (BY: none, the sort is skipped) */
+    REDIS_PATTERN_TAGGED,     /* '*' outside a hash tag: keys on the pattern's server */
+    REDIS_PATTERN_SPREAD,     /* keys that may be on any server */
+};
+
+static enum redis_pattern redis_pattern_kind(struct redis_client *cl, uint32_t i)
+{
+    const struct resp_arg *a = &cl->req.args[i];
+    const uint8_t *p = redis_arg(cl, a);
+    if (p == NULL) {
+        return REDIS_PATTERN_NO_MEMORY;
+    }
+    if (memchr(p, '*', (size_t)a->len) == NULL) {
+        return REDIS_PATTERN_CONSTANT;
+    }
+    const uint8_t *tag;
+    size_t tlen;
+    ring_key_span(&cl->rp->ring, p, (size_t)a->len, &tag, &tlen);
+    return tlen < a->len && memchr(tag, '*', tlen) == NULL ? REDIS_PATTERN_TAGGED
+                                                            : REDIS_PATTERN_SPREAD;
+}
+
+/* The keys SORT's and GEORADIUS' options name, from argument `from`: the
+ * key after STORE or STOREDIST, and SORT's BY and GET patterns (a pattern
+ * hashes as the keys it forms when its '*' is outside a hash tag; GET's
+ * "#" and a BY with no '*' name no key). Positions go to `pos` (room for
+ * `cap`). Returns how many, or -1 with a reply on `m`. */
+static int redis_option_keys(struct redis_client *cl, struct redis_msg *m, uint32_t from,
+                             uint32_t *pos, uint32_t cap)
+{
+    struct redis_pool *rp = cl->rp;
+    uint32_t nargs = cl->req.nargs, n = 0;
+    for (uint32_t i = from; i + 1 < nargs;) {
+        char w[12];
+        redis_arg_word(cl, i, w, sizeof(w));
+        bool store = strcmp(w, "STORE") == 0 || strcmp(w, "STOREDIST") == 0;
+        bool by = strcmp(w, "BY") == 0, get = strcmp(w, "GET") == 0;
+        bool key = store;
+        if (by || get) {
+            enum redis_pattern kind = redis_pattern_kind(cl, i + 1);
+            if (kind == REDIS_PATTERN_NO_MEMORY) {
+                redis_reply_text(rp, m, "-ERR legate: out of memory\r\n");
+                return -1;
+            }
+            if (kind == REDIS_PATTERN_SPREAD && rp->nservers > 1) {
+                redis_reply_text(rp, m, "-ERR legate: a BY or GET pattern names keys on "
+                                        "other servers (put its '*' outside a hash tag)\r\n");
+                return -1;
+            }
+            char hash[2];
+            redis_arg_word(cl, i + 1, hash, sizeof(hash));
+            key = by ? kind == REDIS_PATTERN_TAGGED : strcmp(hash, "#") != 0;
+        }
+        if (key) {
+            if (n == cap) {
+                redis_reply_text(rp, m, "-ERR legate: too many STORE, BY or GET options\r\n");
+                return -1;
+            }
+            pos[n++] = i + 1;
+        }
+        i += store || by || get || strcmp(w, "COUNT") == 0 ? 2 : strcmp(w, "LIMIT") == 0 ? 3 : 1;
+    }
+    return (int)n;
+}
+
+/* How many keys argument `at` counts (EVAL's numkeys), or -1 with a reply
+ * on `m` when it is not a number of the arguments that follow. */
+static int64_t redis_counted_keys(struct redis_client *cl, struct redis_msg *m, uint32_t at)
+{
+    const struct resp_req *r = &cl->req;
+    char num[24] = "";
+    const struct resp_arg *a = &r->args[at];
+    size_t n = a->len < sizeof(num) - 1 ? (size_t)a->len : sizeof(num) - 1;
+    buf_queue_peek(&cl->in, a->off, num, n);
+    char *end;
+    long long nk = strtoll(num, &end, 10);
+    if (n == 0 || *end != '\0' || nk < 0 || (uint64_t)nk > r->nargs - at - 1) {
+        redis_reply_text(cl->rp, m, "-ERR Number of keys can't be greater than number of args "
+                                    "or negative\r\n");
+        return -1;
+    }
+    return nk;
+}
+
+/* Most keys SORT's and GEORADIUS' options may name. */
+enum { REDIS_OPTION_KEYS = 8 };
+
 /* The server of every key of `cmd`, in *where_out: `small` (room for
  * REDIS_KEYS_INLINE) when the keys fit, else a malloc'd array the caller
- * frees if it differs from `small`. Returns the number of keys, or -1
- * (reply already set on `m`). */
+ * frees if it differs from `small`. Keys are the fixed run first..last by
+ * step, then those counted by cmd->numkeys, then those named in options.
+ * Returns the number of keys, or -1 (reply already set on `m`). */
 static int redis_keys(struct redis_client *cl, struct redis_msg *m, const struct redis_cmd *cmd,
                       int *small, int **where_out)
 {
     struct redis_pool *rp = cl->rp;
     const struct resp_req *r = &cl->req;
+    *where_out = NULL;
     uint32_t first = (uint32_t)cmd->first, step = (uint32_t)cmd->step;
     uint32_t last = cmd->last < 0 ? (uint32_t)((int64_t)r->nargs + cmd->last)
                                   : (uint32_t)cmd->last;
-    if (cmd->kind == REDIS_EVAL) {
-        char num[24] = "";
-        size_t n = r->args[2].len < sizeof(num) - 1 ? (size_t)r->args[2].len : sizeof(num) - 1;
-        buf_queue_peek(&cl->in, r->args[2].off, num, n);
-        char *end;
-        long long nk = strtoll(num, &end, 10);
-        if (n == 0 || *end != '\0' || nk < 0 || (uint64_t)nk > r->nargs - 3) {
-            redis_reply_text(rp, m, "-ERR Number of keys can't be greater than number of args "
-                                    "or negative\r\n");
+    uint32_t nfixed = first == 0 || last >= r->nargs || last < first ? 0
+                                                                      : (last - first) / step + 1;
+    uint32_t counted = 0;
+    if (cmd->numkeys != 0) {
+        int64_t nk = redis_counted_keys(cl, m, (uint32_t)cmd->numkeys);
+        if (nk < 0) {
             return -1;
         }
-        first = 3;
-        last = 3 + (uint32_t)nk - 1;
-        step = 1;
-        if (nk == 0) {
-            *where_out = NULL;
-            return 0;
-        }
+        counted = (uint32_t)nk;
     }
-    if (first == 0 || last >= r->nargs || last < first) {
-        *where_out = NULL;
+    uint32_t opt[REDIS_OPTION_KEYS];
+    int nopt = cmd->options == 0 ? 0 : redis_option_keys(cl, m, (uint32_t)cmd->options, opt,
+                                                         REDIS_OPTION_KEYS);
+    if (nopt < 0) {
+        return -1;
+    }
+    uint32_t nkeys = nfixed + counted + (uint32_t)nopt;
+    if (nkeys == 0) {
         return 0;
     }
-    uint32_t nkeys = (last - first) / step + 1;
     int *where = nkeys <= REDIS_KEYS_INLINE ? small : malloc(nkeys * sizeof(*where));
     if (where == NULL) {
         redis_reply_text(rp, m, "-ERR legate: out of memory\r\n");
         return -1;
     }
     for (uint32_t k = 0; k < nkeys; k++) {
-        where[k] = redis_key_server(cl, &r->args[first + k * step]);
+        uint32_t at = k < nfixed ? first + k * step
+                    : k < nfixed + counted ? (uint32_t)cmd->numkeys + 1 + (k - nfixed)
+                    : opt[k - nfixed - counted];
+        where[k] = redis_key_server(cl, &r->args[at]);
         if (where[k] < 0) {
             if (where != small) {
                 free(where);
@@ -484,7 +588,7 @@ static void redis_route(struct redis_client *cl)
         rc = s < 0 ? -1 : redis_forward(cl, m, s);
     } else if (one_server) {
         rc = redis_forward(cl, m, where[0]);
-    } else if (cmd->kind == REDIS_KEYED || cmd->kind == REDIS_EVAL) {
+    } else if (cmd->kind == REDIS_KEYED) {
         redis_reply_text(rp, m, "-ERR legate: keys in request don't hash to the same server "
                                 "(use hash tags)\r\n");
         m->done = true;

@@ -5,10 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define K(n, a, f, l, s) { n, a, REDIS_KEYED, REDIS_LOCAL_NONE, f, l, s }
-#define L(n, a, w) { n, a, REDIS_LOCAL, w, 0, 0, 0 }
-#define U(n) { n, -1, REDIS_UNSUPPORTED, REDIS_LOCAL_NONE, 0, 0, 0 }
-#define S(n, a, kind, f, l, s) { n, a, kind, REDIS_LOCAL_NONE, f, l, s }
+#define K(n, a, f, l, s) { n, a, REDIS_KEYED, REDIS_LOCAL_NONE, f, l, s, 0, 0 }
+#define L(n, a, w) { n, a, REDIS_LOCAL, w, 0, 0, 0, 0, 0 }
+#define U(n) { n, -1, REDIS_UNSUPPORTED, REDIS_LOCAL_NONE, 0, 0, 0, 0, 0 }
+#define S(n, a, kind, f, l, s) { n, a, kind, REDIS_LOCAL_NONE, f, l, s, 0, 0 }
+/* keys counted by argument `c`, after `f` fixed ones (f = 0: none) */
+#define N(n, a, f, c) { n, a, REDIS_KEYED, REDIS_LOCAL_NONE, f, f, 1, c, 0 }
+/* one key, then options from argument `o` that may name more */
+#define O(n, a, o) { n, a, REDIS_KEYED, REDIS_LOCAL_NONE, 1, 1, 1, 0, o }
 
 static const struct redis_cmd redis_cmds[] = {
     K("APPEND", 3, 1, 1, 1),
@@ -40,17 +44,17 @@ static const struct redis_cmd redis_cmds[] = {
     U("DISCARD"),
     K("DUMP", 2, 1, 1, 1),
     L("ECHO", 2, REDIS_LOCAL_ECHO),
-    S("EVAL", -3, REDIS_EVAL, 0, 0, 0),
-    S("EVALSHA", -3, REDIS_EVAL, 0, 0, 0),
-    S("EVALSHA_RO", -3, REDIS_EVAL, 0, 0, 0),
-    S("EVAL_RO", -3, REDIS_EVAL, 0, 0, 0),
+    N("EVAL", -3, 0, 2),
+    N("EVALSHA", -3, 0, 2),
+    N("EVALSHA_RO", -3, 0, 2),
+    N("EVAL_RO", -3, 0, 2),
     U("EXEC"),
     S("EXISTS", -2, REDIS_SPLIT_SUM, 1, -1, 1),
     K("EXPIRE", -3, 1, 1, 1),
     K("EXPIREAT", -3, 1, 1, 1),
     K("EXPIRETIME", 2, 1, 1, 1),
-    S("FCALL", -3, REDIS_EVAL, 0, 0, 0),
-    S("FCALL_RO", -3, REDIS_EVAL, 0, 0, 0),
+    N("FCALL", -3, 0, 2),
+    N("FCALL_RO", -3, 0, 2),
     U("FLUSHALL"),
     U("FLUSHDB"),
     U("FUNCTION"),
@@ -58,8 +62,8 @@ static const struct redis_cmd redis_cmds[] = {
     K("GEODIST", -4, 1, 1, 1),
     K("GEOHASH", -2, 1, 1, 1),
     K("GEOPOS", -2, 1, 1, 1),
-    K("GEORADIUS", -6, 1, 1, 1),
-    K("GEORADIUSBYMEMBER", -5, 1, 1, 1),
+    O("GEORADIUS", -6, 6),
+    O("GEORADIUSBYMEMBER", -5, 5),
     K("GEORADIUSBYMEMBER_RO", -5, 1, 1, 1),
     K("GEORADIUS_RO", -6, 1, 1, 1),
     K("GEOSEARCH", -7, 1, 1, 1),
@@ -98,6 +102,7 @@ static const struct redis_cmd redis_cmds[] = {
     K("LINSERT", 5, 1, 1, 1),
     K("LLEN", 2, 1, 1, 1),
     K("LMOVE", 5, 1, 2, 1),
+    N("LMPOP", -4, 0, 1),
     K("LPOP", -2, 1, 1, 1),
     K("LPOS", -3, 1, 1, 1),
     K("LPUSH", -3, 1, 1, 1),
@@ -113,7 +118,7 @@ static const struct redis_cmd redis_cmds[] = {
     S("MSET", -3, REDIS_SPLIT_PAIRS, 1, -1, 2),
     K("MSETNX", -3, 1, -1, 2),
     U("MULTI"),
-    U("OBJECT"),
+    K("OBJECT", -3, 2, 2, 1),
     K("PERSIST", 2, 1, 1, 1),
     K("PEXPIRE", -3, 1, 1, 1),
     K("PEXPIREAT", -3, 1, 1, 1),
@@ -152,6 +157,7 @@ static const struct redis_cmd redis_cmds[] = {
     K("SETRANGE", 4, 1, 1, 1),
     U("SHUTDOWN"),
     K("SINTER", -2, 1, -1, 1),
+    N("SINTERCARD", -3, 0, 1),
     K("SINTERSTORE", -3, 1, -1, 1),
     K("SISMEMBER", 3, 1, 1, 1),
     U("SLAVEOF"),
@@ -159,8 +165,8 @@ static const struct redis_cmd redis_cmds[] = {
     K("SMEMBERS", 2, 1, 1, 1),
     K("SMISMEMBER", -3, 1, 1, 1),
     K("SMOVE", 4, 1, 2, 1),
-    K("SORT", -2, 1, 1, 1),
-    K("SORT_RO", -2, 1, 1, 1),
+    O("SORT", -2, 2),
+    O("SORT_RO", -2, 2),
     K("SPOP", -2, 1, 1, 1),
     K("SRANDMEMBER", -2, 1, 1, 1),
     K("SREM", -3, 1, 1, 1),
@@ -186,18 +192,27 @@ static const struct redis_cmd redis_cmds[] = {
     K("XAUTOCLAIM", -6, 1, 1, 1),
     K("XCLAIM", -6, 1, 1, 1),
     K("XDEL", -3, 1, 1, 1),
+    K("XGROUP", -3, 2, 2, 1),
+    K("XINFO", -3, 2, 2, 1),
     K("XLEN", 2, 1, 1, 1),
     K("XPENDING", -3, 1, 1, 1),
     K("XRANGE", -4, 1, 1, 1),
     U("XREAD"),
     U("XREADGROUP"),
     K("XREVRANGE", -4, 1, 1, 1),
+    K("XSETID", -3, 1, 1, 1),
     K("XTRIM", -4, 1, 1, 1),
     K("ZADD", -4, 1, 1, 1),
     K("ZCARD", 2, 1, 1, 1),
     K("ZCOUNT", 4, 1, 1, 1),
+    N("ZDIFF", -3, 0, 1),
+    N("ZDIFFSTORE", -4, 1, 2),
     K("ZINCRBY", 4, 1, 1, 1),
+    N("ZINTER", -3, 0, 1),
+    N("ZINTERCARD", -3, 0, 1),
+    N("ZINTERSTORE", -4, 1, 2),
     K("ZLEXCOUNT", 4, 1, 1, 1),
+    N("ZMPOP", -4, 0, 1),
     K("ZMSCORE", -3, 1, 1, 1),
     K("ZPOPMAX", -2, 1, 1, 1),
     K("ZPOPMIN", -2, 1, 1, 1),
@@ -217,6 +232,8 @@ static const struct redis_cmd redis_cmds[] = {
     K("ZREVRANK", -3, 1, 1, 1),
     K("ZSCAN", -3, 1, 1, 1),
     K("ZSCORE", 3, 1, 1, 1),
+    N("ZUNION", -3, 0, 1),
+    N("ZUNIONSTORE", -4, 1, 2),
 };
 
 static int redis_cmd_cmp(const void *key, const void *row)

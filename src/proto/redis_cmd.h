@@ -8,12 +8,12 @@
 #include <stdint.h>
 
 enum redis_kind {
-    REDIS_KEYED,        /* keys at first..last/step; all must be on one server */
+    REDIS_KEYED,        /* keys at first..last/step, counted by `numkeys`, or named
+                         * after a STORE option; all must be on one server */
     REDIS_LOCAL,        /* answered by legate itself */
     REDIS_SPLIT_VALUES, /* MGET: one fragment per server, values merged in key order */
     REDIS_SPLIT_SUM,    /* DEL, UNLINK, EXISTS, TOUCH: integer replies summed */
     REDIS_SPLIT_PAIRS,  /* MSET: key/value pairs per server, +OK */
-    REDIS_EVAL,         /* EVAL/EVALSHA/FCALL: numkeys at argument 2 */
     REDIS_ANY,          /* no key: any one server answers (COMMAND, INFO) */
     REDIS_UNSUPPORTED,  /* blocking, pub/sub, transactions, admin, cross-shard scans */
 };
@@ -36,6 +36,11 @@ struct redis_cmd {
     int8_t first;       /* first key argument, 0 if none */
     int8_t last;        /* last key argument, negative counts from the end */
     int8_t step;
+    int8_t numkeys;     /* argument holding how many keys follow it (EVAL,
+                         * ZUNIONSTORE, LMPOP...), 0 if none */
+    int8_t options;     /* first optional argument of SORT or GEORADIUS: a
+                         * STORE or STOREDIST there names a key, BY and GET
+                         * patterns name keys; 0 if none */
 };
 
 /* The row for an upper-case command name, or NULL if legate does not know

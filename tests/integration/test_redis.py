@@ -161,6 +161,118 @@ def test_cross_shard_keys_are_refused_not_misrouted(proxy, shards):
     assert r.ping()  # the connection stayed open
 
 
+@pytest.fixture
+def tagged(legate, shards):
+    """A pool with hash tags, and two keys on different shards."""
+    port = free_port()
+    legate(redis_pool(port, shards, extra='  hash_tag: "{}"\n  timeout: 2000\n'),
+           wait_addr=("127.0.0.1", port))
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    names = [f"t:{i * 2654435761 % 1000003}:{i}" for i in range(100)]
+    for name in names:
+        r.set(name, "1")
+    a = names[0]
+    b = next(k for k in names if where(shards, k) != where(shards, a))
+    r.delete(a, b)
+    return r, a, b
+
+
+COUNTED = [  # (command with {k} keys, where the keys go)
+    ("ZUNIONSTORE {d} 2 {a} {b}", "zset"), ("ZINTERSTORE {d} 2 {a} {b}", "zset"),
+    ("ZDIFFSTORE {d} 2 {a} {b}", "zset"), ("ZUNION 2 {a} {b}", "zset"),
+    ("ZINTER 2 {a} {b}", "zset"), ("ZDIFF 2 {a} {b}", "zset"), ("ZINTERCARD 2 {a} {b}", "zset"),
+    ("ZMPOP 2 {a} {b} MIN", "zset"), ("SINTERCARD 2 {a} {b}", "set"),
+    ("LMPOP 2 {a} {b} LEFT", "list"),
+]
+
+
+@pytest.mark.parametrize("line,kind", COUNTED)
+def test_commands_with_counted_keys_route_every_key(tagged, shards, line, kind):
+    """ZUNIONSTORE, LMPOP and the like name their keys by a count, as EVAL
+    does: every key counts for routing (twemproxy routes ZUNIONSTORE by
+    the destination alone), keys on two servers are refused, and keys
+    under one hash tag go through."""
+    r, a, b = tagged
+    fill = {"zset": lambda k, m: r.zadd(k, {m: 1}), "set": lambda k, m: r.sadd(k, m),
+            "list": lambda k, m: r.rpush(k, m)}[kind]
+    for k in (a, b):
+        fill(k, "shared")
+    with pytest.raises(redis.ResponseError, match="don't hash to the same server"):
+        r.execute_command(*line.format(d=a, a=a, b=b).split())
+    if "{d}" in line:  # the destination counts too
+        with pytest.raises(redis.ResponseError, match="don't hash to the same server"):
+            r.execute_command(*line.format(d=b, a=a, b=a).split())
+    ka, kb, kd = "{grp}:a", "{grp}:b", "{grp}:d"
+    fill(ka, "shared")
+    fill(kb, "shared")
+    fill(kb, "only-b")
+    r.execute_command(*line.format(d=kd, a=ka, b=kb).split())  # goes through
+    with pytest.raises(redis.ResponseError, match="Number of keys"):
+        r.execute_command(*line.format(d=kd, a=ka, b=kb).replace(" 2 ", " 9 ").split())
+    assert r.ping()
+
+
+def test_counted_keys_give_redis_results(tagged):
+    r, a, b = tagged
+    r.zadd("{g}:a", {"x": 1, "y": 2})
+    r.zadd("{g}:b", {"y": 3, "z": 4})
+    assert r.execute_command("ZUNIONSTORE", "{g}:d", "2", "{g}:a", "{g}:b") == 3
+    assert r.zrange("{g}:d", 0, -1, withscores=True) == [(b"x", 1), (b"z", 4), (b"y", 5)]
+    assert r.execute_command("ZINTERCARD", "2", "{g}:a", "{g}:b") == 1
+    assert r.execute_command("ZDIFF", "2", "{g}:a", "{g}:b") == [b"x"]
+    r.rpush("{g}:l", "p", "q")
+    assert r.execute_command("LMPOP", "2", "{g}:none", "{g}:l", "LEFT") == [b"{g}:l", [b"p"]]
+    assert r.eval("return #KEYS", 0) == 0  # no key: any server answers
+    assert r.eval("return KEYS[2]", 2, "{g}:a", "{g}:b") == b"{g}:b"
+
+
+def test_sort_and_georadius_options_name_keys(tagged, shards):
+    """SORT ... STORE and GEORADIUS ... STORE/STOREDIST write a second
+    key, and SORT's BY and GET patterns read keys: all of them count for
+    routing. A pattern whose '*' is outside a hash tag reads keys on the
+    pattern's server; one that could read any server is refused."""
+    r, a, b = tagged
+    r.rpush(a, 3, 1, 2)
+    with pytest.raises(redis.ResponseError, match="don't hash to the same server"):
+        r.execute_command("SORT", a, "STORE", b)
+    assert not r.exists(b)
+    with pytest.raises(redis.ResponseError, match="pattern names keys on other servers"):
+        r.execute_command("SORT", a, "BY", "w_*")
+    with pytest.raises(redis.ResponseError, match="pattern names keys on other servers"):
+        r.execute_command("SORT", a, "GET", "{*}")
+    assert r.execute_command("SORT", a, "BY", "nosort") == [b"3", b"1", b"2"]  # no key read
+    assert r.execute_command("SORT", a, "GET", "#") == [b"1", b"2", b"3"]
+    r.rpush("{s}:l", 3, 1, 2)
+    r.mset({"{s}:w_1": 30, "{s}:w_2": 20, "{s}:w_3": 10,
+            "{s}:o_1": "one", "{s}:o_2": "two", "{s}:o_3": "three"})
+    assert r.execute_command("SORT", "{s}:l", "BY", "{s}:w_*", "GET", "#",
+                             "GET", "{s}:o_*") == [b"3", b"three", b"2", b"two", b"1", b"one"]
+    assert r.execute_command("SORT", "{s}:l", "LIMIT", "0", "2", "STORE", "{s}:dst") == 2
+    assert r.lrange("{s}:dst", 0, -1) == [b"1", b"2"]
+    r.delete(a)
+    r.geoadd(a, (13.361389, 38.115556, "Palermo"))
+    with pytest.raises(redis.ResponseError, match="don't hash to the same server"):
+        r.georadius(a, 15, 37, 200, unit="km", store=b)
+    with pytest.raises(redis.ResponseError, match="don't hash to the same server"):
+        r.georadiusbymember(a, "Palermo", 10, unit="km", count=1, store_dist=b)
+    assert not r.exists(b)
+    r.geoadd("{geo}:g", (13.361389, 38.115556, "Palermo"))
+    assert r.georadius("{geo}:g", 15, 37, 200, unit="km", store="{geo}:near") == 1
+    assert r.zrange("{geo}:near", 0, -1) == [b"Palermo"]
+
+
+def test_subcommands_route_by_their_key(tagged, shards):
+    """XINFO, XGROUP and OBJECT take their key after the subcommand."""
+    r, a, b = tagged
+    r.xadd(b, {"f": "v"})
+    assert r.xgroup_create(b, "grp", id="0") is True
+    assert [g["name"] for g in r.xinfo_groups(b)] == [b"grp"]
+    assert r.xinfo_stream(b)["length"] == 1
+    assert r.object("encoding", b) == b"stream"
+    assert r.execute_command("XSETID", b, "99999999999999-0") in (b"OK", True)
+    assert where(shards, b) != where(shards, a)
+
+
 def test_local_and_unsupported_commands_keep_the_connection(proxy):
     port, lg, r = proxy
     assert r.echo("hi") == b"hi"

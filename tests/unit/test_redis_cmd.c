@@ -27,7 +27,9 @@ static void test_table_sorted_and_well_formed(void **state)
         assert_true(strlen(t[i].name) <= RESP_NAME_MAX); /* resp_command_prefix */
         assert_int_not_equal(t[i].arity, 0);
         if (t[i].kind == REDIS_KEYED) {
-            assert_true(t[i].first >= 1 && t[i].step >= 1);
+            /* a fixed run of keys, keys counted by an argument, or both */
+            assert_true((t[i].first >= 1 && t[i].step >= 1) || t[i].numkeys >= 1);
+            assert_true(t[i].numkeys == 0 || t[i].numkeys > t[i].first);
         }
         assert_ptr_equal(redis_cmd_find(t[i].name), &t[i]);
     }
@@ -43,7 +45,7 @@ static void test_classification(void **state)
         { "GET", REDIS_KEYED }, { "SET", REDIS_KEYED }, { "MGET", REDIS_SPLIT_VALUES },
         { "MSET", REDIS_SPLIT_PAIRS }, { "DEL", REDIS_SPLIT_SUM }, { "UNLINK", REDIS_SPLIT_SUM },
         { "EXISTS", REDIS_SPLIT_SUM }, { "TOUCH", REDIS_SPLIT_SUM }, { "SINTER", REDIS_KEYED },
-        { "RENAME", REDIS_KEYED }, { "MSETNX", REDIS_KEYED }, { "EVAL", REDIS_EVAL },
+        { "RENAME", REDIS_KEYED }, { "MSETNX", REDIS_KEYED }, { "EVAL", REDIS_KEYED },
         { "PING", REDIS_LOCAL }, { "QUIT", REDIS_LOCAL }, { "BLPOP", REDIS_UNSUPPORTED },
         { "SUBSCRIBE", REDIS_UNSUPPORTED }, { "MULTI", REDIS_UNSUPPORTED },
         { "KEYS", REDIS_UNSUPPORTED }, { "SCAN", REDIS_UNSUPPORTED }, { "INFO", REDIS_ANY },
@@ -53,6 +55,15 @@ static void test_classification(void **state)
         assert_non_null(c);
         assert_int_equal(c->kind, want[i].kind);
     }
+    /* keys counted by an argument: EVAL's after the script, ZUNIONSTORE's
+     * after the destination */
+    assert_int_equal(redis_cmd_find("EVAL")->numkeys, 2);
+    assert_int_equal(redis_cmd_find("EVAL")->first, 0);
+    assert_int_equal(redis_cmd_find("ZUNIONSTORE")->numkeys, 2);
+    assert_int_equal(redis_cmd_find("ZUNIONSTORE")->first, 1);
+    assert_int_equal(redis_cmd_find("LMPOP")->numkeys, 1);
+    assert_int_equal(redis_cmd_find("SORT")->options, 2);
+    assert_int_equal(redis_cmd_find("GEORADIUS")->options, 6);
     assert_null(redis_cmd_find("NOSUCH"));
     assert_null(redis_cmd_find("get")); /* names are upper-cased by the parser */
     const struct redis_cmd *get = redis_cmd_find("GET");
