@@ -406,6 +406,11 @@ static void disc_check_file(struct disc_pool *dp)
         if (disc_file_parse(text, len, &eps, &n, perr, sizeof(perr)) == -1) {
             snprintf(why, sizeof(why), "%s: %s", path, perr);
             disc_error(dp, "", why);
+        } else if (n == 0) {
+            /* as a lookup with no records: most often a file truncated by
+             * its writer and not yet written again */
+            snprintf(why, sizeof(why), "%s: no servers in the file", path);
+            disc_error(dp, "", why);
         } else {
             dp->eps = eps;
             dp->neps = dp->cap = n;

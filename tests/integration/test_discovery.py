@@ -148,6 +148,29 @@ def test_file_discovery_rewritten_malformed_and_missing(legate, echo_server, tmp
     wait_for(lambda: {name_of(port) for _ in range(10)} == {"a"}, timeout=10, what="a only")
 
 
+def test_an_emptied_file_keeps_the_last_servers(legate, echo_server, tmp_path):
+    """A writer that truncates the file and then writes it leaves it empty
+    for a moment; read then, it would take every server out. A file with
+    no servers is a failed lookup, as a DNS answer with no records is: the
+    last good set stays until servers are back in the file."""
+    a, b = (echo_server(mode="name", name=n) for n in "ab")
+    eps = tmp_path / "endpoints"
+    eps.write_text(f"127.0.0.1:{a.port}\n")
+    port = free_port()
+    lg = legate(tcp_disc_conf(port, f"{{ file: {eps}, interval: 100ms }}"),
+                wait_addr=("127.0.0.1", port))
+    wait_for(lambda: "1 servers (+1 -0)" in lg.log(), timeout=10, what="file read")
+    for text in ("", "# nothing but a comment\n\n"):
+        eps.write_text(text)
+        wait_for(lambda: lg.log().count("no servers in the file") >= 1, timeout=10,
+                 what="empty file refused")
+        assert {name_of(port) for _ in range(10)} == {"a"}
+    assert "(+0 -1)" not in lg.log()  # a was never taken out
+    eps.write_text(f"127.0.0.1:{a.port}\n127.0.0.1:{b.port}\n")
+    wait_for(lambda: "2 servers (+1 -0)" in lg.log(), timeout=10, what="b added")
+    wait_for(lambda: {name_of(port) for _ in range(10)} == {"a", "b"}, timeout=10, what="both")
+
+
 def test_max_endpoints_and_health_checks_of_discovered_servers(legate, echo_server, tmp_path):
     a, b = echo_server(mode="name", name="a"), echo_server(mode="name", name="b")
     dead = free_port()
