@@ -43,14 +43,33 @@ static int cb_status(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
+/* Count `n` more bytes after the head into `*count`; past the head limit
+ * the message is refused (`status`, `why`). */
+static int head_count_after(struct http_head *h, uint64_t *count, size_t n, int status,
+                            const char *why)
+{
+    *count += n;
+    if (*count > h->limit) {
+        h->over_status = status;
+        h->over_why = why;
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static int count_trailer(struct http_head *h, size_t n)
+{
+    return head_count_after(h, &h->trailer_bytes, n, 431, "trailer section too large");
+}
+
 /* Field callbacks after the head are for trailers: they point into body
  * data, not the head buffer, and are dropped (legate ends chunked bodies
- * with an empty trailer section of its own). */
+ * with an empty trailer section of its own); only their size is kept. */
 static int cb_field(llhttp_t *p, const char *at, size_t n)
 {
     struct http_head *h = &hp_of(p)->head;
     if (h->done) {
-        return 0;
+        return count_trailer(h, n);
     }
     if (h->nfields == 0 || h->fields[h->nfields - 1].value.len > 0 ||
         h->fields[h->nfields - 1].value.off != 0) {
@@ -78,7 +97,7 @@ static int cb_value(llhttp_t *p, const char *at, size_t n)
 {
     struct http_head *h = &hp_of(p)->head;
     if (h->done) {
-        return 0;
+        return count_trailer(h, n);
     }
     struct http_field *f = &h->fields[h->nfields - 1];
     if (f->value.len == 0) {
@@ -94,7 +113,7 @@ static int cb_value_complete(llhttp_t *p)
 {
     struct http_head *h = &hp_of(p)->head;
     if (h->done) {
-        return 0;
+        return count_trailer(h, 4); /* ": " and CRLF: empty fields count too */
     }
     struct http_field *f = &h->fields[h->nfields - 1];
     if (f->value.len == 0) {
@@ -127,6 +146,19 @@ static int cb_body(llhttp_t *p, const char *at, size_t n)
     return hp->body(hp->owner, at, n) == 0 ? 0 : HPE_USER;
 }
 
+static int cb_chunk_ext(llhttp_t *p, const char *at, size_t n)
+{
+    (void)at;
+    struct http_head *h = &hp_of(p)->head;
+    return head_count_after(h, &h->ext_bytes, n, 400, "chunk extension too long");
+}
+
+static int cb_chunk_complete(llhttp_t *p)
+{
+    hp_of(p)->head.ext_bytes = 0;
+    return 0;
+}
+
 static int cb_message_complete(llhttp_t *p)
 {
     hp_of(p)->msg_done = true;
@@ -141,6 +173,9 @@ static const llhttp_settings_t http_settings = {
     .on_header_value_complete = cb_value_complete,
     .on_headers_complete = cb_headers_complete,
     .on_body = cb_body,
+    .on_chunk_extension_name = cb_chunk_ext,
+    .on_chunk_extension_value = cb_chunk_ext,
+    .on_chunk_complete = cb_chunk_complete,
     .on_message_complete = cb_message_complete,
 };
 
@@ -638,6 +673,9 @@ long http_parser_feed(struct http_parser *hp, const char *data, size_t n,
     if (e == HPE_PAUSED) {
         hp->paused = true;
         return (long)(llhttp_get_error_pos(&hp->p) - data);
+    }
+    if (e != HPE_OK && hp->head.over_why != NULL) {
+        return head_fail(err, hp->is_request ? hp->head.over_status : 502, hp->head.over_why);
     }
     if (e != HPE_OK) {
         return head_fail(err, hp->is_request ? 400 : 502, llhttp_get_error_reason(&hp->p));

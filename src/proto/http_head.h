@@ -90,6 +90,12 @@ struct http_head {
     bool keep_alive;          /* llhttp's verdict after the head */
     bool expect_continue;
     bool upgrade;
+    /* after the head, bounded by `limit` too: the trailer section, and
+     * each chunk's extensions (llhttp would take any length of either) */
+    uint64_t trailer_bytes;
+    uint64_t ext_bytes;       /* of the current chunk */
+    int over_status;          /* set when one went over: 431 or 400 */
+    const char *over_why;
 };
 
 /* What went wrong, as the status a client gets (0 = nothing). */
