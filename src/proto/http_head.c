@@ -57,7 +57,7 @@ static int head_count_after(struct http_head *h, uint64_t *count, size_t n, int 
     return 0;
 }
 
-static int count_trailer(struct http_head *h, size_t n)
+static int head_count_trailer(struct http_head *h, size_t n)
 {
     return head_count_after(h, &h->trailer_bytes, n, 431, "trailer section too large");
 }
@@ -69,7 +69,7 @@ static int cb_field(llhttp_t *p, const char *at, size_t n)
 {
     struct http_head *h = &hp_of(p)->head;
     if (h->done) {
-        return count_trailer(h, n);
+        return head_count_trailer(h, n);
     }
     if (h->nfields == 0 || h->fields[h->nfields - 1].value.len > 0 ||
         h->fields[h->nfields - 1].value.off != 0) {
@@ -97,7 +97,7 @@ static int cb_value(llhttp_t *p, const char *at, size_t n)
 {
     struct http_head *h = &hp_of(p)->head;
     if (h->done) {
-        return count_trailer(h, n);
+        return head_count_trailer(h, n);
     }
     struct http_field *f = &h->fields[h->nfields - 1];
     if (f->value.len == 0) {
@@ -113,7 +113,7 @@ static int cb_value_complete(llhttp_t *p)
 {
     struct http_head *h = &hp_of(p)->head;
     if (h->done) {
-        return count_trailer(h, 4); /* ": " and CRLF: empty fields count too */
+        return head_count_trailer(h, 4); /* ": " and CRLF: empty fields count too */
     }
     struct http_field *f = &h->fields[h->nfields - 1];
     if (f->value.len == 0) {
