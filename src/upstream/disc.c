@@ -201,9 +201,22 @@ static void disc_failed(struct disc_pool *dp, const char *why)
     }
 }
 
+static void disc_error(struct disc_pool *dp, const char *what, const char *why)
+{
+    if (dp->err[0] == '\0') {
+        snprintf(dp->err, sizeof(dp->err), "%s%s%s", what, what[0] ? ": " : "", why);
+    }
+}
+
 /* The round is over: apply or keep, then schedule the next one. */
 static void disc_round_end(struct disc_pool *dp)
 {
+    /* No servers at all is a failure, whatever the source: a file its
+     * writer truncated and has not written again reads as empty, and
+     * applying that would take every server out. */
+    if (dp->err[0] == '\0' && dp->neps == 0) {
+        disc_error(dp, "", "no servers found");
+    }
     if (dp->err[0] != '\0') {
         disc_failed(dp, dp->err);
     } else {
@@ -222,13 +235,6 @@ static void disc_round_end(struct disc_pool *dp)
     dp->neps = dp->cap = dp->pending = 0;
     dp->busy = false;
     ev_timer_start(dp->d->loop, &dp->timer, next);
-}
-
-static void disc_error(struct disc_pool *dp, const char *what, const char *why)
-{
-    if (dp->err[0] == '\0') {
-        snprintf(dp->err, sizeof(dp->err), "%s%s%s", what, what[0] ? ": " : "", why);
-    }
 }
 
 static int disc_push(struct disc_pool *dp, const struct net_addr *a, unsigned weight)
@@ -405,11 +411,6 @@ static void disc_check_file(struct disc_pool *dp)
         size_t n = 0;
         if (disc_file_parse(text, len, &eps, &n, perr, sizeof(perr)) == -1) {
             snprintf(why, sizeof(why), "%s: %s", path, perr);
-            disc_error(dp, "", why);
-        } else if (n == 0) {
-            /* as a lookup with no records: most often a file truncated by
-             * its writer and not yet written again */
-            snprintf(why, sizeof(why), "%s: no servers in the file", path);
             disc_error(dp, "", why);
         } else {
             dp->eps = eps;

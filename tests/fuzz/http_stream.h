@@ -1,11 +1,13 @@
 /* Shared by the http fuzz targets: feed a stream of messages to
  * http_parser whole and in uneven pieces; both runs must agree on where
  * each head ends, on whether a message is refused and on the body bytes.
- * The target's hooks add its own checks. Header-only: each target is one
+ * The target's hooks add its own checks; http_stream_reparse parses a
+ * rewritten head back for them. Header-only: each target is one
  * translation unit. */
 #ifndef LEGATE_FUZZ_HTTP_STREAM_H
 #define LEGATE_FUZZ_HTTP_STREAM_H
 
+#include "core/buf.h"
 #include "proto/http_head.h"
 
 #include <stdbool.h>
@@ -128,6 +130,57 @@ static int http_stream_fuzz(const uint8_t *data, size_t size, const struct http_
         }
     }
     return 0;
+}
+
+/* A head rewritten for the other side, parsed back. */
+struct http_stream_reparse {
+    struct http_parser p;     /* p.head: the rewrite as parsed back */
+    struct http_stream_sink sink;
+    struct http_error err;
+    long used;                /* -1: refused, or nothing was written */
+    size_t n;
+    char flat[70000];
+};
+
+typedef int (*http_stream_writer)(const struct http_head *h, const struct http_out *o,
+                                  struct buf_queue *q, struct buf_pool *pool);
+
+/* Write `h` with `write` and `o`, then parse the bytes back (as a request
+ * or a response) into `r`, whose parser the caller frees. Returns false
+ * when the write failed (out of memory: nothing to check). */
+static bool http_stream_reparse(struct http_stream_reparse *r, const struct http_head *h,
+                                const struct http_out *o, bool is_request,
+                                http_stream_writer write)
+{
+    struct buf_pool pool;
+    struct buf_queue q;
+    buf_pool_init(&pool, 4096, 4);
+    buf_queue_init(&q);
+    bool written = write(h, o, &q, &pool) == 0;
+    r->n = written && q.bytes < sizeof(r->flat) ? (size_t)q.bytes : 0;
+    buf_queue_peek(&q, 0, r->flat, r->n);
+    buf_queue_clear(&q, &pool);
+    buf_pool_drain(&pool);
+    r->sink = (struct http_stream_sink){ 0, 0 };
+    http_parser_init(&r->p, is_request, 1u << 16, 1u << 16, &r->sink, http_stream_body);
+    r->used = r->n ? http_parser_feed(&r->p, r->flat, r->n, &r->err) : -1;
+    return written;
+}
+
+/* Whether the rewrite parsed back as one complete head. */
+static bool http_stream_reparsed(const struct http_stream_reparse *r)
+{
+    return r->used >= 0 && r->p.head.done;
+}
+
+/* A rewrite that does not hold: show it (FUZZ_DEBUG set) and trap. */
+static void http_stream_reparse_trap(const struct http_stream_reparse *r)
+{
+    if (getenv("FUZZ_DEBUG")) {
+        fprintf(stderr, "used=%ld done=%d why=%s\n---\n%.*s\n---\n", r->used, r->p.head.done,
+                r->used < 0 ? r->err.why : "", (int)r->n, r->flat);
+    }
+    __builtin_trap();
 }
 
 #endif

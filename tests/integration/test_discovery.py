@@ -121,14 +121,22 @@ def test_dns_a_records_and_a_failed_lookup_keeps_the_last_set(legate, dns):
             s.close()
 
 
-def test_file_discovery_rewritten_malformed_and_missing(legate, echo_server, tmp_path):
-    a, b, c = (echo_server(mode="name", name=n) for n in "abc")
+def file_pool(legate, tmp_path, text, n):
+    """legate with a tcp pool fed by an endpoints file holding `text`, once
+    it has read the file's `n` servers: (the file, the port, legate)."""
     eps = tmp_path / "endpoints"
-    eps.write_text(f"# the service\n127.0.0.1:{a.port}:1\n- 127.0.0.1:{b.port}:3   # weighted\n\n")
+    eps.write_text(text)
     port = free_port()
     lg = legate(tcp_disc_conf(port, f"{{ file: {eps}, interval: 100ms }}"),
                 wait_addr=("127.0.0.1", port))
-    wait_for(lambda: "2 servers (+2 -0)" in lg.log(), timeout=10, what="file read")
+    wait_for(lambda: f"{n} servers (+{n} -0)" in lg.log(), timeout=10, what="file read")
+    return eps, port, lg
+
+
+def test_file_discovery_rewritten_malformed_and_missing(legate, echo_server, tmp_path):
+    a, b, c = (echo_server(mode="name", name=n) for n in "abc")
+    eps, port, lg = file_pool(legate, tmp_path, f"# the service\n127.0.0.1:{a.port}:1\n"
+                                                f"- 127.0.0.1:{b.port}:3   # weighted\n\n", 2)
     seen = [name_of(port) for _ in range(40)]
     # 1:3 by smooth round robin in each of the two workers: within 1 per worker.
     assert 28 <= seen.count("b") <= 32 and seen.count("a") + seen.count("b") == 40, seen
@@ -150,21 +158,18 @@ def test_file_discovery_rewritten_malformed_and_missing(legate, echo_server, tmp
 
 def test_an_emptied_file_keeps_the_last_servers(legate, echo_server, tmp_path):
     """A writer that truncates the file and then writes it leaves it empty
-    for a moment; read then, it would take every server out. A file with
+    for a moment; read then, it would take every server out. A result with
     no servers is a failed lookup, as a DNS answer with no records is: the
     last good set stays until servers are back in the file."""
     a, b = (echo_server(mode="name", name=n) for n in "ab")
-    eps = tmp_path / "endpoints"
-    eps.write_text(f"127.0.0.1:{a.port}\n")
-    port = free_port()
-    lg = legate(tcp_disc_conf(port, f"{{ file: {eps}, interval: 100ms }}"),
-                wait_addr=("127.0.0.1", port))
-    wait_for(lambda: "1 servers (+1 -0)" in lg.log(), timeout=10, what="file read")
-    for text in ("", "# nothing but a comment\n\n"):
+    eps, port, lg = file_pool(legate, tmp_path, f"127.0.0.1:{a.port}\n", 1)
+    for i, text in enumerate(("", "# nothing but a comment\n\n"), 1):
         eps.write_text(text)
-        wait_for(lambda: lg.log().count("no servers in the file") >= 1, timeout=10,
+        wait_for(lambda: lg.log().count("failed: no servers found") == i, timeout=10,
                  what="empty file refused")
         assert {name_of(port) for _ in range(10)} == {"a"}
+        eps.write_text(f"127.0.0.1:{a.port}\n")  # back, unchanged: the failure ends
+        wait_for(lambda: lg.log().count("works again") == i, timeout=10, what="file back")
     assert "(+0 -1)" not in lg.log()  # a was never taken out
     eps.write_text(f"127.0.0.1:{a.port}\n127.0.0.1:{b.port}\n")
     wait_for(lambda: "2 servers (+1 -0)" in lg.log(), timeout=10, what="b added")

@@ -560,6 +560,25 @@ class ScriptedUpstream(DroppingUpstream):
                 c.sendall(self.answers[req[1]])
 
 
+def test_an_upstreams_endless_trailers_end_the_response(legate):
+    """An upstream's trailer section is bounded like a client's: past the
+    head limit the response is cut (its head already went out) and the
+    upstream counts an error, rather than legate reading trailers forever
+    and ending the body cleanly."""
+    up = ScriptedUpstream({"/": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                b"2\r\nok\r\n0\r\n" + b"X-T: v\r\n" * 10000 + b"\r\n"})
+    try:
+        port = free_port()
+        lg = legate(plain_pool(port, [up.port]), wait_addr=("127.0.0.1", port))
+        out = raw(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 200")
+        assert not out.endswith(b"0\r\n\r\n"), out[-40:]  # no clean end
+        assert "trailer section too large" in lg.log()
+        assert stats(lg.stats_port)["web"]["arms"]["default"]["upstream_errors"] == 1
+    finally:
+        up.close()
+
+
 def test_bodiless_statuses_end_at_their_head(legate):
     """RFC 9112 6.3: a 1xx, 204 or 304 ends at its head whatever its
     Content-Length or Transfer-Encoding say. A 304 announcing the length of

@@ -223,6 +223,9 @@ def test_counted_keys_give_redis_results(tagged):
     r.rpush("{g}:l", "p", "q")
     assert r.execute_command("LMPOP", "2", "{g}:none", "{g}:l", "LEFT") == [b"{g}:l", [b"p"]]
     assert r.eval("return #KEYS", 0) == 0  # no key: any server answers
+    for count in ("-1", "x", ""):
+        with pytest.raises(redis.ResponseError, match="Number of keys"):
+            r.execute_command("ZUNION", count, "{g}:a")
     assert r.eval("return KEYS[2]", 2, "{g}:a", "{g}:b") == b"{g}:b"
 
 
@@ -248,6 +251,9 @@ def test_sort_and_georadius_options_name_keys(tagged, shards):
     assert r.execute_command("SORT", "{s}:l", "BY", "{s}:w_*", "GET", "#",
                              "GET", "{s}:o_*") == [b"3", b"three", b"2", b"two", b"1", b"one"]
     assert r.execute_command("SORT", "{s}:l", "LIMIT", "0", "2", "STORE", "{s}:dst") == 2
+    with pytest.raises(redis.ResponseError, match="too many STORE, BY or GET options"):
+        r.execute_command("SORT", "{s}:l", *["GET", "{s}:o_*"] * 9)  # legate keeps 8
+    assert len(r.execute_command("SORT", "{s}:l", *["GET", "{s}:o_*"] * 8)) == 24
     assert r.lrange("{s}:dst", 0, -1) == [b"1", b"2"]
     r.delete(a)
     r.geoadd(a, (13.361389, 38.115556, "Palermo"))
