@@ -41,8 +41,25 @@ static size_t gen_prev_pool(const struct gen *prev, const struct conf_pool *cp)
     return SIZE_MAX;
 }
 
-int gen_start(struct gen *g, struct conf *cf, struct gen *prev, const struct log *log,
-              size_t mbuf_size, struct ev_loop *loop)
+/* Wake worker `worker` of generation `arg` to take clients handed to it. */
+static void gen_wake(void *arg, unsigned worker)
+{
+    struct gen *g = arg;
+    if (worker < g->nstarted) {
+        wk_poke(&g->workers[worker]);
+    }
+}
+
+void gen_link(struct gen *old, struct gen *succ)
+{
+    for (size_t i = 0; old->shared != NULL && i < old->conf->npools; i++) {
+        size_t k = succ == NULL ? SIZE_MAX : gen_prev_pool(succ, &old->conf->pools[i]);
+        handoff_link(&old->shared[i].box, k == SIZE_MAX ? NULL : &succ->shared[k].box);
+    }
+}
+
+int gen_start(struct gen *g, struct conf *cf, struct gen *prev, struct handoff_hub *hub,
+              const struct log *log, size_t mbuf_size, struct ev_loop *loop)
 {
     memset(g, 0, sizeof(*g));
     g->conf = cf;
@@ -58,8 +75,8 @@ int gen_start(struct gen *g, struct conf *cf, struct gen *prev, const struct log
     for (size_t i = 0; i < cf->npools; i++) {
         size_t k = gen_prev_pool(prev, &cf->pools[i]);
         int rc = k == SIZE_MAX
-            ? pool_shared_open(&g->shared[i], cf, &cf->pools[i], n, err, sizeof(err))
-            : pool_shared_reopen(&g->shared[i], cf, &cf->pools[i], n, &prev->shared[k],
+            ? pool_shared_open(&g->shared[i], cf, &cf->pools[i], n, hub, err, sizeof(err))
+            : pool_shared_reopen(&g->shared[i], cf, &cf->pools[i], n, hub, &prev->shared[k],
                                  &prev->conf->pools[k], err, sizeof(err));
         if (rc == -1) {
             log_error(log, "%s", err);
@@ -83,6 +100,9 @@ int gen_start(struct gen *g, struct conf *cf, struct gen *prev, const struct log
             return -1;
         }
         g->nstarted++;
+    }
+    for (size_t i = 0; i < cf->npools; i++) {
+        handoff_box_ready(&g->shared[i].box, gen_wake, g);
     }
     if (loop != NULL &&
         (health_start(&g->health, loop, cf, g->shared, log, gen_changed, g) == -1 ||
@@ -130,6 +150,9 @@ bool gen_finished(const struct gen *g)
 void gen_free(struct gen *g)
 {
     gen_stop_main_side(g);
+    for (size_t i = 0; g->shared != NULL && i < g->conf->npools; i++) {
+        handoff_box_ready(&g->shared[i].box, NULL, NULL); /* its workers' eventfds close */
+    }
     for (unsigned i = 0; i < g->nworkers; i++) {
         if (i < g->nstarted) {
             wk_join(&g->workers[i]);

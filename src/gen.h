@@ -30,12 +30,20 @@ struct gen {
     struct gen *next;           /* retiring generations, oldest last */
 };
 
+struct handoff_hub;
+
 /* Start generation `g` for `cf` (takes over the caller's reference): open
  * or share listeners (`prev`: the running generation, or NULL), start the
- * workers, then health checks and discovery on `loop`. Returns 0, or -1
- * with the reason logged and everything undone except the reference. */
-int gen_start(struct gen *g, struct conf *cf, struct gen *prev, const struct log *log,
-              size_t mbuf_size, struct ev_loop *loop);
+ * workers, then health checks and discovery on `loop`. Its pools' handoff
+ * boxes live under `hub` (main's, outliving every generation). Returns 0,
+ * or -1 with the reason logged and everything undone except the reference. */
+int gen_start(struct gen *g, struct conf *cf, struct gen *prev, struct handoff_hub *hub,
+              const struct log *log, size_t mbuf_size, struct ev_loop *loop);
+
+/* Hand the clients `old` lets go of while it drains to `succ` (handoff.h):
+ * each pool's to the pool of `succ` with the same listen address and
+ * protocol, when there is one. `succ` NULL: they are closed (shutdown). */
+void gen_link(struct gen *old, struct gen *succ);
 
 /* Stop health checks and discovery and ask every worker to drain. */
 void gen_retire(struct gen *g);

@@ -7,6 +7,7 @@
 #include "core/ev.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "upstream/handoff.h"
 #include "opt.h"
 #include "gen.h"
 #include "version.h"
@@ -30,6 +31,7 @@ struct legate {
     struct log log;
     struct gen *cur;            /* the running configuration */
     struct gen *retiring;       /* earlier ones, draining after a reload */
+    struct handoff_hub hub;     /* clients moving between generations (handoff.h) */
     bool pid_written;
     int64_t started;            /* wall clock, for the stats' uptime */
     struct ev_loop *loop;       /* main's own: signals, stats, health, discovery */
@@ -162,7 +164,8 @@ static void legate_reload(struct legate *lg)
     bool failed = fresh && admin == NULL;
     if (failed) {
         conf_put(cf); /* gen_start never ran: the reference is still ours */
-    } else if (gen_start(g, cf, lg->cur, &lg->log, lg->opt.mbuf_size, lg->loop) == -1) {
+    } else if (gen_start(g, cf, lg->cur, &lg->hub, &lg->log, lg->opt.mbuf_size,
+                         lg->loop) == -1) {
         failed = true;
         admin_stop(fresh ? admin : NULL);
     }
@@ -176,6 +179,11 @@ static void legate_reload(struct legate *lg)
         admin_stop(lg->admin);
         lg->admin = admin;
     }
+    /* Every draining generation hands its idle clients to the newest. */
+    gen_link(lg->cur, g);
+    for (struct gen *r = lg->retiring; r != NULL; r = r->next) {
+        gen_link(r, g);
+    }
     gen_retire(lg->cur);
     lg->cur->next = lg->retiring;
     lg->retiring = lg->cur;
@@ -188,7 +196,11 @@ static void legate_reload(struct legate *lg)
 /* Stop every generation (they drain), join them and free everything. */
 static void legate_stop(struct legate *lg)
 {
+    for (struct gen *r = lg->retiring; r != NULL; r = r->next) {
+        gen_link(r, NULL); /* nothing to hand over to: clients close */
+    }
     if (lg->cur != NULL) {
+        gen_link(lg->cur, NULL);
         gen_retire(lg->cur);
     }
     while (lg->retiring != NULL) {
@@ -313,7 +325,7 @@ static int legate_serve(struct legate *lg, const sigset_t *set, struct conf *cf)
     }
     lg->reap = (struct ev_timer){ .fn = legate_reap, .data = lg };
     int rc = -1;
-    if (gen_start(lg->cur, cf, NULL, &lg->log, lg->opt.mbuf_size, lg->loop) == -1) {
+    if (gen_start(lg->cur, cf, NULL, &lg->hub, &lg->log, lg->opt.mbuf_size, lg->loop) == -1) {
         free(lg->cur);
         lg->cur = NULL;
     } else {
@@ -409,7 +421,13 @@ int main(int argc, char **argv)
     if (gethostname(lg.host, sizeof(lg.host) - 1) == -1) {
         snprintf(lg.host, sizeof(lg.host), "unknown");
     }
+    if (handoff_hub_init(&lg.hub) == -1) {
+        log_error(&lg.log, "cannot create a mutex");
+        conf_put(cf);
+        return 1;
+    }
     int rc = legate_serve(&lg, &set, cf) == -1 ? 1 : 0;
+    handoff_hub_fini(&lg.hub);
     if (lg.pid_written) {
         unlink(lg.opt.pid_file);
     }

@@ -133,6 +133,7 @@ static void wk_command(struct ev_loop *loop, struct ev_io *io, unsigned events)
     }
     for (size_t i = 0; i < w->npools; i++) {
         pool_sync(&w->pools[i]);
+        pool_adopt_handed(&w->pools[i]);
     }
     if (atomic_load(&w->stop_requested)) {
         wk_begin_drain(w);

@@ -118,6 +118,17 @@ void conn_shutdown_write(struct conn *c)
     }
 }
 
+int conn_detach(struct conn *c, struct ev_loop *loop)
+{
+    if (!c->open) {
+        return -1;
+    }
+    int fd = c->io.fd;
+    ev_io_del(loop, &c->io);
+    c->open = false;
+    return fd;
+}
+
 void conn_close(struct conn *c, struct ev_loop *loop)
 {
     if (!c->open) {

@@ -63,6 +63,10 @@ enum conn_linger conn_linger(struct conn *c, struct ev_loop *loop, struct ev_tim
 /* Send FIN once (half-close toward the peer). */
 void conn_shutdown_write(struct conn *c);
 
+/* Unregister the fd without closing it and return it (its new owner's
+ * now); -1 when the conn is not open. */
+int conn_detach(struct conn *c, struct ev_loop *loop);
+
 /* Unregister and close the fd (idempotent). */
 void conn_close(struct conn *c, struct ev_loop *loop);
 

@@ -633,17 +633,14 @@ static void redis_client_release(struct ev_loop *loop, struct ev_defer *d)
     slab_free(&cl->rp->clients, cl);
 }
 
-/* End the client. Messages still out at servers are orphaned: their
- * replies are read and dropped when they come. */
-static void redis_client_close(struct redis_client *cl, bool err)
+/* Forget the client whose socket is closed or handed over. Messages still
+ * out at servers are orphaned: their replies are read and dropped when they
+ * come. */
+static void redis_client_end(struct redis_client *cl, bool err)
 {
-    if (cl->gone) {
-        return;
-    }
     struct redis_pool *rp = cl->rp;
     cl->gone = true;
     ev_timer_stop(rp->wk->loop, &cl->linger_timer);
-    conn_close(&cl->c, rp->wk->loop);
     struct redis_msg *m = cl->head;
     while (m != NULL) {
         struct redis_msg *next = m->cnext;
@@ -663,20 +660,52 @@ static void redis_client_close(struct redis_client *cl, bool err)
     ev_defer(rp->wk->loop, &cl->release);
 }
 
+static void redis_client_close(struct redis_client *cl, bool err)
+{
+    if (cl->gone) {
+        return;
+    }
+    conn_close(&cl->c, cl->rp->wk->loop);
+    redis_client_end(cl, err);
+}
+
+/* Nothing of the client is in flight during a reload: its socket and the
+ * request it has begun go to the newest generation (handoff.h), or it is
+ * closed when there is none. */
+static void redis_client_hand_off(struct redis_client *cl)
+{
+    struct redis_pool *rp = cl->rp;
+    struct handoff_item *it = handoff_item_new(cl->c.io.fd, cl->authed, cl->in.bytes);
+    if (it == NULL) {
+        redis_client_close(cl, false);
+        return;
+    }
+    buf_queue_peek(&cl->in, 0, it->data, it->len);
+    (void)conn_detach(&cl->c, rp->wk->loop); /* before the new owner may add it */
+    redis_client_end(cl, false);
+    (void)handoff_push(&rp->pool->shared->box, it); /* else it closed the socket */
+}
+
 static void redis_client_abort(struct wk_item *it)
 {
     redis_client_close((struct redis_client *)it, false);
 }
 
-/* Stopping: a client with nothing in flight is closed now, the others as
- * soon as their last reply is written. Requests already in the socket are
- * in flight too: read once before judging (their event may not have been
- * seen yet), so they are answered rather than reset. */
+/* Stopping. On a reload with a successor for the pool, the client reads
+ * no more: what it has in flight is answered, then it is handed over with
+ * whatever is still in its socket. Otherwise a client with nothing in
+ * flight is closed now, the others as soon as their last reply is written;
+ * requests already in the socket are in flight too, so it reads once
+ * before judging (their event may not have been seen yet), and they are
+ * answered rather than reset. */
 static void redis_client_drain(struct wk_item *it)
 {
     struct redis_client *cl = (struct redis_client *)it;
     cl->draining = true;
-    cl->c.readable = true;
+    cl->handoff = handoff_linked(&cl->rp->pool->shared->box);
+    if (!cl->handoff) {
+        cl->c.readable = true;
+    }
     redis_client_pump(cl);
 }
 
@@ -776,7 +805,8 @@ static void redis_client_pump(struct redis_client *cl)
         }
         bool moved = false;
         bool room = !cl->quit && cl->pending < REDIS_MAX_PENDING &&
-                    cl->out.bytes < rp->wk->queue_limit;
+                    cl->out.bytes < rp->wk->queue_limit &&
+                    (!cl->handoff || cl->in.bytes > REDIS_HANDOFF_CARRY);
         if (room && cl->c.readable && !cl->c.eof) {
             /* The request being parsed may be large: allow it all in. */
             size_t limit = (size_t)(rp->mc ? cl->mreq.size : cl->req.size) + rp->wk->queue_limit;
@@ -808,6 +838,11 @@ static void redis_client_pump(struct redis_client *cl)
             }
             moved = moved || w > 0;
         }
+        if (cl->handoff && cl->pending == 0 && cl->out.bytes == 0 && !cl->quit &&
+            !cl->c.eof && cl->in.bytes <= REDIS_HANDOFF_CARRY) {
+            redis_client_hand_off(cl);
+            return;
+        }
         /* After QUIT, a protocol error or the client's FIN: close once every
          * reply is written (an unfinished request can never complete). */
         if (cl->pending == 0 && cl->out.bytes == 0 &&
@@ -833,16 +868,17 @@ static void redis_client_io(struct ev_loop *loop, struct ev_io *io, unsigned eve
     redis_client_pump(cl);
 }
 
-int redis_client_start(struct pool *p, int fd)
+/* A client of pool `p` with nothing read yet, not yet on a socket; NULL
+ * when out of memory (logged). */
+static struct redis_client *redis_client_new(struct pool *p)
 {
     struct redis_pool *rp = p->proto;
     struct redis_client *cl = slab_alloc(&rp->clients);
     if (cl == NULL) {
         log_error(rp->wk->log, "pool '%s': out of memory for a client", p->cp->name);
-        return -1;
+        return NULL;
     }
     cl->rp = rp;
-    cl->lane = rp->next_lane++;
     cl->authed = p->cp->redis_auth == NULL;
     buf_queue_init(&cl->in);
     buf_queue_init(&cl->out);
@@ -854,13 +890,50 @@ int redis_client_start(struct pool *p, int fd)
     cl->flush = (struct ev_defer){ .fn = redis_client_flush, .data = cl };
     cl->release = (struct ev_defer){ .fn = redis_client_release, .data = cl };
     cl->linger_timer = (struct ev_timer){ .fn = redis_client_linger_timer, .data = cl };
-    net_set_nodelay(fd, &p->cp->listen);
+    return cl;
+}
+
+/* Put `cl` on `fd` and into the worker's items. Returns 0, or -1 with `cl`
+ * freed (the caller closes fd). */
+static int redis_client_open(struct redis_client *cl, int fd)
+{
+    struct redis_pool *rp = cl->rp;
+    net_set_nodelay(fd, &rp->cp->listen);
     if (conn_open(&cl->c, rp->wk->loop, fd, redis_client_io, cl) == -1) {
-        log_error(rp->wk->log, "pool '%s': epoll: %s", p->cp->name, strerror(errno));
-        slab_free(&rp->clients, cl);
+        log_error(rp->wk->log, "pool '%s': epoll: %s", rp->cp->name, strerror(errno));
+        buf_queue_clear(&cl->in, &rp->wk->bufs);
+        redis_client_release(rp->wk->loop, &cl->release);
         return -1;
     }
+    cl->lane = rp->next_lane++;
     wk_item_add(rp->wk, &cl->item, redis_client_abort, redis_client_drain);
     return 0;
 }
 
+int redis_client_start(struct pool *p, int fd)
+{
+    struct redis_client *cl = redis_client_new(p);
+    return cl == NULL ? -1 : redis_client_open(cl, fd);
+}
+
+int redis_client_adopt(struct pool *p, const struct handoff_item *it)
+{
+    struct redis_client *cl = redis_client_new(p);
+    if (cl == NULL) {
+        return -1;
+    }
+    struct redis_pool *rp = cl->rp;
+    cl->authed = cl->authed || it->authed;
+    if (it->len > 0 && buf_queue_append(&cl->in, &rp->wk->bufs, it->data, it->len) == -1) {
+        log_error(rp->wk->log, "pool '%s': out of memory for a client", p->cp->name);
+        redis_client_release(rp->wk->loop, &cl->release);
+        return -1;
+    }
+    buf_cursor_reset(&cl->cur, &cl->in);
+    if (redis_client_open(cl, it->fd) == -1) {
+        return -1;
+    }
+    cl->c.readable = true; /* what it sent meanwhile waits in the socket */
+    ev_defer(rp->wk->loop, &cl->flush);
+    return 0;
+}

@@ -17,6 +17,7 @@
 #define LEGATE_REDIS_H
 
 struct pool;
+struct handoff_item;
 
 /* Per-worker state of a redis pool: servers, connections, the ring.
  * Return 0, or -1 (logged). */
@@ -29,5 +30,10 @@ void redis_pool_sync(struct pool *p);
 /* Take ownership of an accepted client. Returns 0, or -1 (the caller
  * closes fd and releases the client slot). */
 int redis_client_start(struct pool *p, int fd);
+
+/* The same for a client a retiring generation handed over (handoff.h):
+ * its unfinished request is parsed first, and it keeps its AUTH when the
+ * item says so. */
+int redis_client_adopt(struct pool *p, const struct handoff_item *it);
 
 #endif

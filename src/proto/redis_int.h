@@ -29,6 +29,9 @@ enum {
     REDIS_MAX_PENDING = 4096, /* requests in flight per client before reads pause */
     REDIS_SCRATCH_MIN = 256,
     REDIS_KEYS_INLINE = 16,   /* keys routed without allocating */
+    /* A client handed over at a reload takes its unfinished request along
+     * up to this size; a longer one is finished here first. */
+    REDIS_HANDOFF_CARRY = 64 * 1024,
 };
 
 struct redis_pool;
@@ -141,6 +144,7 @@ struct redis_client {
     bool gone;
     bool authed;                  /* AUTH done, or no password configured */
     bool draining;                /* legate is stopping: close when idle */
+    bool handoff;                 /* a reload: hand over when idle (handoff.h), reading no more */
     bool linger;                  /* ended by an error: drain its input before closing */
     struct ev_timer linger_timer; /* bounds the lingering (conn_linger) */
     struct ev_defer flush;        /* write replies once per loop iteration */

@@ -24,21 +24,29 @@ struct pool_proto {
     void (*fini)(struct pool *p);
     int (*start)(struct pool *p, int fd);
     void (*sync)(struct pool *p); /* p->down changed; NULL: the balancer's alone */
+    /* Take a client handed over at a reload (handoff.h); NULL: the
+     * protocol's clients are never handed over. */
+    int (*adopt)(struct pool *p, const struct handoff_item *it);
 };
 
 static const struct pool_proto pool_protos[] = {
-    [CONF_PROTO_TCP] = { NULL, NULL, tcp_session_start, NULL },
+    [CONF_PROTO_TCP] = { NULL, NULL, tcp_session_start, NULL, NULL },
     [CONF_PROTO_REDIS] = { redis_pool_init, redis_pool_fini, redis_client_start,
-                           redis_pool_sync },
+                           redis_pool_sync, redis_client_adopt },
     [CONF_PROTO_MEMCACHE] = { redis_pool_init, redis_pool_fini, redis_client_start,
-                              redis_pool_sync }, /* mc.h: the same machinery */
-    [CONF_PROTO_HTTP] = { http_pool_init, http_pool_fini, http_client_start, http_pool_sync },
+                              redis_pool_sync, redis_client_adopt }, /* mc.h: the same */
+    [CONF_PROTO_HTTP] = { http_pool_init, http_pool_fini, http_client_start, http_pool_sync,
+                          NULL },
 };
 
 int pool_shared_reopen(struct pool_shared *sh, const struct conf *cf, const struct conf_pool *cp,
-                       unsigned nworkers, struct pool_shared *prev,
+                       unsigned nworkers, struct handoff_hub *hub, struct pool_shared *prev,
                        const struct conf_pool *prev_cp, char *err, size_t errlen)
 {
+    if (handoff_box_init(&sh->box, hub, cp, nworkers) == -1) {
+        snprintf(err, errlen, "pool '%s': out of memory", cp->name);
+        return -1;
+    }
     atomic_init(&sh->clients, 0);
     atomic_init(&sh->unix_users, nworkers);
     atomic_init(&sh->up_conns, 0);
@@ -79,9 +87,10 @@ int pool_shared_reopen(struct pool_shared *sh, const struct conf *cf, const stru
 }
 
 int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
-                     const struct conf_pool *cp, unsigned nworkers, char *err, size_t errlen)
+                     const struct conf_pool *cp, unsigned nworkers, struct handoff_hub *hub,
+                     char *err, size_t errlen)
 {
-    return pool_shared_reopen(sh, cf, cp, nworkers, NULL, NULL, err, errlen);
+    return pool_shared_reopen(sh, cf, cp, nworkers, hub, NULL, NULL, err, errlen);
 }
 
 void pool_shared_close(struct pool_shared *sh, const struct conf_pool *cp)
@@ -89,6 +98,7 @@ void pool_shared_close(struct pool_shared *sh, const struct conf_pool *cp)
     if (sh == NULL) {
         return;
     }
+    handoff_box_fini(&sh->box);
     server_table_free(&sh->tab);
     if (sh->lfds == NULL) {
         return;
@@ -112,26 +122,59 @@ static int pool_listen_fd(const struct pool *p)
     return p->shared->is_unix ? p->shared->lfds[0] : p->shared->lfds[p->wk->id];
 }
 
-/* A client was accepted on this worker's listener. */
-static void pool_accepted(struct acceptor *a, int fd)
+/* A client on `fd`, accepted here or handed over (`handed`), joins the
+ * pool under its client_connections limit. Returns false when it was
+ * closed instead. */
+static bool pool_take_client(struct pool *p, int fd, const struct handoff_item *handed)
 {
-    struct pool *p = a->data;
+    const struct pool_proto *pp = &pool_protos[p->cp->proto];
     unsigned limit = p->cp->client_connections;
     unsigned now = atomic_fetch_add(&p->shared->clients, 1) + 1;
     if (limit != 0 && now > limit) {
         atomic_fetch_sub(&p->shared->clients, 1);
-        pool_warn(p, "client_connections limit %u reached, closing new client", limit);
+        pool_warn(p, "client_connections limit %u reached, closing %s client", limit,
+                  handed != NULL ? "a handed-over" : "new");
         close(fd);
-        return;
+        return false;
     }
-    if (pool_protos[p->cp->proto].start(p, fd) == -1) {
+    int rc = handed == NULL ? pp->start(p, fd)
+           : pp->adopt != NULL ? pp->adopt(p, handed) : -1;
+    if (rc == -1) {
         atomic_fetch_sub(&p->shared->clients, 1);
         close(fd);
-        return;
+        return false;
     }
     stats_add(&p->wk->stats.total_connections, 1);
     stats_add(&p->wk->stats.curr_connections, 1);
     stats_add(&p->stats->f[SP_CLIENT_CONNECTIONS], 1);
+    return true;
+}
+
+/* A client was accepted on this worker's listener. */
+static void pool_accepted(struct acceptor *a, int fd)
+{
+    (void)pool_take_client(a->data, fd, NULL);
+}
+
+void pool_adopt_handed(struct pool *p)
+{
+    struct handoff_box *box = &p->shared->box;
+    if (!p->listening) {
+        handoff_forward(box, p->wk->id);
+        return;
+    }
+    struct handoff_item *it = handoff_take(box, p->wk->id);
+    unsigned n = 0;
+    while (it != NULL) {
+        struct handoff_item *next = it->next;
+        n += pool_take_client(p, it->fd, it);
+        free(it);
+        it = next;
+    }
+    if (n > 0) {
+        log_info(p->wk->log, "pool '%s': worker %u took over %u clients from the previous "
+                 "configuration", p->cp->name, p->wk->id, n);
+    }
 }
 
 static void pool_outlier_back(struct ev_loop *loop, struct ev_timer *t);

@@ -15,6 +15,7 @@
 #include "../core/log.h"
 #include "bal.h"
 #include "budget.h"
+#include "handoff.h"
 #include "server.h"
 
 #include <stdatomic.h>
@@ -33,6 +34,7 @@ struct pool_shared {
     struct server_table tab; /* the servers, static and discovered (server.h) */
     atomic_uint up_conns; /* upstream connections of all workers (max_connections) */
     atomic_uint pending;  /* requests in flight, all workers (max_pending) */
+    struct handoff_box box; /* clients handed over at a reload (handoff.h) */
 };
 
 struct pool {
@@ -114,20 +116,22 @@ static inline bool pool_server_usable(const struct pool *p, size_t i)
            (p->outlier == NULL || !p->outlier[i].ejected);
 }
 
-/* Open the listening sockets of `cp` for `nworkers`. Returns 0, or -1 with
- * a message in err. */
+/* Open the listening sockets of `cp` for `nworkers`, with a handoff box
+ * under `hub`. Returns 0, or -1 with a message in err. `sh` starts zeroed. */
 int pool_shared_open(struct pool_shared *sh, const struct conf *cf,
-                     const struct conf_pool *cp, unsigned nworkers, char *err, size_t errlen);
+                     const struct conf_pool *cp, unsigned nworkers, struct handoff_hub *hub,
+                     char *err, size_t errlen);
 
 /* The same for a reload: when `prev` (a pool of the running generation,
  * or NULL) listens on the same address, its sockets are shared (dup) rather
  * than opened anew, so no client is refused while the generations change;
  * a unix path is then marked handed over. */
 int pool_shared_reopen(struct pool_shared *sh, const struct conf *cf, const struct conf_pool *cp,
-                       unsigned nworkers, struct pool_shared *prev,
+                       unsigned nworkers, struct handoff_hub *hub, struct pool_shared *prev,
                        const struct conf_pool *prev_cp, char *err, size_t errlen);
 
-/* Close the sockets (and remove a unix socket file). NULL-safe. */
+/* Close the sockets (and remove a unix socket file); clients still in the
+ * handoff box go on to its successor or are closed. NULL-safe. */
 void pool_shared_close(struct pool_shared *sh, const struct conf_pool *cp);
 
 /* Set up pool `cp` in worker `w` and start accepting. Returns 0 or -1. */
@@ -145,6 +149,10 @@ void pool_fini(struct pool *p);
  * worker was poked): servers added, draining or held out by health
  * checks; the protocol follows, then the version is acknowledged. */
 void pool_sync(struct pool *p);
+
+/* Adopt the clients a retiring generation handed to this worker (see
+ * handoff.h) as if accepted, or pass them on when this worker drains. */
+void pool_adopt_handed(struct pool *p);
 
 /* Outlier detection: a request or connect to server `i` failed (refused,
  * timed out, bad framing) or succeeded. `outlier_detection.failures`

@@ -5,6 +5,7 @@ order; noreply, unknown commands, malformed input, limits and a server
 dying mid-pipeline."""
 
 import json
+import signal
 import shutil
 import socket
 import subprocess
@@ -441,3 +442,32 @@ def test_a_server_closing_idle_connections_is_not_a_failure(legate, shards):
         st = json.loads(recv_all(s))
     assert st["cache"]["server_ejects"] == 0
     assert "ejected" not in lg.log()
+
+
+def test_reload_hands_clients_over_without_closing_them(legate, shards):
+    """A pymemcache client and a raw socket with half a request in it stay
+    connected across a reload that moves the pool to another memcached: the
+    old generation hands them over and the new one's server answers."""
+    a, b = shards(2)
+    Client(("127.0.0.1", a.port)).set("k", "old")
+    Client(("127.0.0.1", b.port)).set("k", "new")
+    port = free_port()
+    lg = legate(pool_conf(port, [a]), wait_addr=("127.0.0.1", port))
+    client = Client(("127.0.0.1", port), timeout=10)
+    assert client.get("k") == b"old"
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    raw.sendall(b"get")
+    time.sleep(0.2)
+    lg.conf_path.write_text(pool_conf(port, [b]))
+    lg.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "finished draining" in lg.log(), timeout=10, what="old generation gone")
+    raw.sendall(b" k\r\n")
+    data = b""
+    while not data.endswith(b"END\r\n"):
+        chunk = raw.recv(4096)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    assert data == b"VALUE k 0 3\r\nnew\r\nEND\r\n"
+    assert client.get("k") == b"new"  # the same connection: pymemcache did not reconnect
+    assert "took over" in lg.log()
+    raw.close()
