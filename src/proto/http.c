@@ -74,6 +74,7 @@ struct http_client {
     bool rsp_started;           /* response head written to `out` */
     bool rsp_chunked;           /* its body is re-chunked toward the client */
     bool close_after;           /* close once this response is out */
+    bool handoff;               /* a reload: move to the new generation between requests */
     bool head_timer;            /* the header timeout is running */
     uint64_t t_start_us;
 
@@ -253,11 +254,9 @@ static void http_client_drop_up(struct http_client *cl, bool reusable)
     http_up_close(u);
 }
 
-static void http_client_close(struct http_client *cl, bool err)
+/* Forget the client whose socket is closed or handed over. */
+static void http_client_end(struct http_client *cl, bool err)
 {
-    if (cl->gone) {
-        return;
-    }
     cl->gone = true;
     struct http_pool *hp = cl->hp;
     if (cl->pending) {
@@ -269,7 +268,6 @@ static void http_client_close(struct http_client *cl, bool err)
         cl->mirror = NULL;
     }
     http_client_drop_up(cl, false);
-    conn_close(&cl->c, hp->wk->loop);
     ev_timer_stop(hp->wk->loop, &cl->timer);
     buf_queue_clear(&cl->in, &hp->wk->bufs);
     buf_queue_clear(&cl->out, &hp->wk->bufs);
@@ -279,25 +277,72 @@ static void http_client_close(struct http_client *cl, bool err)
     ev_defer(hp->wk->loop, &cl->release);
 }
 
+static void http_client_close(struct http_client *cl, bool err)
+{
+    if (cl->gone) {
+        return;
+    }
+    conn_close(&cl->c, cl->hp->wk->loop);
+    http_client_end(cl, err);
+}
+
+/* A reload finds the client at rest: rather than close its keep-alive
+ * connection (racing a request it may be sending), hand the socket and
+ * the bytes it sent since, unparsed, to the newest generation
+ * (handoff.h); closed when there is none. */
+static void http_client_hand_off(struct http_client *cl)
+{
+    struct http_pool *hp = cl->hp;
+    struct handoff_item *it = handoff_item_new(cl->c.io.fd, false, cl->in.bytes);
+    if (it == NULL) {
+        http_client_close(cl, false);
+        return;
+    }
+    buf_queue_peek(&cl->in, 0, it->data, it->len);
+    (void)conn_detach(&cl->c, hp->wk->loop); /* before the new owner may add it */
+    http_client_end(cl, false);
+    (void)handoff_push(&hp->pool->shared->box, it); /* else it closed the socket */
+}
+
 static void http_client_abort(struct wk_item *it)
 {
     http_client_close((struct http_client *)it, false);
 }
 
-static bool http_client_between_requests(const struct http_client *cl)
+/* The last response is written and no next request has begun: the parser
+ * took no byte of a head (it consumes cl->in as it collects one; what
+ * cl->in holds is unparsed). */
+static bool http_client_at_rest(const struct http_client *cl)
 {
-    return cl->state == HC_HEAD && cl->in.bytes == 0 && !cl->req.head.done;
+    return cl->state == HC_HEAD && cl->out.bytes == 0 && cl->req.head.len == 0 &&
+           !cl->req.head.done;
 }
 
-/* Draining: a client between requests goes now; others after their
- * response (Connection: close is sent with it). A request already in the
- * socket counts as begun: read once before judging, since its event may
- * not have been seen yet. */
+/* At rest, and nothing of a next request has arrived either. */
+static bool http_client_between_requests(const struct http_client *cl)
+{
+    return http_client_at_rest(cl) && cl->in.bytes == 0;
+}
+
+/* Draining. At a reload (a successor pool is linked) the client is handed
+ * over as soon as it is at rest, with what it sent since, unparsed: a
+ * request under way finishes here first, and no next one begins here.
+ * Otherwise a client between requests goes now, others after their
+ * response (Connection: close is sent with it); a request already in the
+ * socket counts as begun, so it reads once before judging, since the
+ * event may not have been seen yet. */
 static void http_client_drain(struct wk_item *it)
 {
     struct http_client *cl = (struct http_client *)it;
     if (cl->state == HC_LINGER) {
         http_client_close(cl, false);
+        return;
+    }
+    if (handoff_linked(&cl->hp->pool->shared->box)) {
+        cl->handoff = true;
+        if (http_client_at_rest(cl)) {
+            http_client_hand_off(cl);
+        }
         return;
     }
     cl->close_after = true;
@@ -429,7 +474,7 @@ static int http_request_head(struct http_client *cl)
     if (h->upgrade) {
         cl->close_after = true; /* no protocol switch: the Upgrade header is dropped */
     }
-    if (!h->keep_alive || hp->wk->draining) {
+    if (!h->keep_alive || (hp->wk->draining && !cl->handoff)) {
         cl->close_after = true;
     }
     cl->req_chunked = h->framing == HTTP_BODY_CHUNKED;
@@ -478,6 +523,12 @@ static int http_request_done(struct http_client *cl)
     return 0;
 }
 
+/* Waiting to be handed over (a reload): no next request begins here. */
+static bool http_client_held(const struct http_client *cl)
+{
+    return cl->handoff && cl->state == HC_HEAD && cl->req.head.len == 0;
+}
+
 /* Feed the client's input to its request parser while the state allows
  * and the up queue has room. Returns 0, or -1 after answering an error. */
 static int http_client_parse(struct http_client *cl)
@@ -485,7 +536,7 @@ static int http_client_parse(struct http_client *cl)
     struct http_pool *hp = cl->hp;
     while ((cl->in.bytes > 0 || http_parser_stalled(&cl->req)) &&
            (cl->state == HC_HEAD || cl->state == HC_BODY) &&
-           cl->up.bytes < hp->wk->queue_limit) {
+           cl->up.bytes < hp->wk->queue_limit && !http_client_held(cl)) {
         struct http_error err = { 0, NULL };
         if (cl->state == HC_HEAD && !cl->head_timer && hp->cp->timeout_header != 0) {
             cl->head_timer = true;
@@ -643,7 +694,7 @@ static void http_client_pump(struct http_client *cl)
     for (int rounds = 0; rounds < 64 && !cl->gone; rounds++) {
         bool progress = false;
         bool want_read = (cl->state == HC_HEAD || cl->state == HC_BODY) &&
-                         cl->in.bytes < hp->wk->queue_limit;
+                         cl->in.bytes < hp->wk->queue_limit && !http_client_held(cl);
         if (cl->c.readable && !cl->c.eof && want_read) {
             ssize_t r = conn_read(&cl->c, &cl->in, bufs, hp->wk->queue_limit);
             if (r == -1) {
@@ -671,6 +722,14 @@ static void http_client_pump(struct http_client *cl)
                     http_up_kick(cl->u); /* room again for the response body */
                 }
             }
+        }
+        if (cl->handoff && http_client_at_rest(cl)) {
+            http_client_hand_off(cl); /* its exchange ended after the reload began */
+            return;
+        }
+        if (hp->wk->draining && !cl->handoff && http_client_between_requests(cl)) {
+            http_client_close(cl, false); /* its response was still being written */
+            return;
         }
         if (cl->state == HC_CLOSING && cl->out.bytes == 0) {
             if (!cl->req_done && !cl->c.eof && !hp->wk->draining) {
@@ -1299,13 +1358,15 @@ static void http_peer_text(int fd, char *out, size_t len)
     }
 }
 
-int http_client_start(struct pool *p, int fd)
+/* A client of pool `p` on `fd`, registered and timed; NULL (logged) when
+ * it could not be set up (the caller closes fd). */
+static struct http_client *http_client_open(struct pool *p, int fd)
 {
     struct http_pool *hp = p->proto;
     struct http_client *cl = slab_alloc(&hp->clients);
     if (cl == NULL) {
         log_error(hp->wk->log, "pool '%s': out of memory for a client", p->cp->name);
-        return -1;
+        return NULL;
     }
     cl->hp = hp;
     cl->state = HC_HEAD;
@@ -1323,11 +1384,32 @@ int http_client_start(struct pool *p, int fd)
         log_error(hp->wk->log, "pool '%s': epoll: %s", p->cp->name, strerror(errno));
         http_parser_free(&cl->req);
         slab_free(&hp->clients, cl);
-        return -1;
+        return NULL;
     }
     if (p->cp->timeout_idle != 0) {
         ev_timer_start(hp->wk->loop, &cl->timer, p->cp->timeout_idle);
     }
     wk_item_add(hp->wk, &cl->item, http_client_abort, http_client_drain);
+    return cl;
+}
+
+int http_client_start(struct pool *p, int fd)
+{
+    return http_client_open(p, fd) == NULL ? -1 : 0;
+}
+
+int http_client_adopt(struct pool *p, const struct handoff_item *it)
+{
+    struct http_client *cl = http_client_open(p, it->fd);
+    if (cl == NULL) {
+        return -1;
+    }
+    if (buf_queue_append(&cl->in, &cl->hp->wk->bufs, it->data, it->len) == -1) {
+        log_error(cl->hp->wk->log, "pool '%s': out of memory for a client", p->cp->name);
+        http_client_close(cl, true);
+        return 0; /* closed: counted as a client that came and went */
+    }
+    cl->c.readable = true; /* what it sent meanwhile waits in the socket */
+    ev_defer(cl->hp->wk->loop, &cl->kick);
     return 0;
 }

@@ -24,6 +24,7 @@
 #define LEGATE_HTTP_H
 
 struct pool;
+struct handoff_item;
 
 int http_pool_init(struct pool *p);
 void http_pool_fini(struct pool *p);
@@ -32,5 +33,9 @@ void http_pool_sync(struct pool *p);
 
 /* Take the accepted client `fd`. Returns 0, or -1 (the caller closes). */
 int http_client_start(struct pool *p, int fd);
+
+/* The same for a keep-alive client a retiring generation handed over
+ * between two requests (handoff.h). */
+int http_client_adopt(struct pool *p, const struct handoff_item *it);
 
 #endif

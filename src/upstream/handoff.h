@@ -5,9 +5,11 @@
  * of theirs is in flight, each client's socket, with the unfinished request
  * it may have half sent, is queued on the box of the pool that listens on
  * the same address with the same protocol in the newest generation, and a
- * worker of that pool adopts it as if it had just accepted it. A reload
- * therefore never closes such a client (redis clients, unlike HTTP ones,
- * do not resend a request on a connection that closed under them).
+ * worker of that pool adopts it as if it had just accepted it. HTTP
+ * keep-alive clients move the same way when they are between requests.
+ * A reload therefore never closes an idle client (redis clients do not
+ * resend a request on a connection that closed under them, nor do HTTP
+ * clients a POST).
  *
  *    old generation                     newest generation
  *    worker 0 --push--+                 +--> queue 0 --> worker 0 (adopts)

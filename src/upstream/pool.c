@@ -36,7 +36,7 @@ static const struct pool_proto pool_protos[] = {
     [CONF_PROTO_MEMCACHE] = { redis_pool_init, redis_pool_fini, redis_client_start,
                               redis_pool_sync, redis_client_adopt }, /* mc.h: the same */
     [CONF_PROTO_HTTP] = { http_pool_init, http_pool_fini, http_client_start, http_pool_sync,
-                          NULL },
+                          http_client_adopt },
 };
 
 int pool_shared_reopen(struct pool_shared *sh, const struct conf *cf, const struct conf_pool *cp,
@@ -172,7 +172,7 @@ void pool_adopt_handed(struct pool *p)
         it = next;
     }
     if (n > 0) {
-        log_info(p->wk->log, "pool '%s': worker %u took over %u clients from the previous "
+        log_notice(p->wk->log, "pool '%s': worker %u took over %u clients from the previous "
                  "configuration", p->cp->name, p->wk->id, n);
     }
 }
