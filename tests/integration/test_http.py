@@ -364,9 +364,9 @@ def test_http10_client(legate, nginx):
 
 
 def test_sigterm_answers_begun_requests_then_closes_idle_clients(legate, upstream):
-    """Stopping: a request already sent (in legate's socket, or at the
-    upstream) gets its response with Connection: close; a keep-alive client
-    between requests is closed at once."""
+    """Stopping: a request already sent (in legate's socket, at the
+    upstream, or half a head) gets its response with Connection: close; a
+    keep-alive client between requests is closed at once."""
     port = free_port()
     lg = legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port))
     get = b"GET /g HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -381,8 +381,18 @@ def test_sigterm_answers_begun_requests_then_closes_idle_clients(legate, upstrea
     idle, at_upstream, in_socket = clients
     at_upstream.sendall(b"GET /sleep/0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
     wait_for(lambda: any(r[1] == "/sleep/0.5" for r in upstream.requests), what="the slow request")
+    half = socket.create_connection(("127.0.0.1", port), timeout=10)
+    half.sendall(get[:20])  # half a head: a request under way
+    time.sleep(0.2)
     in_socket.sendall(get)  # in legate's socket when the signal lands, maybe unseen
     lg.proc.send_signal(15)
+    time.sleep(0.2)
+    half.sendall(get[20:])
+    out = b""
+    while chunk := half.recv(65536):  # answered, then closed
+        out += chunk
+    assert out.startswith(b"HTTP/1.1 200") and b"connection: close" in out.lower(), out
+    half.close()
     for c in (at_upstream, in_socket):
         out = b""
         while chunk := c.recv(65536):  # answered, then closed
