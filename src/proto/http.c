@@ -293,15 +293,11 @@ static void http_client_close(struct http_client *cl, bool err)
 static void http_client_hand_off(struct http_client *cl)
 {
     struct http_pool *hp = cl->hp;
-    struct handoff_item *it = handoff_item_new(cl->c.io.fd, false, cl->in.bytes);
-    if (it == NULL) {
+    if (handoff_conn(&hp->pool->shared->box, &cl->c, hp->wk->loop, false, &cl->in) == -1) {
         http_client_close(cl, false);
         return;
     }
-    buf_queue_peek(&cl->in, 0, it->data, it->len);
-    (void)conn_detach(&cl->c, hp->wk->loop); /* before the new owner may add it */
     http_client_end(cl, false);
-    (void)handoff_push(&hp->pool->shared->box, it); /* else it closed the socket */
 }
 
 static void http_client_abort(struct wk_item *it)

@@ -675,15 +675,11 @@ static void redis_client_close(struct redis_client *cl, bool err)
 static void redis_client_hand_off(struct redis_client *cl)
 {
     struct redis_pool *rp = cl->rp;
-    struct handoff_item *it = handoff_item_new(cl->c.io.fd, cl->authed, cl->in.bytes);
-    if (it == NULL) {
+    if (handoff_conn(&rp->pool->shared->box, &cl->c, rp->wk->loop, cl->authed, &cl->in) == -1) {
         redis_client_close(cl, false);
         return;
     }
-    buf_queue_peek(&cl->in, 0, it->data, it->len);
-    (void)conn_detach(&cl->c, rp->wk->loop); /* before the new owner may add it */
     redis_client_end(cl, false);
-    (void)handoff_push(&rp->pool->shared->box, it); /* else it closed the socket */
 }
 
 static void redis_client_abort(struct wk_item *it)

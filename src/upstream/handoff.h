@@ -31,6 +31,9 @@
 #define LEGATE_HANDOFF_H
 
 #include "../conf/conf.h"
+#include "../core/buf.h"
+#include "../core/conn.h"
+#include "../core/ev.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -101,6 +104,15 @@ struct handoff_item *handoff_item_new(int fd, bool authed, size_t len);
  * Returns true when queued; false when `box` has no successor, with the
  * item freed and its socket closed. */
 bool handoff_push(struct handoff_box *box, struct handoff_item *it);
+
+/* Hand over the client on the open `c`: with `in` (what it sent and
+ * nothing has parsed yet) copied into an item, its socket leaves `loop` (so
+ * the old worker sees no more of it) and is pushed to `box`'s successor,
+ * or closed when there is none. Returns 0: the conn is no longer open and
+ * the caller forgets the client without closing anything; -1 when out of
+ * memory, with nothing done. */
+int handoff_conn(struct handoff_box *box, struct conn *c, struct ev_loop *loop, bool authed,
+                 const struct buf_queue *in);
 
 /* Take worker `worker`'s queue (oldest first; NULL when empty). The caller
  * owns the items: adopt each client, then free() the item. */

@@ -266,3 +266,40 @@ def test_clients_pipelining_through_many_reloads_see_no_error(legate, redis_serv
     assert errors == []
     assert all(b > 20 for b in batches), batches
     assert "took over" in lg.log()
+
+
+def test_clients_the_new_configuration_cannot_take_are_closed(legate, redis_server):
+    """Handed-over clients count against the new pool's client_connections:
+    past it they are closed (and logged); and a pool whose protocol changed
+    on the same address takes none, so its clients close."""
+    srv = redis_server()
+    port = free_port()
+    lg = legate(redis_conf(port, srv), wait_addr=("127.0.0.1", port))
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
+    readers = [Reader(s) for s in socks]
+    for s, rd in zip(socks, readers):
+        s.sendall(encode("PING"))
+        assert rd.reply() == ("+", b"PONG")
+
+    def answering():
+        alive = []
+        for s, rd in zip(socks, readers):
+            try:
+                s.sendall(encode("PING"))
+                alive.append(rd.reply() == ("+", b"PONG"))
+            except (ConnectionError, OSError):
+                alive.append(False)
+        return alive
+
+    reload(lg, redis_conf(port, srv, "  client_connections: 2\n"))
+    wait_for(lambda: "finished draining" in lg.log(), timeout=10, what="old generation gone")
+    alive = answering()
+    assert alive.count(True) == 2, alive
+    assert "client_connections limit 2 reached, closing a handed-over client" in lg.log()
+    memcache = redis_conf(port, srv).replace("  redis: true\n", "  protocol: memcache\n")
+    reload(lg, memcache)
+    wait_for(lambda: lg.log().count("finished draining") == 2, timeout=10,
+             what="second old generation gone")
+    assert answering() == [False] * 4
+    for s in socks:
+        s.close()
