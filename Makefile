@@ -36,6 +36,7 @@ FUZZ_BUILD := build/fuzz
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 FUZZ_SECONDS ?= 20
 FUZZ_LONG_SECONDS ?= 600
+JOBS ?= $(shell nproc)
 
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
               -fno-sanitize-recover=undefined
@@ -105,25 +106,51 @@ integration-asan: asan
 	    LEGATE_SANITIZED=1 \
 	    $(PYTHON) -m pytest -q tests/integration
 
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/http_stream.h $(LIB_SRCS)
-	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -g -O1 \
-	    -fsanitize=fuzzer,address,undefined -Isrc -isystem $(LLHTTP_INC_DIR) \
-	    -o $@ $< $(LIB_SRCS) $(LLHTTP_SRCS) $(LDLIBS)
+# Fuzz builds: the library is compiled once with coverage instrumentation
+# (fuzzer-no-link) and every target links those objects.
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -g -O1 \
+               -Isrc -isystem $(LLHTTP_INC_DIR)
+FUZZ_SAN := address,undefined
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) \
+                 $(LLHTTP_SRCS:$(LLHTTP_SRC_DIR)/%.c=$(FUZZ_BUILD)/obj/llhttp/%.o)
 
-# A short run of every fuzz target (part of check); `make fuzz` runs longer.
+$(FUZZ_BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -w -fsanitize=fuzzer-no-link,$(FUZZ_SAN) -c -o $@ $<
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,$(FUZZ_SAN) -MMD -MP -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/http_stream.h $(FUZZ_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,$(FUZZ_SAN) -o $@ $< $(FUZZ_LIB_OBJS) $(LDLIBS)
+
+-include $(FUZZ_LIB_OBJS:.o=.d)
+.SECONDARY: $(FUZZ_LIB_OBJS)
+
+# One fuzz target for FUZZ_SECONDS, its corpus kept under build/fuzz/corpus.
+fuzz-run-%: $(FUZZ_BUILD)/fuzz_%
+	@mkdir -p build/fuzz/corpus/fuzz_$*
+	@echo "== fuzz_$* ($(FUZZ_SECONDS)s)"
+	@$< -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -artifact_prefix=build/fuzz/ \
+	    build/fuzz/corpus/fuzz_$* tests/fuzz/corpus/fuzz_$* 2>build/fuzz/fuzz_$*.log \
+	    || { tail -40 build/fuzz/fuzz_$*.log; exit 1; }
+	@tail -1 build/fuzz/fuzz_$*.log
+
+# A short run of every fuzz target (part of check), as many at once as there
+# are cores; `make fuzz` runs each longer.
 fuzz-short: $(FUZZ_BINS)
-	@for f in $(FUZZ_BINS); do n=$$(basename $$f); echo "== $$n ($(FUZZ_SECONDS)s)"; \
-	    mkdir -p build/fuzz/corpus/$$n; \
-	    $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -artifact_prefix=build/fuzz/ \
-	        build/fuzz/corpus/$$n \
-	        tests/fuzz/corpus/$$n 2>build/fuzz/$$n.log || { tail -40 build/fuzz/$$n.log; exit 1; }; \
-	    tail -1 build/fuzz/$$n.log; done
+	$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target $(FUZZ_BINS:$(FUZZ_BUILD)/fuzz_%=fuzz-run-%)
 
 fuzz:
 	$(MAKE) fuzz-short FUZZ_SECONDS=$(FUZZ_LONG_SECONDS)
 
-check: bootstrap lint all unit integration integration-asan fuzz-short
+# The builds run in parallel, the test suites one after the other (they
+# start real servers and must not compete for the cores).
+check: bootstrap lint
+	$(MAKE) -j$(JOBS) all tools $(UNIT_BINS) asan $(FUZZ_BINS)
+	$(MAKE) unit integration integration-asan fuzz-short
 	@echo "check: all passed"
 
 build/bench/blast: bench/blast.c

@@ -272,6 +272,10 @@ def echo_server():
 
 class _NameHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The head and the body go out in two writes: without TCP_NODELAY the
+    # body waits for the peer's delayed ACK (40 ms), as on any server that
+    # leaves Nagle on.
+    disable_nagle_algorithm = True
 
     def do_GET(self):
         srv = self.server
