@@ -3,8 +3,10 @@
 #include "admin/admin.h"
 #include "admin/stats.h"
 #include "conf/conf.h"
+#include "conf/conf_tree.h"
 #include "core/acceptor.h"
 #include "core/ev.h"
+#include "core/fwatch.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "upstream/handoff.h"
@@ -39,6 +41,8 @@ struct legate {
     struct acceptor stats;      /* the stats listener */
     struct admin *admin;        /* the admin HTTP listener, when configured */
     struct ev_timer reap;       /* frees retired generations once they ended */
+    struct fwatch watch;        /* the config file's content, as last loaded */
+    struct ev_timer watch_tick; /* `watch_config`: checks it for a settled change */
     char host[256];
 };
 
@@ -139,14 +143,29 @@ static int legate_view(void *data, struct admin_view *v)
     return v->tabs == NULL ? -1 : 0;
 }
 
-/* SIGHUP: read the file again; when it is valid and its listeners open, a
- * new generation takes new clients and the running one drains. Otherwise
- * the running configuration stays and the reason is logged. */
-static void legate_reload(struct legate *lg)
+/* Validate the config file's content `c` (read by fwatch_take or found
+ * settled by fwatch_settled). Returns 0 and a snapshot with one reference,
+ * or -1 with "file:line:column: ..." (or "file: ...") in err. */
+static int legate_load(const struct legate *lg, const struct fwatch_content *c,
+                       struct conf **cf, char *err, size_t errlen)
+{
+    *cf = NULL;
+    if (c->err != 0) {
+        snprintf(err, errlen, "%s: cannot open: %s", lg->opt.conf_file, strerror(c->err));
+        return -1;
+    }
+    return conf_load_buffer(lg->opt.conf_file, c->text, c->len, cf, err, errlen);
+}
+
+/* Load the config file's content `c` (SIGHUP, or a settled change under
+ * `watch_config`): when it is valid and its listeners open, a new
+ * generation takes new clients and the running one drains. Otherwise the
+ * running configuration stays and the reason is logged. */
+static void legate_reload(struct legate *lg, const struct fwatch_content *c)
 {
     char err[1024];
     struct conf *cf = NULL;
-    if (conf_load(lg->opt.conf_file, &cf, err, sizeof(err)) == -1) {
+    if (legate_load(lg, c, &cf, err, sizeof(err)) == -1) {
         log_error(&lg->log, "reload: %s; keeping the running configuration", err);
         return;
     }
@@ -216,6 +235,30 @@ static void legate_stop(struct legate *lg)
     }
 }
 
+/* Arm the config file check at the running configuration's interval, or
+ * leave it off. */
+static void legate_watch_arm(struct legate *lg)
+{
+    uint64_t every = lg->cur->conf->watch_config;
+    if (every > 0) {
+        ev_timer_start(lg->loop, &lg->watch_tick, every);
+    } else {
+        ev_timer_stop(lg->loop, &lg->watch_tick);
+    }
+}
+
+/* `watch_config`: reload once the file's content changed and held still. */
+static void legate_watch(struct ev_loop *loop, struct ev_timer *t)
+{
+    (void)loop;
+    struct legate *lg = t->data;
+    if (fwatch_settled(&lg->watch)) {
+        log_notice(&lg->log, "'%s' changed, reloading", lg->opt.conf_file);
+        legate_reload(lg, &lg->watch.tried);
+    }
+    legate_watch_arm(lg);
+}
+
 /* A signal arrived on the signalfd: stop, reopen the log, or note HUP. */
 static void legate_signal(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
@@ -235,7 +278,8 @@ static void legate_signal(struct ev_loop *loop, struct ev_io *io, unsigned event
             }
         } else if (sig == SIGHUP) {
             log_notice(&lg->log, "SIGHUP received, reloading '%s'", lg->opt.conf_file);
-            legate_reload(lg);
+            legate_reload(lg, fwatch_take(&lg->watch));
+            legate_watch_arm(lg);
         }
     }
 }
@@ -324,6 +368,7 @@ static int legate_serve(struct legate *lg, const sigset_t *set, struct conf *cf)
         return -1;
     }
     lg->reap = (struct ev_timer){ .fn = legate_reap, .data = lg };
+    lg->watch_tick = (struct ev_timer){ .fn = legate_watch, .data = lg };
     int rc = -1;
     if (gen_start(lg->cur, cf, NULL, &lg->hub, &lg->log, lg->opt.mbuf_size, lg->loop) == -1) {
         free(lg->cur);
@@ -332,6 +377,7 @@ static int legate_serve(struct legate *lg, const sigset_t *set, struct conf *cf)
         log_notice(&lg->log, "legate-%s started on pid %d with %u workers", LEGATE_VERSION,
                    (int)getpid(), lg->cur->nstarted);
         const struct conf *cf0 = lg->cur->conf;
+        legate_watch_arm(lg);
         if (!cf0->has_admin ||
             (lg->admin = admin_start(&cf0->admin, lg->loop, &lg->log, legate_view, lg)) != NULL) {
             rc = legate_listen_stats(lg, sfd);
@@ -376,7 +422,12 @@ int main(int argc, char **argv)
 
     char err[1024];
     struct conf *cf = NULL;
-    if (conf_load(lg.opt.conf_file, &cf, err, sizeof(err)) == -1) {
+    fwatch_init(&lg.watch, lg.opt.conf_file, CONF_MAX_FILE);
+    int loaded = legate_load(&lg, fwatch_take(&lg.watch), &cf, err, sizeof(err));
+    if (loaded == -1 || lg.opt.test_conf) {
+        fwatch_fini(&lg.watch);
+    }
+    if (loaded == -1) {
         fprintf(stderr, "legate: configuration file '%s' syntax is invalid\n", lg.opt.conf_file);
         fprintf(stderr, "legate: %s\n", err);
         return 1;
@@ -390,11 +441,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "legate: cannot open log file '%s': %s\n", lg.opt.log_file,
                 strerror(errno));
         conf_put(cf);
+        fwatch_fini(&lg.watch);
         return 1;
     }
     if (lg.opt.daemonize && legate_daemonize() == -1) {
         log_error(&lg.log, "cannot daemonize: %s", strerror(errno));
         conf_put(cf);
+        fwatch_fini(&lg.watch);
         return 1;
     }
     if (lg.opt.pid_file != NULL) {
@@ -402,6 +455,7 @@ int main(int argc, char **argv)
             log_error(&lg.log, "cannot write pid file '%s': %s", lg.opt.pid_file,
                       strerror(errno));
             conf_put(cf);
+            fwatch_fini(&lg.watch);
             return 1;
         }
         lg.pid_written = true;
@@ -424,9 +478,11 @@ int main(int argc, char **argv)
     if (handoff_hub_init(&lg.hub) == -1) {
         log_error(&lg.log, "cannot create a mutex");
         conf_put(cf);
+        fwatch_fini(&lg.watch);
         return 1;
     }
     int rc = legate_serve(&lg, &set, cf) == -1 ? 1 : 0;
+    fwatch_fini(&lg.watch);
     handoff_hub_fini(&lg.hub);
     if (lg.pid_written) {
         unlink(lg.opt.pid_file);

@@ -802,7 +802,7 @@ static int conf_read_admin(struct conf_ctx *cx, const struct conf_node *v, struc
 static int conf_read_process(struct conf_ctx *cx, const struct conf_node *v, struct conf *cf)
 {
     static const char *const keys[] = { "workers", "shutdown_grace", "scheduling", "priority",
-                                        "admin", NULL };
+                                        "watch_config", "admin", NULL };
     static const char *const policies[] = { "batch", "normal", NULL };
     if (v->kind != CONF_MAP) {
         return conf_fail(cx, v, "legate", "expected a mapping, got %s", conf_kind_name(v));
@@ -827,6 +827,13 @@ static int conf_read_process(struct conf_ctx *cx, const struct conf_node *v, str
             break;
         case 3:
             rc = conf_read_int(cx, val, k->value, CONF_NICE_MIN, CONF_NICE_MAX, &cf->priority);
+            break;
+        case 4:
+            rc = conf_read_duration(cx, val, k->value, &cf->watch_config);
+            if (rc == 0 && cf->watch_config != 0 && cf->watch_config < CONF_WATCH_MIN_MS) {
+                rc = conf_fail(cx, val, k->value, "expected 0 (off) or at least %dms",
+                               CONF_WATCH_MIN_MS);
+            }
             break;
         default:
             rc = conf_read_admin(cx, val, cf);
@@ -949,28 +956,6 @@ done:
     }
     *out = cf;
     return 0;
-}
-
-int conf_load(const char *path, struct conf **out, char *err, size_t errlen)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    char *data = malloc(CONF_MAX_FILE + 1);
-    size_t len = data ? fread(data, 1, CONF_MAX_FILE + 1, f) : 0;
-    int bad = data == NULL || ferror(f);
-    fclose(f);
-    if (bad) {
-        snprintf(err, errlen, "%s: cannot read", path);
-        free(data);
-        return -1;
-    }
-    int rc = conf_load_buffer(path, data, len, out, err, errlen);
-    free(data);
-    return rc;
 }
 
 struct conf *conf_get(struct conf *cf)

@@ -192,6 +192,10 @@ enum { CONF_SCHED_BATCH, CONF_SCHED_NORMAL };
  * them nor is preempted by them, and each wake-up runs to the end. */
 enum { CONF_NICE_MIN = -20, CONF_NICE_MAX = 19, CONF_PRIORITY_DEFAULT = -5 };
 
+/* `watch_config`: main reads the config file at this interval and reloads
+ * once a new content has held still for one interval (fwatch.h); 0 = off. */
+enum { CONF_WATCH_MIN_MS = 100 };
+
 struct conf {
     atomic_uint refs;
     char *path;
@@ -199,6 +203,7 @@ struct conf {
     uint64_t shutdown_grace;    /* ms */
     unsigned scheduling;        /* CONF_SCHED_*: the workers' scheduling policy */
     int priority;               /* the workers' nice value */
+    uint64_t watch_config;      /* ms between checks of the config file; 0 = off */
     bool has_admin;             /* `admin`: the admin HTTP listener's address */
     struct net_addr admin;
     struct conf_pool *pools;
@@ -218,11 +223,9 @@ static inline const struct conf_discovery *conf_pool_discovery(const struct conf
     return NULL;
 }
 
-/* Read and validate `path`. Returns 0 and a snapshot holding one reference
- * in *out, or -1 with "file:line:column: ..." (or "file: ...") in err. */
-int conf_load(const char *path, struct conf **out, char *err, size_t errlen);
-
-/* The same from a buffer; `name` stands for the file in messages. */
+/* Validate a config file's content data[0, len). Returns 0 and a snapshot
+ * holding one reference in *out, or -1 with "name:line:column: ..." in err
+ * (`name` stands for the file in messages). */
 int conf_load_buffer(const char *name, const char *data, size_t len,
                      struct conf **out, char *err, size_t errlen);
 

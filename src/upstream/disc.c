@@ -1,11 +1,11 @@
 /* disc: discovery sources and applying their results (see disc.h). */
 #include "disc.h"
 #include "disc_file.h"
+#include "../core/fwatch.h"
 #include "dns.h"
 #include "ring.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -341,38 +341,6 @@ static void disc_srv_done(void *arg, const char *err, const struct dns_srv *recs
     }
 }
 
-static int disc_read_file(const char *path, char **text, size_t *len, struct stat *st,
-                          char *err, size_t errlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1 || fstat(fd, st) == -1) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        if (fd != -1) {
-            close(fd);
-        }
-        return -1;
-    }
-    size_t cap = (size_t)st->st_size + 1;
-    if (cap > DISC_FILE_MAX + 1) {
-        cap = DISC_FILE_MAX + 1;
-    }
-    char *buf = malloc(cap);
-    size_t n = 0;
-    ssize_t r = 0;
-    while (buf != NULL && n < cap && (r = read(fd, buf + n, cap - n)) > 0) {
-        n += (size_t)r;
-    }
-    close(fd);
-    if (buf == NULL || r == -1) {
-        snprintf(err, errlen, "%s: %s", path, buf == NULL ? "out of memory" : strerror(errno));
-        free(buf);
-        return -1;
-    }
-    *text = buf;
-    *len = n;
-    return 0;
-}
-
 static bool disc_file_changed(const struct disc_pool *dp, const struct stat *st)
 {
     return !dp->have_file || st->st_ino != dp->seen.st_ino || st->st_size != dp->seen.st_size ||
@@ -403,7 +371,8 @@ static void disc_check_file(struct disc_pool *dp)
     char *text = NULL;
     size_t len = 0;
     char why[320];
-    if (disc_read_file(path, &text, &len, &st, why, sizeof(why)) == -1) {
+    if (fwatch_read(path, DISC_FILE_MAX, &text, &len, &st) == -1) {
+        snprintf(why, sizeof(why), "%s: %s", path, strerror(errno));
         disc_error(dp, "", why);
     } else {
         char perr[256];

@@ -66,6 +66,8 @@ EXPECTED_BAD = {
     "bad_workers.yml": ("bad_workers.yml:2:12", "key 'workers'"),
     "bad_scheduling.yml": ("bad_scheduling.yml:2:15", "key 'scheduling': unknown value"),
     "bad_priority.yml": ("bad_priority.yml:2:13", "key 'priority': value out of range"),
+    "bad_watch_config.yml": ("bad_watch_config.yml:2:17",
+                             "key 'watch_config': expected 0 (off) or at least 100ms"),
     "bad_admin_unix.yml": ("bad_admin_unix.yml:2:10", "key 'admin': expected host:port"),
     "bad_admin_port.yml": ("bad_admin_port.yml:2:10", "key 'admin'"),
     "admin_on_pool_address.yml": ("admin_on_pool_address.yml:3:10",

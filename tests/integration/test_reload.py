@@ -303,3 +303,66 @@ def test_clients_the_new_configuration_cannot_take_are_closed(legate, redis_serv
     assert answering() == [False] * 4
     for s in socks:
         s.close()
+
+
+def test_watch_config_reloads_a_changed_file_once_it_held_still(legate, echo_server):
+    """legate.watch_config: a new content is loaded without a signal once it
+    has held still for one check (an editor's rename, kubelet's swap of a
+    ConfigMap's symlinks); a broken one is logged once and the running
+    configuration stays; with the key gone, changes wait for SIGHUP."""
+    a, b, c, d = (echo_server(mode="name", name=n) for n in "abcd")
+    port = free_port()
+
+    def conf(server, watch=True):
+        section = "legate:\n  workers: 2\n" + ("  watch_config: 200ms\n" if watch else "")
+        return tcp_pool(f"127.0.0.1:{port}", [f"127.0.0.1:{server.port}:1"],
+                        legate_section=section)
+
+    lg = legate(conf(a), wait_addr=("127.0.0.1", port))
+    path = lg.conf_path
+    changed = "changed, reloading"
+
+    def settle(expect_name, count):
+        wait_for(lambda: lg.log().count(changed) == count and
+                 name_of(("127.0.0.1", port)) == expect_name, timeout=10,
+                 what=f"{expect_name} after {count} reloads")
+
+    assert name_of(("127.0.0.1", port)) == "a"
+    # an editor's save: a new file renamed over the old one
+    tmp = path.with_name("new.yml")
+    tmp.write_text(conf(b))
+    os.replace(tmp, path)
+    settle("b", 1)
+    # a touch is no change
+    os.utime(path)
+    time.sleep(0.8)
+    assert lg.log().count(changed) == 1
+    # a broken file: logged once, not at every check, and b keeps serving
+    path.write_text(conf(b) + "  bogus_key: 1\n")
+    wait_for(lambda: "keeping the running configuration" in lg.log(), timeout=10,
+             what="the broken file refused")
+    time.sleep(0.8)
+    assert lg.log().count("keeping the running configuration") == 1
+    assert lg.log().count(changed) == 2
+    assert name_of(("127.0.0.1", port)) == "b"
+    # kubelet's layout: the file is a link into ..data, swapped by a rename
+    for v, server in (("v1", c), ("v2", d)):
+        (path.parent / v).mkdir()
+        (path.parent / v / "legate.yml").write_text(conf(server))
+    os.symlink("v1", path.parent / "..data")
+    link = path.with_name("link.tmp")
+    os.symlink("..data/legate.yml", link)
+    os.replace(link, path)
+    settle("c", 3)
+    os.symlink("v2", path.parent / "..data_tmp")
+    os.replace(path.parent / "..data_tmp", path.parent / "..data")
+    settle("d", 4)
+    assert "SIGHUP" not in lg.log()
+    # the new content turns the watch off: further changes wait for SIGHUP
+    (path.parent / "v2" / "legate.yml").write_text(conf(a, watch=False))
+    settle("a", 5)
+    (path.parent / "v2" / "legate.yml").write_text(conf(b, watch=False))
+    time.sleep(1.0)  # five of the old intervals
+    assert lg.log().count(changed) == 5 and name_of(("127.0.0.1", port)) == "a"
+    lg.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: name_of(("127.0.0.1", port)) == "b", timeout=10, what="SIGHUP's reload")
