@@ -6,17 +6,35 @@
  *
  * A request with `noreply` is forwarded without it and its reply dropped,
  * so every request on a server connection has exactly one reply and a
- * pipeline can never lose its place. */
+ * pipeline can never lose its place. A quiet meta request (flag `q`) is
+ * forwarded as it came with an "mn" after it: the server's own rules
+ * decide whether a reply shows, and its MN closes the reply either way
+ * (mc_proto.h, until_mn). A client's own "mn" is answered by legate in
+ * its place in the client's order, after every reply before it. */
 #include "mc.h"
 #include "redis_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* The server for token `t`, or -1 (none live, or out of memory). */
-static int mc_key_server(struct redis_client *cl, const struct mc_tok *t)
+enum { MC_BAD_KEY = -2 };
+
+/* The server for token `t`, or -1 (none live, or out of memory), or
+ * MC_BAD_KEY. A base64 key (`b64`, meta's `b` flag) is placed by its
+ * decoded bytes, where the same key sent plain would go. */
+static int mc_key_server(struct redis_client *cl, const struct mc_tok *t, bool b64)
 {
-    return redis_client_key_server(cl, t->off, t->len);
+    if (!b64) {
+        return redis_client_key_server(cl, t->off, t->len);
+    }
+    const uint8_t *k = redis_client_bytes(cl, t->off, t->len);
+    uint8_t key[MC_KEY_MAX];
+    size_t n;
+    if (k == NULL) {
+        return -1;
+    }
+    return mc_b64_decode(k, t->len, key, &n) == -1 ? MC_BAD_KEY
+                                                    : redis_key_bytes_server(cl->rp, key, n);
 }
 
 /* Send the request at the head of cl->in to server `srv`: as it came, or
@@ -29,7 +47,11 @@ static int mc_forward(struct redis_client *cl, struct redis_msg *m, int srv)
     struct buf_pool *bufs = &rp->wk->bufs;
     uint64_t before = sc->out.bytes;
     bool bad;
-    if (!r->noreply) {
+    if (r->kind == MC_META && r->quiet) {
+        m->mn_tail = true;
+        bad = buf_queue_append_range(&sc->out, bufs, &cl->in, 0, r->size) == -1 ||
+              buf_queue_append(&sc->out, bufs, "mn\r\n", 4) == -1;
+    } else if (!r->noreply) {
         bad = buf_queue_append_range(&sc->out, bufs, &cl->in, 0, r->size) == -1;
     } else {
         const struct mc_tok *prev = &r->tok[r->ntok - 2];
@@ -149,7 +171,7 @@ static void mc_route_get(struct redis_client *cl, struct redis_msg *m)
     }
     bool one_server = true;
     for (uint32_t k = 0; k < r->nkeys; k++) {
-        where[k] = mc_key_server(cl, &r->tok[r->first_key + k]);
+        where[k] = mc_key_server(cl, &r->tok[r->first_key + k], false);
         if (where[k] < 0) {
             redis_msg_error(rp, m, "server unavailable");
             goto out;
@@ -215,6 +237,10 @@ static void mc_route(struct redis_client *cl)
         cl->quit = true; /* memcached closes without a reply */
         m->done = true;
         return;
+    case MC_META_NOOP:
+        redis_reply_text(rp, m, "MN\r\n");
+        m->done = true;
+        return;
     default:
         break;
     }
@@ -230,8 +256,11 @@ static void mc_route(struct redis_client *cl)
      * version 0 and gate features on what the servers run); a dead one
      * is passed over when a live one is connected. */
     int s = r->kind == MC_VERSION ? mc_any_server(rp)
-                                  : mc_key_server(cl, &r->tok[r->first_key]);
-    if (s < 0) {
+                                  : mc_key_server(cl, &r->tok[r->first_key], r->b64);
+    if (s == MC_BAD_KEY) {
+        redis_reply_text(rp, m, "CLIENT_ERROR legate: key is not base64\r\n");
+        m->done = true;
+    } else if (s < 0) {
         redis_msg_error(rp, m, "server unavailable");
     } else if (mc_forward(cl, m, s) == -1) {
         redis_msg_error(rp, m, "out of memory");

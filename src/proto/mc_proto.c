@@ -14,32 +14,42 @@ const struct mc_limits mc_default_limits = {
 /* ------------------------------------------------------------------ */
 /* the commands legate forwards                                        */
 
+enum { MC_ALL_KEYS = 0xff };
+
 struct mc_cmd_def {
     const char *name;
     uint8_t kind;           /* enum mc_kind */
     uint8_t min_tok;        /* tokens, the command included */
-    uint8_t max_tok;        /* 0: any number (keys of a get) */
+    uint8_t max_tok;        /* 0: any number (keys of a get, meta flags) */
     uint8_t first_key;
+    uint8_t nkeys;          /* 0, 1, or MC_ALL_KEYS: every token from first_key */
     int8_t bytes_tok;       /* the data block's length, or -1: none */
+    uint8_t first_flag;     /* meta: the first flag token, else 0 */
 };
 
 static const struct mc_cmd_def mc_cmds[] = {
-    { "get", MC_GET, 2, 0, 1, -1 },
-    { "gets", MC_GET, 2, 0, 1, -1 },
-    { "gat", MC_GAT, 3, 0, 2, -1 },
-    { "gats", MC_GAT, 3, 0, 2, -1 },
-    { "set", MC_STORE, 5, 6, 1, 4 },
-    { "add", MC_STORE, 5, 6, 1, 4 },
-    { "replace", MC_STORE, 5, 6, 1, 4 },
-    { "append", MC_STORE, 5, 6, 1, 4 },
-    { "prepend", MC_STORE, 5, 6, 1, 4 },
-    { "cas", MC_STORE, 6, 7, 1, 4 },
-    { "delete", MC_KEYED, 2, 4, 1, -1 },
-    { "incr", MC_KEYED, 3, 4, 1, -1 },
-    { "decr", MC_KEYED, 3, 4, 1, -1 },
-    { "touch", MC_KEYED, 3, 4, 1, -1 },
-    { "version", MC_VERSION, 1, 1, 0, -1 },
-    { "quit", MC_QUIT, 1, 1, 0, -1 },
+    { "get", MC_GET, 2, 0, 1, MC_ALL_KEYS, -1, 0 },
+    { "gets", MC_GET, 2, 0, 1, MC_ALL_KEYS, -1, 0 },
+    { "gat", MC_GAT, 3, 0, 2, MC_ALL_KEYS, -1, 0 },
+    { "gats", MC_GAT, 3, 0, 2, MC_ALL_KEYS, -1, 0 },
+    { "set", MC_STORE, 5, 6, 1, 1, 4, 0 },
+    { "add", MC_STORE, 5, 6, 1, 1, 4, 0 },
+    { "replace", MC_STORE, 5, 6, 1, 1, 4, 0 },
+    { "append", MC_STORE, 5, 6, 1, 1, 4, 0 },
+    { "prepend", MC_STORE, 5, 6, 1, 1, 4, 0 },
+    { "cas", MC_STORE, 6, 7, 1, 1, 4, 0 },
+    { "delete", MC_KEYED, 2, 4, 1, 1, -1, 0 },
+    { "incr", MC_KEYED, 3, 4, 1, 1, -1, 0 },
+    { "decr", MC_KEYED, 3, 4, 1, 1, -1, 0 },
+    { "touch", MC_KEYED, 3, 4, 1, 1, -1, 0 },
+    { "version", MC_VERSION, 1, 1, 0, 0, -1, 0 },
+    { "quit", MC_QUIT, 1, 1, 0, 0, -1, 0 },
+    { "mg", MC_META, 2, 0, 1, 1, -1, 2 },
+    { "ms", MC_META, 3, 0, 1, 1, 2, 3 },
+    { "md", MC_META, 2, 0, 1, 1, -1, 2 },
+    { "ma", MC_META, 2, 0, 1, 1, -1, 2 },
+    { "me", MC_META, 2, 0, 1, 1, -1, 2 },
+    { "mn", MC_META_NOOP, 1, 0, 0, 0, -1, 0 },
 };
 
 static const struct mc_cmd_def *mc_cmd_find(const char *name)
@@ -111,6 +121,9 @@ static void mc_tok_byte(struct mc_req *r, uint8_t c)
         r->name[t->len] = (char)c;
     }
     t->noreply = t->noreply && t->len < 7 && c == (uint8_t)noreply[t->len];
+    if (t->len == 0) {
+        t->first = c;
+    }
     t->len++;
     if (c >= '0' && c <= '9' && t->numeric && t->num <= (UINT64_MAX - 9) / 10) {
         t->num = t->num * 10 + (uint64_t)(c - '0');
@@ -145,7 +158,11 @@ static int mc_req_line_done(struct mc_req *r, const struct mc_limits *lim)
     }
     r->kind = (enum mc_kind)d->kind;
     r->first_key = d->first_key;
-    r->nkeys = d->first_key == 0 ? 0 : d->max_tok == 0 ? r->ntok - d->first_key : 1;
+    r->nkeys = d->nkeys == MC_ALL_KEYS ? r->ntok - d->first_key : d->nkeys;
+    for (uint32_t f = d->first_flag; f != 0 && f < r->ntok; f++) {
+        r->quiet = r->quiet || (r->tok[f].len == 1 && r->tok[f].first == 'q');
+        r->b64 = r->b64 || (r->tok[f].len == 1 && r->tok[f].first == 'b');
+    }
     for (uint32_t k = r->first_key; k < r->first_key + r->nkeys; k++) {
         if (r->tok[k].len > MC_KEY_MAX) {
             return mc_req_fail(r, "key longer than 250 bytes");
@@ -274,9 +291,10 @@ static bool mc_first_is(const struct mc_rsp *r, const char *s)
            memcmp(r->first, s, r->nfirst) == 0;
 }
 
-/* The one-line replies memcached sends. */
+/* The one-line replies memcached sends (the classic ones, then meta's). */
 static const char *const mc_single[] = {
     "STORED", "NOT_STORED", "EXISTS", "NOT_FOUND", "DELETED", "TOUCHED", "OK", "VERSION",
+    "HD", "NS", "EX", "NF", "EN", "MN", "ME",
 };
 static const char *const mc_errors[] = { "ERROR", "CLIENT_ERROR", "SERVER_ERROR" };
 
@@ -293,6 +311,25 @@ static bool mc_first_numeric(const struct mc_rsp *r)
     return true;
 }
 
+/* A reply ended (`mn`: it was an MN line). Under until_mn it is whole only
+ * with its MN: a reply before the MN is kept, and only one. */
+static int mc_rsp_reply_done(struct mc_rsp *r, bool mn)
+{
+    if (!r->until_mn) {
+        return MC_DONE;
+    }
+    if (mn) {
+        r->tail = 4; /* "MN\r\n" */
+        return MC_DONE;
+    }
+    if (r->replied) {
+        return mc_rsp_fail(r, "two replies to one quiet request");
+    }
+    r->replied = true;
+    r->values = 0;
+    return MC_AGAIN;
+}
+
 /* A reply line ended. Returns MC_DONE, MC_AGAIN (more lines or a data
  * block follow) or MC_ERROR. */
 static int mc_rsp_line_done(struct mc_rsp *r)
@@ -305,6 +342,14 @@ static int mc_rsp_line_done(struct mc_rsp *r)
         r->values++;
         r->data_left = r->bytes;
         r->phase = RS_DATA;
+        rc = MC_AGAIN;
+    } else if (mc_first_is(r, "VA") && r->values == 0) {
+        if (r->tokidx < 2 || !r->bytes_ok) {
+            return mc_rsp_fail(r, "malformed VA line");
+        }
+        r->data_left = r->bytes;
+        r->phase = RS_DATA;
+        r->va = true; /* the reply ends with its data block */
         rc = MC_AGAIN;
     } else if (mc_first_is(r, "END")) {
         rc = MC_DONE;
@@ -325,11 +370,12 @@ static int mc_rsp_line_done(struct mc_rsp *r)
             return mc_rsp_fail(r, "unknown reply");
         }
     }
+    bool mn = mc_first_is(r, "MN");
     r->nfirst = 0;
     r->tokidx = 0;
     r->in_tok = false;
     r->line = 0;
-    return rc;
+    return rc == MC_DONE ? mc_rsp_reply_done(r, mn) : rc;
 }
 
 static void mc_rsp_byte(struct mc_rsp *r, uint8_t c)
@@ -341,7 +387,10 @@ static void mc_rsp_byte(struct mc_rsp *r, uint8_t c)
     if (!r->in_tok) {
         r->in_tok = true;
         r->tokidx++;
-        if (r->tokidx == 4) {
+        if (r->tokidx == 2) {
+            r->bytes_tok = mc_first_is(r, "VA") ? 2 : 4;
+        }
+        if (r->tokidx == r->bytes_tok) {
             r->bytes = 0;
             r->bytes_ok = true;
         }
@@ -350,7 +399,7 @@ static void mc_rsp_byte(struct mc_rsp *r, uint8_t c)
         r->first[r->nfirst++] = (char)c;
     } else if (r->tokidx == 1) {
         r->nfirst = sizeof(r->first); /* too long to be known */
-    } else if (r->tokidx == 4) {
+    } else if (r->tokidx == r->bytes_tok) {
         if (c >= '0' && c <= '9' && r->bytes <= (UINT64_MAX - 9) / 10 - 2) {
             r->bytes = r->bytes * 10 + (uint64_t)(c - '0');
         } else {
@@ -405,6 +454,10 @@ int mc_rsp_feed(struct mc_rsp *r, const uint8_t *data, size_t n, size_t *used)
                 break;
             }
             r->phase = RS_LINE;
+            if (r->va) {
+                r->va = false;
+                rc = mc_rsp_reply_done(r, false);
+            }
             break;
         }
         if (rc != MC_ERROR) {
@@ -414,6 +467,45 @@ int mc_rsp_feed(struct mc_rsp *r, const uint8_t *data, size_t n, size_t *used)
     }
     *used = i;
     return rc;
+}
+
+static int mc_b64_value(uint8_t c)
+{
+    return c >= 'A' && c <= 'Z'   ? c - 'A'
+           : c >= 'a' && c <= 'z' ? c - 'a' + 26
+           : c >= '0' && c <= '9' ? c - '0' + 52
+           : c == '+'             ? 62
+           : c == '/'             ? 63
+                                  : -1;
+}
+
+int mc_b64_decode(const uint8_t *in, size_t n, uint8_t *out, size_t *outlen)
+{
+    if (n % 4 != 0) {
+        return -1;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        bool last = i + 4 == n;
+        int pad = last && in[i + 3] == '=' ? (in[i + 2] == '=' ? 2 : 1) : 0;
+        uint32_t v = 0;
+        for (int j = 0; j < 4; j++) {
+            int d = j >= 4 - pad ? 0 : mc_b64_value(in[i + (size_t)j]);
+            if (d < 0) {
+                return -1;
+            }
+            v = v << 6 | (uint32_t)d;
+        }
+        out[o++] = (uint8_t)(v >> 16);
+        if (pad < 2) {
+            out[o++] = (uint8_t)(v >> 8);
+        }
+        if (pad < 1) {
+            out[o++] = (uint8_t)v;
+        }
+    }
+    *outlen = o;
+    return 0;
 }
 
 int mc_value_line(const char *line, size_t n, size_t *off, size_t *len, uint64_t *bytes)

@@ -12,7 +12,9 @@
  *
  * Requests: get, gets, gat, gats (several keys), set, add, replace,
  * append, prepend, cas (with a data block), delete, incr, decr, touch,
- * version, quit. Any other command line parses as MC_UNKNOWN: legate
+ * version, quit; the meta commands mg, ms (with a data block), md, ma, me
+ * (one key, then flags: the `q` and `b` flags are noted) and mn. Any
+ * other command line parses as MC_UNKNOWN: legate
  * answers it with memcached's own "ERROR" (it cannot know its framing).
  * Lines end in "\r\n" or "\n" as memcached accepts, and tokens are split
  * at spaces only: other control bytes (a tab, 0x10, ...) belong to the key,
@@ -53,6 +55,8 @@ enum mc_kind {
     MC_KEYED,    /* delete incr decr touch: one key */
     MC_VERSION,
     MC_QUIT,
+    MC_META,     /* mg ms md ma me: one key at token 1, then flags */
+    MC_META_NOOP, /* mn: answered in order, by legate */
 };
 
 struct mc_tok {
@@ -60,6 +64,7 @@ struct mc_tok {
     uint32_t len;
     bool numeric;           /* all digits, no overflow: `num` holds it */
     bool noreply;           /* the token is "noreply" */
+    uint8_t first;          /* its first byte */
     uint64_t num;
 };
 
@@ -72,6 +77,8 @@ struct mc_req {
     uint32_t first_key;     /* token index of the first key */
     uint32_t nkeys;
     bool noreply;           /* the last token is "noreply" (not for gets) */
+    bool quiet;             /* meta: a `q` flag (the server hides nominal replies) */
+    bool b64;               /* meta: a `b` flag (the key is base64) */
     uint64_t line;          /* bytes of the command line, its end included */
     uint64_t size;          /* bytes of the whole request */
     const char *error;      /* after MC_ERROR: a short reason */
@@ -91,12 +98,21 @@ int mc_req_feed(struct mc_req *r, const uint8_t *data, size_t n, size_t *used,
                 const struct mc_limits *lim);
 
 /* One reply: a single line (STORED, NOT_FOUND, a number, VERSION ...,
- * ERROR, CLIENT_ERROR ..., SERVER_ERROR ...), or VALUE blocks then END. */
+ * ERROR, CLIENT_ERROR ..., SERVER_ERROR ..., and the meta replies HD, NS,
+ * EX, NF, EN, MN, ME ...), VALUE blocks then END, or a meta "VA <size>
+ * <flags>*" line and its data block.
+ *
+ * With `until_mn` set before its first byte, the reply is whatever comes
+ * up to and including an MN line: legate sends "mn" after a quiet meta
+ * request, so the server's own rules decide whether a reply shows, and
+ * the "MN\r\n" (`tail` bytes) is legate's to drop. */
 struct mc_rsp {
+    bool until_mn;          /* set by the caller at the start of a reply */
     /* result, valid after MC_DONE */
     bool is_error;          /* ERROR, CLIENT_ERROR or SERVER_ERROR */
     uint32_t values;        /* VALUE blocks */
     uint64_t size;
+    uint64_t tail;          /* until_mn: bytes of the closing MN line */
     const char *error;
 
     /* parse state */
@@ -104,8 +120,11 @@ struct mc_rsp {
     char first[16];         /* the line's first token, if short */
     uint8_t nfirst;
     uint32_t tokidx;        /* tokens begun on this line */
+    uint32_t bytes_tok;     /* the token with the data size: 4 (VALUE), 2 (VA) */
     bool in_tok;
-    bool bytes_ok;          /* VALUE: token 3 is all digits */
+    bool bytes_ok;          /* VALUE, VA: the size token is all digits */
+    bool replied;           /* until_mn: a reply came before the MN */
+    bool va;                /* in a VA reply's data block */
     uint64_t bytes;
     uint64_t line;
     uint64_t data_left;
@@ -113,6 +132,12 @@ struct mc_rsp {
 
 void mc_rsp_init(struct mc_rsp *r);
 int mc_rsp_feed(struct mc_rsp *r, const uint8_t *data, size_t n, size_t *used);
+
+/* Decode base64 (the standard alphabet, padded to a multiple of 4) from
+ * in[0, n) into out, which holds n / 4 * 3 bytes; sets *outlen and returns
+ * 0, or -1 when `in` is not base64. For the keys of meta commands with the
+ * `b` flag, which are placed by their decoded bytes. */
+int mc_b64_decode(const uint8_t *in, size_t n, uint8_t *out, size_t *outlen);
 
 /* The key and byte count of a "VALUE <key> <flags> <bytes> [<cas>]" line
  * in `line` (n bytes, without its end): sets *off, *len and *bytes and

@@ -45,12 +45,14 @@ static const uint8_t *redis_arg(struct redis_client *cl, const struct resp_arg *
 int redis_client_key_server(struct redis_client *cl, uint64_t off, uint64_t len)
 {
     const uint8_t *k = redis_client_bytes(cl, off, len);
-    if (k == NULL) {
-        return -1;
-    }
-    struct pool *p = cl->rp->pool;
-    const struct ring *ring = &cl->rp->ring;
-    int s = ring_pick(ring, k, (size_t)len, ring_uses_random(ring) ? bal_random(&p->bal) : 0);
+    return k == NULL ? -1 : redis_key_bytes_server(cl->rp, k, (size_t)len);
+}
+
+int redis_key_bytes_server(struct redis_pool *rp, const uint8_t *k, size_t len)
+{
+    struct pool *p = rp->pool;
+    const struct ring *ring = &rp->ring;
+    int s = ring_pick(ring, k, len, ring_uses_random(ring) ? bal_random(&p->bal) : 0);
     /* Health checks hold a server out; without auto_eject_hosts its keys
      * stay with it and fail fast until it is back. */
     return s >= 0 && p->down[s] ? -1 : s;

@@ -59,6 +59,7 @@ struct redis_msg {
     bool counted;                 /* holds a max_pending place until freed */
     bool failed;                  /* parent: a fragment failed */
     bool quiet;                   /* memcache noreply: its reply is dropped */
+    bool mn_tail;                 /* memcache quiet meta request: "mn" sent after it */
     uint8_t kind;                 /* parent: enum redis_kind, to merge */
     uint32_t nfrags;              /* parent: fragments not yet answered */
     uint32_t nkeys;               /* parent: keys of the command */
@@ -177,6 +178,8 @@ const uint8_t *redis_client_bytes(struct redis_client *cl, uint64_t off, uint64_
 /* The server for the key at [off, off+len) of that request, or -1: none
  * live, held out by health checks, or out of memory. */
 int redis_client_key_server(struct redis_client *cl, uint64_t off, uint64_t len);
+/* The same for the key k[0, len). */
+int redis_key_bytes_server(struct redis_pool *rp, const uint8_t *k, size_t len);
 /* The client sent something malformed: answer it in the pool's protocol
  * (after the replies before it), drop the rest of its input, close. */
 void redis_client_protocol_error(struct redis_client *cl, const char *why);

@@ -434,6 +434,9 @@ static void redis_sconn_replies(struct redis_sconn *sc)
             return;
         }
         size_t used;
+        if (rp->mc && sc->mrsp.size == 0 && sc->head != NULL) {
+            sc->mrsp.until_mn = sc->head->mn_tail; /* a reply begins: is it followed by MN? */
+        }
         int rc = rp->mc ? mc_rsp_feed(&sc->mrsp, sc->cur.p, avail, &used)
                         : resp_rsp_feed(&sc->rsp, sc->cur.p, avail, &used, &resp_default_limits);
         sc->cur.p += used;
@@ -450,6 +453,7 @@ static void redis_sconn_replies(struct redis_sconn *sc)
             return;
         }
         uint64_t size = rp->mc ? sc->mrsp.size : sc->rsp.size;
+        uint64_t keep = rp->mc ? size - sc->mrsp.tail : size; /* without legate's MN */
         redis_sconn_forget(sc, m);
         rp->servers[sc->server].failures = 0;
         stats_latency(rp->pool->stats, sc->server, ev_now_us(rp->wk->loop) - m->sent_us);
@@ -481,11 +485,11 @@ static void redis_sconn_replies(struct redis_sconn *sc)
         struct redis_client *cl = m->parent == NULL && !m->quiet ? m->client : NULL;
         struct buf_queue *to = cl != NULL && cl->head == m ? &cl->out : &m->reply;
         if ((cl != NULL || m->parent != NULL) && to == &m->reply &&
-            size <= REDIS_SMALL_REPLY) {
-            buf_queue_peek(&sc->in, 0, m->small, (size_t)size);
-            m->nsmall = (uint8_t)size;
+            keep <= REDIS_SMALL_REPLY) {
+            buf_queue_peek(&sc->in, 0, m->small, (size_t)keep);
+            m->nsmall = (uint8_t)keep;
         } else if ((cl != NULL || m->parent != NULL) &&
-                   buf_queue_append_range(to, &rp->wk->bufs, &sc->in, 0, size) == -1) {
+                   buf_queue_append_range(to, &rp->wk->bufs, &sc->in, 0, keep) == -1) {
             redis_reply_text(rp, m, rp->mc ? "SERVER_ERROR legate: out of memory\r\n"
                                            : "-ERR legate: out of memory\r\n");
         }

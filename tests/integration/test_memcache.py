@@ -471,3 +471,111 @@ def test_reload_hands_clients_over_without_closing_them(legate, shards):
     assert client.get("k") == b"new"  # the same connection: pymemcache did not reconnect
     assert "took over" in lg.log()
     raw.close()
+
+
+# ------------------------------------------------------------ meta commands
+
+def converse(port, steps, timeout=10):
+    """Send each step on one connection and collect what comes back before
+    the step's marker (every step here ends in a reply that is never hidden:
+    an `mn`'s MN, or a plain reply line)."""
+    out = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        for payload, until in steps:
+            s.sendall(payload)
+            data = b""
+            while not data.endswith(until):
+                chunk = s.recv(65536)
+                assert chunk, (payload, data)
+                data += chunk
+            out.append(data)
+    return out
+
+
+META_STEPS = [
+    (b"mg miss v q\r\nmn\r\n", b"MN\r\n"),
+    (b"ms k1 2 T0 F5 q\r\nhi\r\nmn\r\n", b"MN\r\n"),
+    (b"mg k1 v f q\r\nmn\r\n", b"MN\r\n"),
+    (b"mg k1 q\r\nmn\r\n", b"MN\r\n"),
+    (b"md nokey q\r\nmn\r\n", b"MN\r\n"),
+    (b"ms k2 1 q\r\n5\r\nma k2 q\r\nma k2 D10 v\r\nmn\r\n", b"MN\r\n"),
+    (b"ma nokey q\r\nma k2 v q\r\nmn\r\n", b"MN\r\n"),
+    (b"ms k3 1 MA q\r\nx\r\nmn\r\n", b"MN\r\n"),          # append to nothing: NS shows
+    (b"mg k2 k O123 v\r\nmg k9 k O7 v q\r\nmg k1 k O8 s v q\r\nmn\r\n", b"MN\r\n"),
+    (b"md k1 q\r\nmg k1 v\r\n", b"EN\r\n"),
+    (b"mn with words\r\nget k2 k3\r\n", b"END\r\n"),
+    (b"me nokey\r\n", b"EN\r\n"),
+    (b"ms a2V5 3 b\r\nabc\r\nmg key v\r\nmg a2V5 b k v\r\nmn\r\n", b"MN\r\n"),
+    (b"ms big 70000 q\r\n" + b"v" * 70000 + b"\r\nmg big v q\r\nmn\r\n", b"MN\r\n"),
+]
+
+
+def test_meta_commands_answer_as_memcached_itself_does(legate, shards):
+    """The same conversation with a memcached directly and through legate
+    (one server): byte for byte the same replies, quiet mode included (the
+    server's own rules decide what `q` hides; legate adds an mn behind a
+    quiet request and drops its MN)."""
+    direct, behind = shards(2)
+    port = start(legate, [behind])
+    want = converse(direct.port, META_STEPS)
+    got = converse(port, META_STEPS)
+    for (payload, _), w, g in zip(META_STEPS, want, got):
+        assert g == w, (payload[:60], w[:200], g[:200])
+    assert b"VA 70000" in want[-1] and b"NS\r\n" in want[7]  # the cases did show
+
+
+def test_meta_commands_across_shards(legate, shards):
+    """Quiet gets over three shards come back in request order with the
+    misses hidden; a base64 key is placed where the same key sent plain
+    goes; an mn is answered after everything before it."""
+    import base64
+    servers = shards(3)
+    port = start(legate, servers)
+    keys = [f"key{i}".encode() for i in range(60)]
+    sets = b"".join(b"ms " + base64.b64encode(k) + b" 2 b q\r\n" + k[-2:] + b"\r\n"
+                    for k in keys[:40])
+    assert converse(port, [(sets + b"mn\r\n", b"MN\r\n")]) == [b"MN\r\n"]
+    assert sum(m.stat("curr_items") for m in servers) == 40
+    assert min(m.stat("curr_items") for m in servers) > 0  # spread over the shards
+    gets = b"".join(b"mg %s O%d v q\r\n" % (k, i) for i, k in enumerate(keys)) + b"mn\r\n"
+    data = converse(port, [(gets, b"MN\r\n")])[0]
+    want = b"".join(b"VA 2 O%d\r\n%s\r\n" % (i, k[-2:]) for i, k in enumerate(keys[:40]))
+    assert data == want + b"MN\r\n"
+    # each key lives on the shard its plain name hashes to
+    for k in keys[:40]:
+        assert sum(m.has(k) for m in servers) == 1
+
+
+def test_meta_malformed_and_bad_base64(legate, shards):
+    servers = shards(2)
+    port = start(legate, servers)
+    # a key that is not base64: an error reply, and the connection stays
+    assert converse(port, [(b"mg not*b64 b v\r\nmn\r\n", b"MN\r\n")]) == \
+        [b"CLIENT_ERROR legate: key is not base64\r\nMN\r\n"]
+    for bad, why in ((b"ms k abc\r\nxyz\r\n", b"bad data chunk"),
+                     (b"ms k 2\r\nxyz\r\n", b"bad data chunk"),
+                     (b"mg\r\n", b"bad command line format"),
+                     (b"mg " + b"k" * 251 + b" v\r\n", b"key longer than 250 bytes")):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"mn\r\n" + bad + b"mn\r\n")
+            data = recv_all(s)
+        assert data.startswith(b"MN\r\nCLIENT_ERROR legate: " + why), (bad, data)
+        assert data.count(b"\r\n") == 2  # closed after the error
+    assert sum(m.stat("cmd_set") for m in servers) == 0
+
+
+def test_quiet_meta_requests_on_a_server_killed_mid_pipeline_are_answered(legate, shards):
+    servers = shards(1)
+    port = start(legate, servers)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"ms a 1 q\r\nA\r\nmn\r\n")
+        assert s.recv(100) == b"MN\r\n"
+        servers[0].stop()
+        s.sendall(b"".join(b"mg a v q\r\nms b 1 q\r\nB\r\n" for _ in range(50)) + b"mn\r\n")
+        data = b""
+        while not data.endswith(b"MN\r\n"):
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+    # every request answered, each with an error (a quiet one shows errors)
+    assert data.count(b"SERVER_ERROR") == 100 and data.endswith(b"\r\nMN\r\n"), data[:300]

@@ -340,6 +340,172 @@ static void test_reply_keys_with_control_bytes(void **state)
     assert_int_equal(bytes, 1);
 }
 
+static void test_meta_requests(void **state)
+{
+    (void)state;
+    static const char ms[] = "ms foo 2 T90 q F1\r\nhi\r\nmg bar";
+    size_t first = strlen("ms foo 2 T90 q F1\r\nhi\r\n");
+    struct mc_req r;
+    mc_req_init(&r);
+    for (size_t step = 0; step <= sizeof(ms) - 1; step++) {
+        size_t took;
+        assert_int_equal(req_in_steps(&r, ms, sizeof(ms) - 1, step, &mc_default_limits, &took),
+                         MC_DONE);
+        assert_int_equal(took, first);
+        assert_int_equal(r.kind, MC_META);
+        assert_int_equal(r.first_key, 1);
+        assert_int_equal(r.nkeys, 1);
+        check_tok(&r, ms, 1, "foo");
+        assert_true(r.quiet);
+        assert_false(r.b64);
+        assert_false(r.noreply);
+        assert_int_equal(r.size, first);
+    }
+    static const struct {
+        const char *req;
+        int kind;
+        bool quiet, b64;
+    } cases[] = {
+        { "mg foo v k O123\r\n", MC_META, false, false },
+        { "mg foo\r\n", MC_META, false, false },
+        { "mg Zm9v b v q\r\n", MC_META, true, true },
+        { "md foo q I\r\n", MC_META, true, false },
+        { "ma foo D5 MI N0 v\r\n", MC_META, false, false },
+        { "me foo\r\n", MC_META, false, false },
+        { "mn\r\n", MC_META_NOOP, false, false },
+        { "mn anything\r\n", MC_META_NOOP, false, false },
+        /* flags are single letters: "qq" or "bar" are other tokens */
+        { "mg q qq bar\r\n", MC_META, false, false },
+        { "ms b 1 b\r\nx\r\n", MC_META, false, true },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t took;
+        const char *s = cases[i].req;
+        assert_int_equal(req_in_steps(&r, s, strlen(s), 1, &mc_default_limits, &took), MC_DONE);
+        assert_int_equal(took, strlen(s));
+        assert_int_equal(r.kind, cases[i].kind);
+        assert_int_equal(r.quiet, cases[i].quiet);
+        assert_int_equal(r.b64, cases[i].b64);
+        assert_int_equal(r.nkeys, cases[i].kind == MC_META ? 1 : 0);
+    }
+    /* the key (token 1) of a meta command is not a flag */
+    size_t took;
+    assert_int_equal(req_in_steps(&r, "mg q v\r\n", 8, 0, &mc_default_limits, &took), MC_DONE);
+    assert_false(r.quiet);
+    static const char *const bad[] = {
+        "mg\r\n", "ms foo\r\n", "ms foo abc\r\nxx\r\n", "ms foo 2\r\nabc\r\n",
+        "ms foo 2 T1\r\nhi\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(req_in_steps(&r, bad[i], strlen(bad[i]), 0, &mc_default_limits, &took),
+                         MC_ERROR);
+    }
+    char longkey[300] = "mg ";
+    memset(longkey + 3, 'k', 251);
+    memcpy(longkey + 254, "\r\n", 3);
+    assert_int_equal(req_in_steps(&r, longkey, strlen(longkey), 0, &mc_default_limits, &took),
+                     MC_ERROR);
+    mc_req_free(&r);
+}
+
+static void test_meta_replies_and_until_mn(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *rsp;
+        bool err;
+    } lines[] = {
+        { "HD\r\n", false }, { "HD c123 kfoo O9\r\n", false }, { "NS\r\n", false },
+        { "EX\r\n", false }, { "NF\r\n", false }, { "EN\r\n", false }, { "MN\r\n", false },
+        { "ME foo exp=-1 la=1 cas=4 fetch=no cls=1 size=62\r\n", false },
+        { "VA 2 s2 t78 f1\r\nhi\r\n", false }, { "VA 0\r\n\r\n", false },
+        { "VA 5 kfoo\r\na\r\nbc\r\n", false },
+    };
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        for (size_t step = 0; step < 4; step++) {
+            struct mc_rsp r;
+            size_t took;
+            const char *s = lines[i].rsp;
+            assert_int_equal(rsp_in_steps(&r, s, strlen(s), step, &took), MC_DONE);
+            assert_int_equal(took, strlen(s));
+            assert_int_equal(r.size, strlen(s));
+            assert_int_equal(r.tail, 0);
+            assert_int_equal(r.values, 0);
+        }
+    }
+    static const char *const bad[] = { "VA\r\n", "VA x\r\n", "VA 2\r\nhix\r\n", "VA 2\r\nhi\n" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct mc_rsp r;
+        size_t took;
+        assert_int_equal(rsp_in_steps(&r, bad[i], strlen(bad[i]), 0, &took), MC_ERROR);
+    }
+    /* until_mn: a reply is whatever comes up to its MN, which is the tail */
+    static const struct {
+        const char *rsp;
+        size_t len;     /* of the first reply, MN included */
+    } quiet[] = {
+        { "MN\r\nHD\r\n", 4 },
+        { "VA 2 kfoo\r\nhi\r\nMN\r\nMN\r\n", 19 },
+        { "HD\r\nMN\r\n", 8 },
+        { "CLIENT_ERROR bad command line format\r\nMN\r\n", 42 },
+    };
+    for (size_t i = 0; i < sizeof(quiet) / sizeof(quiet[0]); i++) {
+        const char *s = quiet[i].rsp;
+        for (size_t step = 0; step <= strlen(s); step++) {
+            struct mc_rsp r;
+            mc_rsp_init(&r);
+            r.until_mn = true;
+            size_t off = 0;
+            int rc = MC_AGAIN;
+            while (off < strlen(s) && rc == MC_AGAIN) {
+                size_t n = step == 0 || off + step > strlen(s) ? strlen(s) - off : step;
+                size_t used;
+                rc = mc_rsp_feed(&r, (const uint8_t *)s + off, n, &used);
+                off += used;
+            }
+            assert_int_equal(rc, MC_DONE);
+            assert_int_equal(off, quiet[i].len);
+            assert_int_equal(r.size, quiet[i].len);
+            assert_int_equal(r.tail, 4);
+        }
+    }
+    /* two replies before the MN: the pipeline lost its place */
+    struct mc_rsp r;
+    mc_rsp_init(&r);
+    r.until_mn = true;
+    size_t used;
+    static const char two[] = "HD\r\nHD\r\nMN\r\n";
+    assert_int_equal(mc_rsp_feed(&r, (const uint8_t *)two, sizeof(two) - 1, &used), MC_ERROR);
+}
+
+static void test_base64_keys(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } ok[] = {
+        { "", "" }, { "Zg==", "f" }, { "Zm8=", "fo" }, { "Zm9v", "foo" }, { "a2V5", "key" },
+        { "Zm9vYmFy", "foobar" }, { "AP8A/w==", "\x00\xff\x00\xff" }, { "+/+/", "\xfb\xff\xbf" },
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        uint8_t out[64];
+        size_t n = 99;
+        assert_int_equal(mc_b64_decode((const uint8_t *)ok[i].in, strlen(ok[i].in), out, &n), 0);
+        size_t want = strlen(ok[i].out) + (i == 6 ? 2 : 0); /* the NULs */
+        if (i == 6) {
+            want = 4;
+        }
+        assert_int_equal(n, want);
+        assert_memory_equal(out, ok[i].out, want);
+    }
+    static const char *const bad[] = { "Zm9", "Zm9v=", "Z===", "Zm=v", "Zm9*", "=Zm9", "Zm 9v" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint8_t out[64];
+        size_t n;
+        assert_int_equal(mc_b64_decode((const uint8_t *)bad[i], strlen(bad[i]), out, &n), -1);
+    }
+}
+
 static void test_value_line(void **state)
 {
     (void)state;
@@ -373,6 +539,9 @@ int main(void)
         cmocka_unit_test(test_malformed_replies),
         cmocka_unit_test(test_reply_keys_with_control_bytes),
         cmocka_unit_test(test_value_line),
+        cmocka_unit_test(test_meta_requests),
+        cmocka_unit_test(test_meta_replies_and_until_mn),
+        cmocka_unit_test(test_base64_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
