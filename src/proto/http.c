@@ -293,10 +293,7 @@ static void http_client_close(struct http_client *cl, bool err)
 static void http_client_hand_off(struct http_client *cl)
 {
     struct http_pool *hp = cl->hp;
-    if (handoff_conn(&hp->pool->shared->box, &cl->c, hp->wk->loop, false, &cl->in) == -1) {
-        http_client_close(cl, false);
-        return;
-    }
+    handoff_conn(&hp->pool->shared->box, &cl->c, hp->wk->loop, false, &cl->in);
     http_client_end(cl, false);
 }
 

@@ -370,7 +370,7 @@ static int mc_rsp_line_done(struct mc_rsp *r)
             return mc_rsp_fail(r, "unknown reply");
         }
     }
-    bool mn = mc_first_is(r, "MN");
+    bool mn = r->until_mn && mc_first_is(r, "MN"); /* only looked at then */
     r->nfirst = 0;
     r->tokidx = 0;
     r->in_tok = false;

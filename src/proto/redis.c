@@ -677,10 +677,7 @@ static void redis_client_close(struct redis_client *cl, bool err)
 static void redis_client_hand_off(struct redis_client *cl)
 {
     struct redis_pool *rp = cl->rp;
-    if (handoff_conn(&rp->pool->shared->box, &cl->c, rp->wk->loop, cl->authed, &cl->in) == -1) {
-        redis_client_close(cl, false);
-        return;
-    }
+    handoff_conn(&rp->pool->shared->box, &cl->c, rp->wk->loop, cl->authed, &cl->in);
     redis_client_end(cl, false);
 }
 

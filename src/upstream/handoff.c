@@ -133,17 +133,17 @@ bool handoff_push(struct handoff_box *box, struct handoff_item *it)
     return queued;
 }
 
-int handoff_conn(struct handoff_box *box, struct conn *c, struct ev_loop *loop, bool authed,
-                 const struct buf_queue *in)
+void handoff_conn(struct handoff_box *box, struct conn *c, struct ev_loop *loop, bool authed,
+                  const struct buf_queue *in)
 {
     struct handoff_item *it = handoff_item_new(c->io.fd, authed, in->bytes);
     if (it == NULL) {
-        return -1;
+        conn_close(c, loop);
+        return;
     }
     buf_queue_peek(in, 0, it->data, it->len);
     (void)conn_detach(c, loop); /* before the new owner may add it */
     (void)handoff_push(box, it); /* else it closed the socket */
-    return 0;
 }
 
 struct handoff_item *handoff_take(struct handoff_box *box, unsigned worker)

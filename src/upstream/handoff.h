@@ -108,11 +108,11 @@ bool handoff_push(struct handoff_box *box, struct handoff_item *it);
 /* Hand over the client on the open `c`: with `in` (what it sent and
  * nothing has parsed yet) copied into an item, its socket leaves `loop` (so
  * the old worker sees no more of it) and is pushed to `box`'s successor,
- * or closed when there is none. Returns 0: the conn is no longer open and
- * the caller forgets the client without closing anything; -1 when out of
- * memory, with nothing done. */
-int handoff_conn(struct handoff_box *box, struct conn *c, struct ev_loop *loop, bool authed,
-                 const struct buf_queue *in);
+ * or closed when there is none (or no memory for the item). Either way the
+ * conn is no longer open: the caller forgets the client without closing
+ * anything. */
+void handoff_conn(struct handoff_box *box, struct conn *c, struct ev_loop *loop, bool authed,
+                  const struct buf_queue *in);
 
 /* Take worker `worker`'s queue (oldest first; NULL when empty). The caller
  * owns the items: adopt each client, then free() the item. */

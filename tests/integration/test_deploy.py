@@ -11,6 +11,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import urllib.request
 
@@ -38,7 +39,6 @@ def containerfile():
 
 
 def name_at(port):
-    import socket
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         return recv_all(s).decode()
 

@@ -199,10 +199,31 @@ def split(legate, nginx):
 
 # ---------------------------------------------------------------- the split
 
+def next_response(sock, buf=b""):
+    """The next response with a Content-Length body on a keep-alive socket,
+    `buf` holding bytes already read: (head, body, bytes read past it)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {buf[:200]!r}"
+        buf += chunk
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    length = int(head.lower().split(b"\r\ncontent-length:", 1)[1].split(b"\r\n", 1)[0])
+    while len(buf) < length:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(buf)} of {length} body bytes"
+        buf += chunk
+    return head, buf[:length], buf[length:]
+
+
+def read_response(sock):
+    """One response with a Content-Length body from a keep-alive socket."""
+    return next_response(sock)[:2]
+
+
 def pipelined_bodies(port, header, values, depth=100):
     """The bodies of one GET per value of `header`, sent `depth` at a time
     on one keep-alive connection (legate answers pipelined requests in
-    order); each response has a Content-Length."""
+    order)."""
     bodies, buf = [], b""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         for i in range(0, len(values), depth):
@@ -210,18 +231,8 @@ def pipelined_bodies(port, header, values, depth=100):
             s.sendall(b"".join(f"GET / HTTP/1.1\r\nHost: x\r\n{header}: {v}\r\n\r\n".encode()
                                for v in batch))
             for _ in batch:
-                while b"\r\n\r\n" not in buf:
-                    chunk = s.recv(65536)
-                    assert chunk, f"connection closed after {len(bodies)} responses"
-                    buf += chunk
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                length = int(head.lower().split(b"\r\ncontent-length:", 1)[1].split(b"\r\n", 1)[0])
-                while len(buf) < length:
-                    chunk = s.recv(65536)
-                    assert chunk, f"connection closed in a body after {len(bodies)} responses"
-                    buf += chunk
-                bodies.append(buf[:length].decode())
-                buf = buf[length:]
+                _, body, buf = next_response(s, buf)
+                bodies.append(body.decode())
     assert buf == b"", buf[:200]
     return bodies
 
@@ -432,22 +443,6 @@ def test_sigterm_answers_begun_requests_then_closes_idle_clients(legate, upstrea
     assert lg.proc.wait(10) == 0
     for c in clients:
         c.close()
-
-
-def read_response(sock):
-    """One response with a Content-Length body from a keep-alive socket."""
-    out = b""
-    while b"\r\n\r\n" not in out:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed after {out[:200]!r}"
-        out += chunk
-    head, body = out.split(b"\r\n\r\n", 1)
-    length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed after {len(body)} of {length} body bytes"
-        body += chunk
-    return head, body
 
 
 def test_reload_hands_keep_alive_clients_over(legate, nginx):
