@@ -181,16 +181,20 @@ struct conf_pool {
     size_t nservers;
 };
 
-/* Worker threads' scheduling policy: `batch` (SCHED_BATCH, the default) never
- * preempts another task on wake-up, so a worker meets its events in larger
- * batches; `normal` is the kernel's default policy. */
-enum { CONF_SCHED_BATCH, CONF_SCHED_NORMAL };
+/* Worker threads' scheduling policy: `batch` (SCHED_BATCH) never preempts
+ * another task on wake-up, so a worker meets its events in larger batches;
+ * `normal` is the kernel's default policy. `auto` (the default) is resolved
+ * when the file is read: `normal` when every pool shards keys (redis,
+ * memcache: the shards' batches grow when the worker answers them at
+ * once), `batch` when any pool is http or tcp. */
+enum { CONF_SCHED_BATCH, CONF_SCHED_NORMAL, CONF_SCHED_AUTO };
 
-/* Worker threads' nice value (`priority`, as nginx's worker_priority). The
- * default -5 keeps the tasks a worker wakes (its clients, its servers) from
- * preempting it in the middle of a batch: with `batch` it neither preempts
- * them nor is preempted by them, and each wake-up runs to the end. */
-enum { CONF_NICE_MIN = -20, CONF_NICE_MAX = 19, CONF_PRIORITY_DEFAULT = -5 };
+/* Worker threads' nice value (`priority`, as nginx's worker_priority).
+ * Unset, it follows the policy: -5 under `batch`, so the tasks a worker
+ * wakes (its clients, its servers) do not preempt it in the middle of a
+ * batch; 0, the kernel's default, under `normal`. */
+enum { CONF_NICE_MIN = -20, CONF_NICE_MAX = 19, CONF_PRIORITY_BATCH = -5,
+       CONF_PRIORITY_UNSET = CONF_NICE_MIN - 1 };
 
 /* `watch_config`: main reads the config file at this interval and reloads
  * once a new content has held still for one interval (fwatch.h); 0 = off. */

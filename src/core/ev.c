@@ -14,16 +14,23 @@ struct ev_loop {
     bool stop;
     uint64_t now;    /* ms */
     uint64_t now_us; /* the same instant in us */
+    uint64_t iter;   /* iterations begun, counting from 1 */
+    int nevents;     /* events the current iteration's poll returned */
     struct ev_timer **heap; /* min-heap on `when` */
     size_t nheap;
     size_t capheap;
     struct ev_defer *defer_head;
     struct ev_defer **defer_tail;
+    struct ev_defer *next_head; /* ev_defer_next: for the coming iteration */
+    struct ev_defer **next_tail;
+    struct ev_defer *due_head;  /* ev_defer_next'ed last iteration: run after */
+    struct ev_defer **due_tail; /* this one's defers */
 };
 
 /* Read the clock once for the whole iteration. */
 static void ev_loop_tick(struct ev_loop *loop)
 {
+    loop->iter++;
     loop->now_us = tm_now_us();
     loop->now = loop->now_us / 1000u;
 }
@@ -41,6 +48,8 @@ struct ev_loop *ev_loop_new(void)
     }
     ev_loop_tick(loop);
     loop->defer_tail = &loop->defer_head;
+    loop->next_tail = &loop->next_head;
+    loop->due_tail = &loop->due_head;
     return loop;
 }
 
@@ -52,6 +61,16 @@ void ev_loop_free(struct ev_loop *loop)
     close(loop->epfd);
     free(loop->heap);
     free(loop);
+}
+
+uint64_t ev_iteration(const struct ev_loop *loop)
+{
+    return loop->iter;
+}
+
+int ev_events(const struct ev_loop *loop)
+{
+    return loop->nevents;
 }
 
 uint64_t ev_now(const struct ev_loop *loop)
@@ -194,7 +213,7 @@ void ev_timer_start(struct ev_loop *loop, struct ev_timer *t, uint64_t ms)
 
 static int ev_next_timeout(const struct ev_loop *loop)
 {
-    if (loop->defer_head != NULL) {
+    if (loop->defer_head != NULL || loop->next_head != NULL) {
         return 0;
     }
     if (loop->nheap == 0) {
@@ -228,6 +247,58 @@ void ev_defer(struct ev_loop *loop, struct ev_defer *d)
     loop->defer_tail = &d->next;
 }
 
+void ev_defer_next(struct ev_loop *loop, struct ev_defer *d)
+{
+    if (d->queued) {
+        return;
+    }
+    d->queued = true;
+    d->next = NULL;
+    *loop->next_tail = d;
+    loop->next_tail = &d->next;
+}
+
+/* Unlink `d` from the list at *head (tail pointer *tail); false when it is
+ * not there. */
+static bool ev_defer_unlink(struct ev_defer **head, struct ev_defer ***tail,
+                            struct ev_defer *d)
+{
+    for (struct ev_defer **pp = head; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == d) {
+            *pp = d->next;
+            if (*tail == &d->next) {
+                *tail = pp;
+            }
+            return true;
+        }
+    }
+    return false;
+}
+
+void ev_defer_cancel(struct ev_loop *loop, struct ev_defer *d)
+{
+    if (!d->queued) {
+        return;
+    }
+    if (!ev_defer_unlink(&loop->defer_head, &loop->defer_tail, d) &&
+        !ev_defer_unlink(&loop->due_head, &loop->due_tail, d)) {
+        ev_defer_unlink(&loop->next_head, &loop->next_tail, d);
+    }
+    d->queued = false;
+}
+
+/* Append the list at *head to this iteration's defers and empty it. */
+static void ev_take(struct ev_loop *loop, struct ev_defer **head, struct ev_defer ***tail)
+{
+    if (*head == NULL) {
+        return;
+    }
+    *loop->defer_tail = *head;
+    loop->defer_tail = *tail;
+    *head = NULL;
+    *tail = head;
+}
+
 static void ev_run_defers(struct ev_loop *loop)
 {
     /* A deferred callback may queue more; they run in the same pass. */
@@ -244,6 +315,8 @@ static void ev_run_defers(struct ev_loop *loop)
 
 void ev_run_pending(struct ev_loop *loop)
 {
+    ev_take(loop, &loop->due_head, &loop->due_tail);
+    ev_take(loop, &loop->next_head, &loop->next_tail);
     ev_run_defers(loop);
 }
 
@@ -257,6 +330,15 @@ int ev_loop_run(struct ev_loop *loop)
             return -1;
         }
         ev_loop_tick(loop);
+        loop->nevents = n > 0 ? n : 0;
+        /* Held from the last iteration: they run after this one's events
+         * and defers (a `queued` defer is not queued twice). */
+        if (loop->next_head != NULL) {
+            loop->due_head = loop->next_head;
+            loop->due_tail = loop->next_tail;
+            loop->next_head = NULL;
+            loop->next_tail = &loop->next_head;
+        }
         for (int i = 0; i < n; i++) {
             struct ev_io *io = events[i].data.ptr;
             if (io->fd == -1) {
@@ -276,6 +358,8 @@ int ev_loop_run(struct ev_loop *loop)
             io->fn(loop, io, what);
         }
         ev_run_timers(loop);
+        ev_run_defers(loop);
+        ev_take(loop, &loop->due_head, &loop->due_tail);
         ev_run_defers(loop);
     }
     return 0;

@@ -63,6 +63,10 @@ void ev_loop_stop(struct ev_loop *loop);
  * stopped, so that queued releases still free their memory). */
 void ev_run_pending(struct ev_loop *loop);
 
+/* The current iteration's number: 1 for the first, one more each time. */
+uint64_t ev_iteration(const struct ev_loop *loop);
+/* How many I/O events the current iteration's poll returned. */
+int ev_events(const struct ev_loop *loop);
 /* Time cached at the start of the current iteration (ms, monotonic). */
 uint64_t ev_now(const struct ev_loop *loop);
 /* The same instant in microseconds (for latency histograms). */
@@ -97,5 +101,13 @@ static inline bool ev_timer_armed(const struct ev_timer *t)
 
 /* Queue `d` to run at the end of this iteration; queuing twice is a no-op. */
 void ev_defer(struct ev_loop *loop, struct ev_defer *d);
+/* Run `d` at the end of the next loop iteration, after that iteration's
+ * events and ev_defer callbacks; that iteration polls without blocking.
+ * For work worth holding back one iteration in case more joins it. An
+ * ev_defer of a `d` already queued either way does nothing. */
+void ev_defer_next(struct ev_loop *loop, struct ev_defer *d);
+/* Unqueue `d` wherever it is queued (for an object freed before its
+ * callback would run); nothing when it is not queued. */
+void ev_defer_cancel(struct ev_loop *loop, struct ev_defer *d);
 
 #endif

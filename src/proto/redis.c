@@ -643,6 +643,7 @@ static void redis_client_end(struct redis_client *cl, bool err)
     struct redis_pool *rp = cl->rp;
     cl->gone = true;
     ev_timer_stop(rp->wk->loop, &cl->linger_timer);
+    ev_defer_cancel(rp->wk->loop, &cl->flush);
     struct redis_msg *m = cl->head;
     while (m != NULL) {
         struct redis_msg *next = m->cnext;
@@ -786,6 +787,32 @@ static void redis_client_linger(struct redis_client *cl)
     }
 }
 
+/* Whether replies ready for `cl` wait: a client with more requests still
+ * at servers (a pipeline spread over shards) waits one loop iteration for
+ * their replies, so that what one read brought is mostly answered by one
+ * write. Each write is a TCP segment and, often, a wake-up of the client;
+ * the replies of a batch otherwise leave in as many writes as there were
+ * iterations in which its shards answered. One iteration at most, and only
+ * while less than REDIS_HOLD_MAX bytes are ready; a client with nothing
+ * else in flight (every -P 1 client) never waits. */
+static bool redis_client_hold(struct redis_client *cl)
+{
+    struct ev_loop *loop = cl->rp->wk->loop;
+    uint8_t now = (uint8_t)ev_iteration(loop);
+    if (cl->head == NULL || cl->out.bytes >= REDIS_HOLD_MAX || cl->quit || cl->draining ||
+        cl->handoff || (cl->holding && ((uint8_t)(now - cl->hold_iter) >= REDIS_HOLD_ITERS ||
+                                        ev_events(loop) == 0))) {
+        cl->holding = false;
+        return false;
+    }
+    if (!cl->holding) {
+        cl->holding = true;
+        cl->hold_iter = now;
+    }
+    ev_defer_next(loop, &cl->flush);
+    return true;
+}
+
 static void redis_client_pump(struct redis_client *cl)
 {
     struct redis_pool *rp = cl->rp;
@@ -825,7 +852,7 @@ static void redis_client_pump(struct redis_client *cl)
             redis_client_parse(cl);
         }
         redis_client_collect(cl);
-        if (cl->c.writable && cl->out.bytes > 0) {
+        if (cl->c.writable && cl->out.bytes > 0 && !redis_client_hold(cl)) {
             ssize_t w = conn_write(&cl->c, &cl->out, bufs);
             if (w == -1) {
                 redis_client_close(cl, true);

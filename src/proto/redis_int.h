@@ -27,6 +27,8 @@
 
 enum {
     REDIS_MAX_PENDING = 4096, /* requests in flight per client before reads pause */
+    REDIS_HOLD_ITERS = 4,     /* loop iterations a client's ready replies may wait (redis_client_hold) */
+    REDIS_HOLD_MAX = 16384,   /* bytes of ready replies past which a client never waits (redis_client_hold) */
     REDIS_SCRATCH_MIN = 256,
     REDIS_KEYS_INLINE = 16,   /* keys routed without allocating */
     /* A client handed over at a reload takes its unfinished request along
@@ -92,7 +94,7 @@ struct redis_sconn {
     uint64_t appended;            /* request bytes queued since connect */
     uint64_t written;             /* request bytes written since connect */
     struct ev_timer timer;        /* connect, then request timeout */
-    struct ev_defer again;        /* pump after a failure, outside the event */
+    struct ev_defer again;        /* pump at the end of the loop iteration */
 };
 
 struct redis_server {
@@ -147,6 +149,8 @@ struct redis_client {
     bool draining;                /* legate is stopping: close when idle */
     bool handoff;                 /* a reload: hand over when idle (handoff.h), reading no more */
     bool linger;                  /* ended by an error: drain its input before closing */
+    bool holding;                 /* redis_client_hold: ready replies wait */
+    uint8_t hold_iter;            /* since this iteration (its low bits: holds are short) */
     struct ev_timer linger_timer; /* bounds the lingering (conn_linger) */
     struct ev_defer flush;        /* write replies once per loop iteration */
     struct ev_defer release;

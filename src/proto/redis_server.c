@@ -416,9 +416,10 @@ static void redis_sconn_again(struct ev_loop *loop, struct ev_defer *d)
     redis_sconn_pump(d->data);
 }
 
-/* Send what is queued (connecting first if needed). Failures answer the
- * queued messages; they run from a deferred callback so a client never
- * sees its own request completed inside the call that queued it. */
+/* Send what is queued and read what has come (connecting first if
+ * needed), from a deferred callback at the end of the loop iteration: once
+ * however many clients queued requests in it, and so a client never sees
+ * its own request completed (or failed) inside the call that queued it. */
 void redis_sconn_kick(struct redis_sconn *sc)
 {
     ev_defer(sc->rp->wk->loop, &sc->again);
@@ -592,7 +593,11 @@ static void redis_sconn_io(struct ev_loop *loop, struct ev_io *io, unsigned even
         ev_timer_stop(sc->rp->wk->loop, &sc->timer);
         redis_sconn_arm_timeout(sc);
     }
-    redis_sconn_pump(sc);
+    /* Pumped once, after every event of this loop iteration: requests the
+     * iteration's clients queue for this server leave in one write, not one
+     * write before its reply event and another after (each write is a TCP
+     * segment and often a wake-up of the server). */
+    redis_sconn_kick(sc);
 }
 
 /* The connection that carries `cl`'s requests to server `i`: always the

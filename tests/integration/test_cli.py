@@ -196,6 +196,26 @@ def test_worker_scheduling_policy(legate, echo_server, setting, policy):
     assert sorted(got.values()) == [policy] * 3, got
 
 
+@pytest.mark.parametrize("protocol", ["redis", "memcache"])
+def test_sharding_pools_run_workers_at_the_kernel_defaults(legate, protocol):
+    """With only key-sharding pools, `scheduling: auto` (the default) means
+    SCHED_OTHER at nice 0 for the workers, as nutcracker runs."""
+    port = free_port()
+    lg = legate(f"legate:\n  workers: 2\np:\n  listen: 127.0.0.1:{port}\n"
+                f"  protocol: {protocol}\n  servers: [127.0.0.1:{free_port()}:1]\n",
+                wait_addr=("127.0.0.1", port))
+    deadline = time.monotonic() + 10  # the workers set theirs as they start
+    while True:
+        policy, nice = _thread_stat(lg.proc.pid, 38), _thread_stat(lg.proc.pid, 16)
+        if len(policy) == 3 and set(nice.values()) == {0} or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert policy.pop(lg.proc.pid) == os.SCHED_OTHER
+    assert nice.pop(lg.proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+    assert sorted(policy.values()) == [os.SCHED_OTHER] * 2, policy
+    assert sorted(nice.values()) == [0] * 2, nice
+
+
 def test_refused_priority_is_logged_and_legate_serves(echo_server):
     """An unprivileged user cannot lower its nice value: each worker says so
     and runs at the nice value it has, serving as usual."""

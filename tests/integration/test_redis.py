@@ -524,6 +524,32 @@ def test_timeout_answers_a_hung_server(legate, shards):
         shards[0].proc.send_signal(18)  # SIGCONT
 
 
+def test_ready_replies_do_not_wait_for_a_hung_shard_behind_them(legate, shards):
+    """A client's replies may wait a few loop iterations for the rest of its
+    pipeline (so they leave in one write), never for a server: with the
+    second request's shard stopped, the first reply still comes at once,
+    and the second when its shard answers."""
+    port = free_port()
+    legate(redis_pool(port, shards, extra="  timeout: 20000\n", workers=1),
+           wait_addr=("127.0.0.1", port))
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    names = [f"h:{i * 2654435761 % 1000003}:{i}" for i in range(60)]
+    for name in names:
+        r.set(name, name)
+    ready = next(k for k in names if where(shards, k) == [1])
+    hung = next(k for k in names if where(shards, k) == [0])
+    shards[0].proc.send_signal(19)  # SIGSTOP: accepts, never answers
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(encode("GET", ready) + encode("GET", hung))
+            rd = Reader(s)
+            assert rd.reply() == ready.encode()  # the shard still stopped
+            shards[0].proc.send_signal(18)  # SIGCONT
+            assert rd.reply() == hung.encode()
+    finally:
+        shards[0].proc.send_signal(18)
+
+
 def where_alive(shards, key, dead):
     return [i for i, s in enumerate(shards) if i != dead and
             command(s.port, "EXISTS", key) == (":", b"1")] != []

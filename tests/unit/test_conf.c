@@ -314,7 +314,7 @@ static const struct {
     { "--- {}\n--- {}\n", "t.yml:2:1", "only one YAML document" },
     { "legate:\n  scheduling: fifo\np:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
       "  servers: [127.0.0.1:2]\n",
-      "t.yml:2:15", "key 'scheduling': unknown value 'fifo' (one of: batch, normal)" },
+      "t.yml:2:15", "key 'scheduling': unknown value 'fifo' (one of: batch, normal, auto)" },
     { "legate:\n  priority: -21\np:\n  listen: 127.0.0.1:1\n  protocol: tcp\n"
       "  servers: [127.0.0.1:2]\n",
       "t.yml:2:13", "key 'priority': value out of range: '-21' (allowed -20..19)" },
@@ -346,6 +346,42 @@ static void test_bad_configs_name_their_line(void **state)
     assert_int_equal(failures, 0);
 }
 
+/* `scheduling: auto` (the default) is `normal` when every pool shards keys
+ * and `batch` when any is http or tcp; an unset priority follows the
+ * policy (-5 under batch, 0 under normal); what the file says wins. */
+static void test_scheduling_follows_the_pools(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *legate, *pools;
+        unsigned policy;
+        int nice;
+    } cases[] = {
+        { "", "redis: true", CONF_SCHED_NORMAL, 0 },
+        { "", "protocol: memcache", CONF_SCHED_NORMAL, 0 },
+        { "legate:\n  scheduling: auto\n", "redis: true", CONF_SCHED_NORMAL, 0 },
+        { "legate:\n  workers: 1\n", "protocol: tcp", CONF_SCHED_BATCH, CONF_PRIORITY_BATCH },
+        { "", "protocol: http", CONF_SCHED_BATCH, CONF_PRIORITY_BATCH },
+        { "legate:\n  scheduling: batch\n", "redis: true", CONF_SCHED_BATCH, CONF_PRIORITY_BATCH },
+        { "legate:\n  scheduling: normal\n", "protocol: http", CONF_SCHED_NORMAL, 0 },
+        { "legate:\n  priority: -5\n", "redis: true", CONF_SCHED_NORMAL, -5 },
+        { "legate:\n  priority: 3\n", "protocol: tcp", CONF_SCHED_BATCH, 3 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "%sa:\n  listen: 127.0.0.1:1\n  redis: true\n  servers: [127.0.0.1:2:1]\n"
+                 "b:\n  listen: 127.0.0.1:3\n  %s\n  servers: [127.0.0.1:4:1]\n",
+                 cases[i].legate, cases[i].pools);
+        struct conf *cf = load_ok(text);
+        if (cf->scheduling != cases[i].policy || cf->priority != cases[i].nice) {
+            fail_msg("case %zu: policy %u nice %d, want %u and %d", i, cf->scheduling,
+                     cf->priority, cases[i].policy, cases[i].nice);
+        }
+        conf_put(cf);
+    }
+}
+
 /* Regression (found by fuzz_conf): the NUL-byte error path used the node
  * after freeing it. */
 static void test_health_check_defaults(void **state)
@@ -358,8 +394,8 @@ static void test_health_check_defaults(void **state)
         "  health_check: { interval: 500ms, rise: 1, max_ejected_percent: 0 }\n"
         "  servers: [127.0.0.1:4]\n"
         "t:\n  listen: 127.0.0.1:5\n  protocol: tcp\n  servers: [127.0.0.1:6]\n");
-    assert_int_equal(cf->scheduling, CONF_SCHED_BATCH); /* no legate: section */
-    assert_int_equal(cf->priority, CONF_PRIORITY_DEFAULT);
+    assert_int_equal(cf->scheduling, CONF_SCHED_BATCH); /* no legate: section, */
+    assert_int_equal(cf->priority, CONF_PRIORITY_BATCH); /* and http and tcp pools */
     const struct conf_health *r = &cf->pools[0].health, *h = &cf->pools[1].health;
     assert_int_equal(r->kind, CONF_CHECK_REDIS); /* the kind follows the protocol, */
     assert_int_equal(r->interval, 2000);         /* whatever the order of the keys */
@@ -478,6 +514,7 @@ int main(void)
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_bad_configs_name_their_line),
         cmocka_unit_test(test_health_check_defaults),
+        cmocka_unit_test(test_scheduling_follows_the_pools),
         cmocka_unit_test(test_memcache_is_the_default),
         cmocka_unit_test(test_discovery),
         cmocka_unit_test(test_nul_byte_in_value),

@@ -1,5 +1,5 @@
 /* Unit tests for ev: timer order, re-arming and stopping, deferred
- * callbacks, and I/O dispatch. */
+ * callbacks (this iteration's and the next's), and I/O dispatch. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -107,11 +107,108 @@ static void test_io_then_defer(void **state)
     ev_loop_free(loop);
 }
 
+struct next_ctx {
+    struct ev_io io;
+    struct ev_defer now, next, both, cancelled, cancelled_now;
+    struct ev_timer guard;
+    uint64_t io_iter;
+    uint64_t ran_at[3]; /* now, next, both: the iteration each ran in */
+    int runs[5];        /* now, next, both, cancelled, cancelled_now */
+    int next_events;    /* ev_events() in the iteration `next` ran */
+};
+
+static void on_next_defer(struct ev_loop *loop, struct ev_defer *d)
+{
+    struct next_ctx *x = d->data;
+    struct ev_defer *all[] = { &x->now, &x->next, &x->both, &x->cancelled, &x->cancelled_now };
+    for (int i = 0; i < 5; i++) {
+        if (all[i] == d) {
+            x->runs[i]++;
+            if (i < 3) {
+                x->ran_at[i] = ev_iteration(loop);
+            }
+        }
+    }
+    if (d == &x->next) {
+        x->next_events = ev_events(loop);
+        ev_loop_stop(loop);
+    }
+}
+
+static void on_next_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+    (void)events;
+    struct next_ctx *x = io->data;
+    char buf[16];
+    while (read(io->fd, buf, sizeof(buf)) > 0) {
+    }
+    x->io_iter = ev_iteration(loop);
+    ev_defer(loop, &x->now);
+    ev_defer_next(loop, &x->next);
+    ev_defer_next(loop, &x->both);
+    ev_defer(loop, &x->both); /* already queued for the next iteration */
+    ev_defer_next(loop, &x->cancelled);
+    ev_defer_cancel(loop, &x->cancelled);
+    ev_defer(loop, &x->cancelled_now);
+    ev_defer_cancel(loop, &x->cancelled_now);
+}
+
+static void on_guard(struct ev_loop *loop, struct ev_timer *t)
+{
+    (void)t;
+    ev_loop_stop(loop); /* the next iteration never came */
+}
+
+/* ev_defer_next runs a callback at the end of the next iteration, whose
+ * poll does not wait (no event comes, and a 5 s timer is armed); a defer
+ * is queued once whichever way it was asked for; a cancelled one never
+ * runs. */
+static void test_defer_next_runs_one_iteration_later(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct ev_loop *loop = ev_loop_new();
+    assert_non_null(loop);
+    struct next_ctx x = { .next_events = -1 };
+    x.io = (struct ev_io){ .fd = sv[0], .fn = on_next_io, .data = &x };
+    struct ev_defer *all[] = { &x.now, &x.next, &x.both, &x.cancelled, &x.cancelled_now };
+    for (int i = 0; i < 5; i++) {
+        *all[i] = (struct ev_defer){ .fn = on_next_defer, .data = &x };
+    }
+    x.guard = (struct ev_timer){ .fn = on_guard, .data = &x };
+    ev_timer_start(loop, &x.guard, 5000);
+    assert_int_equal(ev_io_add(loop, &x.io, EV_READ), 0);
+    assert_int_equal(write(sv[1], "hi", 2), 2);
+    assert_int_equal(ev_loop_run(loop), 0);
+    assert_int_not_equal(x.io_iter, 0);
+    assert_int_equal(x.runs[0], 1);
+    assert_int_equal(x.runs[1], 1);
+    assert_int_equal(x.runs[2], 1);
+    assert_int_equal(x.runs[3], 0);
+    assert_int_equal(x.runs[4], 0);
+    assert_int_equal(x.ran_at[0], x.io_iter);
+    assert_int_equal(x.ran_at[1], x.io_iter + 1);
+    assert_int_equal(x.ran_at[2], x.io_iter + 1);
+    assert_int_equal(x.next_events, 0);
+    assert_true(ev_timer_armed(&x.guard)); /* stopped by `next`, not the guard */
+    /* Queued for a next iteration that never comes: teardown runs it. */
+    ev_defer_next(loop, &x.next);
+    ev_run_pending(loop);
+    assert_int_equal(x.runs[1], 2);
+    ev_timer_stop(loop, &x.guard);
+    ev_io_del(loop, &x.io);
+    close(sv[0]);
+    close(sv[1]);
+    ev_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timers_fire_in_deadline_order),
         cmocka_unit_test(test_io_then_defer),
+        cmocka_unit_test(test_defer_next_runs_one_iteration_later),
     };
     return cmocka_run_group_tests_name("ev", tests, NULL, NULL);
 }
