@@ -801,7 +801,7 @@ static int conf_read_admin(struct conf_ctx *cx, const struct conf_node *v, struc
 
 /* Settle `scheduling: auto` and an unset `priority` from the pools (see
  * conf.h). Measured on two cores shared with the backends and the load:
- * key-sharding pools ran 5-15% more requests at -P 1 under `normal` at 0
+ * key-sharding pools ran 4-14% more requests at -P 1 under `normal` at 0
  * than under `batch` at -5 (bench/redis), http 9% fewer (wrk). */
 static void conf_resolve_scheduling(struct conf *cf)
 {
