@@ -788,13 +788,16 @@ static void redis_client_linger(struct redis_client *cl)
 }
 
 /* Whether replies ready for `cl` wait: a client with more requests still
- * at servers (a pipeline spread over shards) waits one loop iteration for
- * their replies, so that what one read brought is mostly answered by one
- * write. Each write is a TCP segment and, often, a wake-up of the client;
- * the replies of a batch otherwise leave in as many writes as there were
- * iterations in which its shards answered. One iteration at most, and only
- * while less than REDIS_HOLD_MAX bytes are ready; a client with nothing
- * else in flight (every -P 1 client) never waits. */
+ * at servers (a pipeline spread over shards) waits for their replies, so
+ * that what one read brought is mostly answered by one write. Each write is
+ * a TCP segment and, often, a wake-up of the client; the replies of a batch
+ * otherwise leave in as many writes as there were iterations in which its
+ * shards answered. The wait ends after REDIS_HOLD_ITERS loop iterations, at
+ * the first iteration whose poll found nothing (the rest is not about to
+ * come), or once REDIS_HOLD_MAX bytes are ready; a client with nothing else
+ * in flight (every -P 1 client), or quitting, draining or being handed
+ * over, never waits. While it waits, its flush is queued for the next
+ * iteration, whose poll then does not block. */
 static bool redis_client_hold(struct redis_client *cl)
 {
     struct ev_loop *loop = cl->rp->wk->loop;
