@@ -811,6 +811,7 @@ static void conf_resolve_scheduling(struct conf *cf)
             enum conf_proto p = cf->pools[i].proto;
             if (p == CONF_PROTO_HTTP || p == CONF_PROTO_TCP) {
                 cf->scheduling = CONF_SCHED_BATCH;
+                break;
             }
         }
     }

@@ -236,26 +236,27 @@ static void ev_run_timers(struct ev_loop *loop)
     }
 }
 
-void ev_defer(struct ev_loop *loop, struct ev_defer *d)
+/* Append `d` to the list whose tail pointer is *tail, unless it is queued
+ * on a list already. */
+static void ev_queue(struct ev_defer ***tail, struct ev_defer *d)
 {
     if (d->queued) {
         return;
     }
     d->queued = true;
     d->next = NULL;
-    *loop->defer_tail = d;
-    loop->defer_tail = &d->next;
+    **tail = d;
+    *tail = &d->next;
+}
+
+void ev_defer(struct ev_loop *loop, struct ev_defer *d)
+{
+    ev_queue(&loop->defer_tail, d);
 }
 
 void ev_defer_next(struct ev_loop *loop, struct ev_defer *d)
 {
-    if (d->queued) {
-        return;
-    }
-    d->queued = true;
-    d->next = NULL;
-    *loop->next_tail = d;
-    loop->next_tail = &d->next;
+    ev_queue(&loop->next_tail, d);
 }
 
 /* Unlink `d` from the list at *head (tail pointer *tail); false when it is

@@ -503,14 +503,21 @@ def command_ok(port):
         return False
 
 
-def test_timeout_answers_a_hung_server(legate, shards):
+def pool_with_keys(legate, shards, timeout_ms, prefix):
+    """One worker in front of `shards` with request timeout `timeout_ms`,
+    and 60 keys (each its own value) spread over them: (port, client, keys)."""
     port = free_port()
-    legate(redis_pool(port, shards, extra="  timeout: 300\n", workers=1),
+    legate(redis_pool(port, shards, extra=f"  timeout: {timeout_ms}\n", workers=1),
            wait_addr=("127.0.0.1", port))
     r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
-    names = [f"t:{i * 2654435761 % 1000003}:{i}" for i in range(60)]
+    names = [f"{prefix}:{i * 2654435761 % 1000003}:{i}" for i in range(60)]
     for name in names:
-        r.set(name, 1)
+        r.set(name, name)
+    return port, r, names
+
+
+def test_timeout_answers_a_hung_server(legate, shards):
+    _, r, names = pool_with_keys(legate, shards, 300, "t")
     victim = next(k for k in names if where(shards, k) == [0])
     shards[0].proc.send_signal(19)  # SIGSTOP: accepts, never answers
     try:
@@ -529,13 +536,7 @@ def test_ready_replies_do_not_wait_for_a_hung_shard_behind_them(legate, shards):
     pipeline (so they leave in one write), never for a server: with the
     second request's shard stopped, the first reply still comes at once,
     and the second when its shard answers."""
-    port = free_port()
-    legate(redis_pool(port, shards, extra="  timeout: 20000\n", workers=1),
-           wait_addr=("127.0.0.1", port))
-    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
-    names = [f"h:{i * 2654435761 % 1000003}:{i}" for i in range(60)]
-    for name in names:
-        r.set(name, name)
+    port, _, names = pool_with_keys(legate, shards, 20000, "h")
     ready = next(k for k in names if where(shards, k) == [1])
     hung = next(k for k in names if where(shards, k) == [0])
     shards[0].proc.send_signal(19)  # SIGSTOP: accepts, never answers

@@ -109,19 +109,21 @@ static void test_io_then_defer(void **state)
 
 struct next_ctx {
     struct ev_io io;
-    struct ev_defer now, next, both, cancelled, cancelled_now;
-    struct ev_timer guard;
+    struct ev_defer now, next, both, cancelled, cancelled_now, cancelled_due;
+    struct ev_timer guard, canceller;
     uint64_t io_iter;
     uint64_t ran_at[3]; /* now, next, both: the iteration each ran in */
-    int runs[5];        /* now, next, both, cancelled, cancelled_now */
+    uint64_t cancel_iter; /* the iteration `canceller` fired in */
+    int runs[6];        /* now, next, both, cancelled, cancelled_now, cancelled_due */
     int next_events;    /* ev_events() in the iteration `next` ran */
 };
 
 static void on_next_defer(struct ev_loop *loop, struct ev_defer *d)
 {
     struct next_ctx *x = d->data;
-    struct ev_defer *all[] = { &x->now, &x->next, &x->both, &x->cancelled, &x->cancelled_now };
-    for (int i = 0; i < 5; i++) {
+    struct ev_defer *all[] = { &x->now,       &x->next,          &x->both,
+                               &x->cancelled, &x->cancelled_now, &x->cancelled_due };
+    for (int i = 0; i < 6; i++) {
         if (all[i] == d) {
             x->runs[i]++;
             if (i < 3) {
@@ -129,10 +131,22 @@ static void on_next_defer(struct ev_loop *loop, struct ev_defer *d)
             }
         }
     }
+    if (d == &x->now) {
+        ev_timer_start(loop, &x->canceller, 0); /* fires in the next iteration */
+    }
     if (d == &x->next) {
         x->next_events = ev_events(loop);
         ev_loop_stop(loop);
     }
+}
+
+/* Runs before the next iteration's defers: `cancelled_due` is then among
+ * those held over for it. */
+static void on_canceller(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct next_ctx *x = t->data;
+    x->cancel_iter = ev_iteration(loop);
+    ev_defer_cancel(loop, &x->cancelled_due);
 }
 
 static void on_next_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
@@ -151,6 +165,7 @@ static void on_next_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
     ev_defer_cancel(loop, &x->cancelled);
     ev_defer(loop, &x->cancelled_now);
     ev_defer_cancel(loop, &x->cancelled_now);
+    ev_defer_next(loop, &x->cancelled_due);
 }
 
 static void on_guard(struct ev_loop *loop, struct ev_timer *t)
@@ -162,7 +177,8 @@ static void on_guard(struct ev_loop *loop, struct ev_timer *t)
 /* ev_defer_next runs a callback at the end of the next iteration, whose
  * poll does not wait (no event comes, and a 5 s timer is armed); a defer
  * is queued once whichever way it was asked for; a cancelled one never
- * runs. */
+ * runs, whether cancelled in the iteration that queued it or in the one
+ * it was held over for. */
 static void test_defer_next_runs_one_iteration_later(void **state)
 {
     (void)state;
@@ -172,11 +188,13 @@ static void test_defer_next_runs_one_iteration_later(void **state)
     assert_non_null(loop);
     struct next_ctx x = { .next_events = -1 };
     x.io = (struct ev_io){ .fd = sv[0], .fn = on_next_io, .data = &x };
-    struct ev_defer *all[] = { &x.now, &x.next, &x.both, &x.cancelled, &x.cancelled_now };
-    for (int i = 0; i < 5; i++) {
+    struct ev_defer *all[] = { &x.now,       &x.next,          &x.both,
+                               &x.cancelled, &x.cancelled_now, &x.cancelled_due };
+    for (int i = 0; i < 6; i++) {
         *all[i] = (struct ev_defer){ .fn = on_next_defer, .data = &x };
     }
     x.guard = (struct ev_timer){ .fn = on_guard, .data = &x };
+    x.canceller = (struct ev_timer){ .fn = on_canceller, .data = &x };
     ev_timer_start(loop, &x.guard, 5000);
     assert_int_equal(ev_io_add(loop, &x.io, EV_READ), 0);
     assert_int_equal(write(sv[1], "hi", 2), 2);
@@ -187,6 +205,8 @@ static void test_defer_next_runs_one_iteration_later(void **state)
     assert_int_equal(x.runs[2], 1);
     assert_int_equal(x.runs[3], 0);
     assert_int_equal(x.runs[4], 0);
+    assert_int_equal(x.runs[5], 0);
+    assert_int_equal(x.cancel_iter, x.io_iter + 1);
     assert_int_equal(x.ran_at[0], x.io_iter);
     assert_int_equal(x.ran_at[1], x.io_iter + 1);
     assert_int_equal(x.ran_at[2], x.io_iter + 1);
