@@ -122,6 +122,9 @@ class UpstreamHandler(http.server.BaseHTTPRequestHandler):
         else:
             while n > 0:
                 parts.append(self.rfile.read(min(n, 1 << 20)))
+                if not parts[-1]:  # the body was cut: nobody to answer
+                    self.close_connection = True
+                    return
                 n -= len(parts[-1])
         if self.path == "/count":  # big uploads: say how much arrived
             data = str(sum(len(p) for p in parts)).encode()
@@ -1076,3 +1079,88 @@ def test_connect_timeout_is_504_or_retried_on_a_live_server(legate, nginx):
         for c in fillers:
             c.close()
         lsock.close()
+
+
+RST = b"\x01\0\0\0\0\0\0\0"  # SO_LINGER on, 0 s: close() resets
+
+
+def test_clients_vanishing_mid_exchange_leave_legate_whole(legate, nginx, upstream):
+    """600 clients vanish at every point of an exchange (a reset right after
+    the request, in the middle of 50 pipelined ones, halfway through a
+    4 MiB response, in the middle of a head; a close with responses
+    unread; a half-close, which still gets every response) while a busy
+    keep-alive client goes on. Then uploads are cut halfway. Afterwards
+    every answer is the right one (a cut exchange never leaves its
+    upstream connection for reuse), the client gauge is back to zero, and
+    (in the ASan build) legate exits clean."""
+    with open(nginx.dir / "big", "wb") as f:
+        f.truncate(4 << 20)
+    port, sport = free_port(), free_port()
+    legate(plain_pool(port, [nginx.ports["production"]]), wait_addr=("127.0.0.1", port),
+           args=("-s", str(sport)))
+    get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    big = b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+    stop = threading.Event()
+    busy_errors = []
+
+    def busy():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                buf = b""
+                while not stop.is_set():
+                    s.sendall(get * 8)
+                    for _ in range(8):
+                        _, body, buf = next_response(s, buf)
+                        if body != b"production\n":
+                            busy_errors.append(body)
+                            return
+        except (OSError, AssertionError) as e:
+            busy_errors.append(e)
+
+    t = threading.Thread(target=busy, daemon=True)
+    t.start()
+    try:
+        for i in range(600):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            way = i % 6
+            s.sendall((get, get * 50, big, big, get * 10, get[:20])[way])
+            if way in (1, 2):  # part of the responses, then vanish
+                s.recv(1 + i * 97 % 20000)
+            if way == 4:  # half-close: every response still comes
+                s.shutdown(socket.SHUT_WR)
+                buf = b""
+                for _ in range(10):
+                    _, body, buf = next_response(s, buf)
+                    assert body == b"production\n"
+                assert buf == b"" and s.recv(100) == b""
+            if way != 3:  # way 3 closes with responses unread, which resets too
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
+            s.close()
+    finally:
+        stop.set()
+        t.join(10)
+    assert busy_errors == []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(get * 100)
+        buf = b""
+        for _ in range(100):
+            _, body, buf = next_response(s, buf)
+            assert body == b"production\n"
+    wait_for(lambda: stats(sport)["web"]["client_connections"] == 0,
+             what="every vanished client forgotten")
+
+    port2 = free_port()
+    legate(plain_pool(port2, [upstream.port]), wait_addr=("127.0.0.1", port2), name="up")
+    before = upstream.connections
+    for i in range(5):
+        s = socket.create_connection(("127.0.0.1", port2), timeout=10)
+        s.sendall(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
+        s.sendall(b"x" * (256 << 10))
+        wait_for(lambda i=i: len(upstream.requests) > i, what="the cut upload at the upstream")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
+        s.close()
+    session = requests.Session()
+    for i in range(20):
+        assert session.post(f"http://127.0.0.1:{port2}/count", data=b"y" * (1000 + i)).text \
+            == str(1000 + i)
+    assert upstream.connections - before >= 6  # five cut, each discarded, and a fresh one
