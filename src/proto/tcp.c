@@ -126,6 +126,9 @@ static void tcp_opened(struct tcp_session *s)
     pool_server_conn(s->pool, (size_t)s->server_idx, 1);
     uint64_t now_us = ev_now_us(loop);
     bal_observe(&s->pool->bal, (size_t)s->server_idx, now_us - s->connect_us, now_us);
+    /* A session is a tcp pool's request; its latency is the connect. */
+    stats_add(stats_server(s->pool->stats, (size_t)s->server_idx, SS_REQUESTS), 1);
+    stats_latency(s->pool->stats, (size_t)s->server_idx, now_us - s->connect_us);
     pool_server_ok(s->pool, (size_t)s->server_idx);
     s->server.writable = true;
     ev_timer_stop(loop, &s->timer);
@@ -254,10 +257,11 @@ static void tcp_client_io(struct ev_loop *loop, struct ev_io *io, unsigned event
     tcp_pump(s);
 }
 
-/* Move what can move in one direction. Returns 1 if anything happened,
- * 0 if nothing could, -1 if the session must end (reset or write error). */
+/* Move what can move in one direction, counting the bytes written in the
+ * server's `sent` counter. Returns 1 if anything happened, 0 if nothing
+ * could, -1 if the session must end (reset or write error). */
 static int tcp_flow(struct tcp_session *s, struct conn *from, struct conn *to,
-                    struct buf_queue *q, bool to_ready)
+                    struct buf_queue *q, bool to_ready, enum stats_server_field sent)
 {
     struct buf_pool *bufs = &s->wk->bufs;
     int moved = 0;
@@ -276,6 +280,7 @@ static int tcp_flow(struct tcp_session *s, struct conn *from, struct conn *to,
             return -1;
         }
         if (w > 0) {
+            stats_add(stats_server(s->pool->stats, (size_t)s->server_idx, sent), w);
             moved = 1;
         }
     }
@@ -293,8 +298,9 @@ static void tcp_pump(struct tcp_session *s)
             return;
         }
         bool open = s->state == TCP_OPEN;
-        int a = tcp_flow(s, &s->client, &s->server, &s->up, open);
-        int b = open ? tcp_flow(s, &s->server, &s->client, &s->down, true) : 0;
+        int a = tcp_flow(s, &s->client, &s->server, &s->up, open, SS_REQUEST_BYTES);
+        int b = open ? tcp_flow(s, &s->server, &s->client, &s->down, true, SS_RESPONSE_BYTES)
+                     : 0;
         if (a == -1 || b == -1) {
             log_debug(s->wk->log, "pool '%s': session reset: %s", s->pool->cp->name,
                       strerror(errno));

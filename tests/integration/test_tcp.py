@@ -2,6 +2,7 @@
 backpressure, failover, timeouts, limits, unix sockets, half-close."""
 
 import hashlib
+import json
 import os
 import socket
 import stat
@@ -260,6 +261,30 @@ def test_half_close_is_propagated(legate, echo_server):
         s.sendall(b"a" * 123456)
         s.shutdown(socket.SHUT_WR)
         assert recv_all(s) == b"123456"
+
+
+def test_sessions_and_bytes_are_counted_per_server(legate, echo_server):
+    """A tcp pool's server counts each session it took as a request, the
+    bytes each way as request and response bytes, and the connect time in
+    its latency histogram."""
+    counter = echo_server(mode="count")
+    port = free_port()
+    lg = legate(tcp_pool(f"127.0.0.1:{port}", [f"127.0.0.1:{counter.port}:1 counter"]),
+                wait_addr=("127.0.0.1", port))
+    for size in (123456, 1000):
+        with connect(port) as s:
+            s.sendall(b"a" * size)
+            s.shutdown(socket.SHUT_WR)
+            assert recv_all(s) == str(size).encode()
+
+    def server():
+        with socket.create_connection(("127.0.0.1", lg.stats_port), timeout=10) as s:
+            return json.loads(recv_all(s))["pool"]["counter"]
+    # the session ends once both FINs are seen: wait for the last bytes
+    wait_for(lambda: server()["server_connections"] == 0, what="both sessions closed")
+    st = server()
+    assert (st["requests"], st["request_bytes"], st["response_bytes"]) == (2, 124456, 10), st
+    assert st["latency_p99_us"] > 0
 
 
 def test_idle_timeout_closes_both_sides(legate, echo_server):
