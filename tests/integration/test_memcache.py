@@ -449,8 +449,8 @@ def test_reload_hands_clients_over_without_closing_them(legate, shards):
     connected across a reload that moves the pool to another memcached: the
     old generation hands them over and the new one's server answers."""
     a, b = shards(2)
-    Client(("127.0.0.1", a.port)).set("k", "old")
-    Client(("127.0.0.1", b.port)).set("k", "new")
+    Client(("127.0.0.1", a.port)).set("k", "old", noreply=False)  # stored before legate asks
+    Client(("127.0.0.1", b.port)).set("k", "new", noreply=False)
     port = free_port()
     lg = legate(pool_conf(port, [a]), wait_addr=("127.0.0.1", port))
     client = Client(("127.0.0.1", port), timeout=10)
