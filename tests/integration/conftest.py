@@ -392,6 +392,53 @@ def tcp_pool(listen, servers, extra="", legate_section="legate:\n  workers: 2\n 
             f"  servers:\n{lines}")
 
 
+RST = b"\x01\0\0\0\0\0\0\0"  # SO_LINGER on for 0 s: close() resets
+
+
+def vanish_churn(port, n, ways, busy, half_closed=None):
+    """Open `n` clients on `port` one after another, each vanishing at
+    another point of its exchange, while a busy client on a connection of
+    its own repeats `busy(sock)` (one exchange, False on a wrong answer).
+    `ways` are (payload, how) pairs taken in turn; `how` is "reset" (right
+    after the payload), "read-reset" (after part of the answers: the rest
+    are still coming), "half-close" (then `half_closed(sock)` asserts every
+    answer) or "close" (answers unread, which resets too). Returns the
+    busy client's errors."""
+    stop = threading.Event()
+    errors = []
+
+    def run_busy():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                while not stop.is_set():
+                    if not busy(s):
+                        errors.append("wrong answer")
+                        return
+        except (OSError, AssertionError) as e:
+            errors.append(e)
+
+    t = threading.Thread(target=run_busy, daemon=True)
+    t.start()
+    try:
+        for i in range(n):
+            payload, how = ways[i % len(ways)]
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(payload)
+            if how == "read-reset":
+                s.recv(1 + i * 97 % 20000)  # a different point each time
+            if how == "half-close":
+                s.shutdown(socket.SHUT_WR)
+                half_closed(s)
+                assert s.recv(100) == b""
+            elif how != "close":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
+            s.close()
+    finally:
+        stop.set()
+        t.join(10)
+    return errors
+
+
 def recv_exactly(s, n):
     buf = bytearray()
     while len(buf) < n:

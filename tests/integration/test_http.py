@@ -16,7 +16,8 @@ import time
 import pytest
 import requests
 
-from conftest import BurstHTTPServer, free_port, wait_for, can_connect, rss_kib, rss_test
+from conftest import (RST, BurstHTTPServer, free_port, wait_for, can_connect, rss_kib, rss_test,
+                      vanish_churn)
 
 
 # ---------------------------------------------------------------- upstreams
@@ -1081,9 +1082,6 @@ def test_connect_timeout_is_504_or_retried_on_a_live_server(legate, nginx):
         lsock.close()
 
 
-RST = b"\x01\0\0\0\0\0\0\0"  # SO_LINGER on, 0 s: close() resets
-
-
 def test_clients_vanishing_mid_exchange_leave_legate_whole(legate, nginx, upstream):
     """600 clients vanish at every point of an exchange (a reset right after
     the request, in the middle of 50 pipelined ones, halfway through a
@@ -1100,52 +1098,21 @@ def test_clients_vanishing_mid_exchange_leave_legate_whole(legate, nginx, upstre
            args=("-s", str(sport)))
     get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
     big = b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
-    stop = threading.Event()
-    busy_errors = []
 
-    def busy():
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-                buf = b""
-                while not stop.is_set():
-                    s.sendall(get * 8)
-                    for _ in range(8):
-                        _, body, buf = next_response(s, buf)
-                        if body != b"production\n":
-                            busy_errors.append(body)
-                            return
-        except (OSError, AssertionError) as e:
-            busy_errors.append(e)
-
-    t = threading.Thread(target=busy, daemon=True)
-    t.start()
-    try:
-        for i in range(600):
-            s = socket.create_connection(("127.0.0.1", port), timeout=10)
-            way = i % 6
-            s.sendall((get, get * 50, big, big, get * 10, get[:20])[way])
-            if way in (1, 2):  # part of the responses, then vanish
-                s.recv(1 + i * 97 % 20000)
-            if way == 4:  # half-close: every response still comes
-                s.shutdown(socket.SHUT_WR)
-                buf = b""
-                for _ in range(10):
-                    _, body, buf = next_response(s, buf)
-                    assert body == b"production\n"
-                assert buf == b"" and s.recv(100) == b""
-            if way != 3:  # way 3 closes with responses unread, which resets too
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
-            s.close()
-    finally:
-        stop.set()
-        t.join(10)
-    assert busy_errors == []
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(get * 100)
+    def answered(s, n=10):
         buf = b""
-        for _ in range(100):
+        for _ in range(n):
             _, body, buf = next_response(s, buf)
             assert body == b"production\n"
+        assert buf == b""
+        return True
+    ways = [(get, "reset"), (get * 50, "read-reset"), (big, "read-reset"), (big, "close"),
+            (get * 10, "half-close"), (get[:20], "reset")]
+    assert vanish_churn(port, 600, ways, lambda s: s.sendall(get * 8) or answered(s, 8),
+                        answered) == []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(get * 100)
+        answered(s, 100)
     wait_for(lambda: stats(sport)["web"]["client_connections"] == 0,
              what="every vanished client forgotten")
 

@@ -14,7 +14,7 @@ import time
 import pytest
 from pymemcache.client.base import Client
 
-from conftest import free_port, wait_for, can_connect, recv_all
+from conftest import free_port, wait_for, can_connect, recv_all, recv_exactly, vanish_churn
 
 
 class Memcached:
@@ -73,6 +73,11 @@ def pool_conf(port, servers, extra="", legate=True, hash_name="md5"):
     lines = "".join(f"    - 127.0.0.1:{m.port}:1\n" for m in servers)
     return (f"{head}cache:\n  listen: 127.0.0.1:{port}\n  hash: {hash_name}\n"
             f"  distribution: ketama\n  timeout: 2000\n{extra}  servers:\n{lines}")
+
+
+def stats(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        return json.loads(recv_all(s))
 
 
 def start(legate, servers, extra=""):
@@ -438,9 +443,7 @@ def test_a_server_closing_idle_connections_is_not_a_failure(legate, shards):
         wait_for(lambda: servers[0].stat("idle_kicks") >= round_, timeout=10,
                  what="memcached closing the idle connection")
         assert c.get("idle") == b"kept"
-    with socket.create_connection(("127.0.0.1", sport), timeout=5) as s:
-        st = json.loads(recv_all(s))
-    assert st["cache"]["server_ejects"] == 0
+    assert stats(sport)["cache"]["server_ejects"] == 0
     assert "ejected" not in lg.log()
 
 
@@ -471,6 +474,47 @@ def test_reload_hands_clients_over_without_closing_them(legate, shards):
     assert client.get("k") == b"new"  # the same connection: pymemcache did not reconnect
     assert "took over" in lg.log()
     raw.close()
+
+
+def test_clients_vanishing_mid_pipeline_leave_legate_whole(legate, shards):
+    """The redis test of this name in memcache's protocol: 600 clients reset
+    or close with pipelines (multi-key gets split over three memcached
+    among them) in flight, some half-close and get every reply, while a
+    busy client goes on; then no reply went astray, the gauge is back to
+    zero, and (in the ASan build) legate exits clean."""
+    servers = shards(3)
+    port, sport = free_port(), free_port()
+    legate(pool_conf(port, servers), wait_addr=("127.0.0.1", port), args=("-s", str(sport)))
+    keys = [b"v%d" % i for i in range(60)]
+    c = Client(("127.0.0.1", port), timeout=10)
+    for k in keys:
+        c.set(k, k, noreply=False)
+    c.close()
+
+    def values(ks):
+        return b"".join(b"VALUE %s 0 %d\r\n%s\r\n" % (k, len(k), k) for k in ks)
+    batch = b"".join(b"get %s\r\n" % k for k in keys[:16])
+    batch_replies = b"".join(values([k]) + b"END\r\n" for k in keys[:16])
+    pipeline = b"".join(b"get %s\r\n" % k for k in keys[16:48]) + \
+        b"get " + b" ".join(keys[:30]) + b"\r\nset x 0 0 1\r\nx\r\n"
+    replies = b"".join(values([k]) + b"END\r\n" for k in keys[16:48]) + \
+        values(keys[:30]) + b"END\r\nSTORED\r\n"
+
+    def answered(s):
+        assert recv_exactly(s, len(replies)) == replies
+
+    deep = b"".join(b"get %s\r\n" % k for k in keys) * 40  # 2,400 requests
+    ways = [(pipeline, "reset"), (deep, "read-reset"), (pipeline, "half-close"),
+            (deep, "read-reset"), (pipeline, "close"), (deep, "read-reset")]
+    assert vanish_churn(port, 600, ways,
+                        lambda s: s.sendall(batch) or
+                        recv_exactly(s, len(batch_replies)) == batch_replies,
+                        answered) == []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(pipeline)
+        answered(s)
+    wait_for(lambda: stats(sport)["cache"]["client_connections"] == 0,
+             what="every vanished client forgotten")
 
 
 # ------------------------------------------------------------ meta commands
