@@ -110,6 +110,12 @@ class UpstreamHandler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.server.requests.append((self.command, self.path, dict(self.headers)))
+        if self.path == "/early":  # refuse before the body, keep the connection
+            self.send_response(413)
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"nope")
+            return  # the body left unread would be parsed as the next request
         n = int(self.headers.get("Content-Length", "0"))
         parts = []
         if self.headers.get("Transfer-Encoding", "") == "chunked":
@@ -579,6 +585,30 @@ def test_bad_upstream_framing_is_502_and_connection_discarded(legate, upstream):
     before = upstream.connections
     assert s.get(f"http://127.0.0.1:{port}/ok").status_code == 200
     assert upstream.connections == before + 1
+
+
+def test_a_response_before_the_request_body_ended_retires_the_connection(legate, upstream):
+    """An upstream answers a POST after its head, its body still coming:
+    the client gets that answer at once and then a close, and the upstream
+    connection, whose next bytes would be the rest of that body, is never
+    used again; the next request goes out on a fresh one."""
+    port = free_port()
+    legate(plain_pool(port, [upstream.port]), wait_addr=("127.0.0.1", port))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
+        s.sendall(b"x" * 65536)
+        head, body = read_response(s)  # while a sixteenth of the body is sent
+        assert head.startswith(b"HTTP/1.1 413") and body == b"nope", head
+        assert b"connection: close" in head.lower()
+        try:
+            s.sendall(b"x" * 65536)  # still sending: read and dropped, or reset
+        except OSError:
+            pass
+    assert upstream.connections == 1
+    r = requests.get(f"http://127.0.0.1:{port}/next", timeout=10)
+    assert r.status_code == 200 and r.json()["path"] == "/next"
+    assert upstream.connections == 2
+    assert [q[1] for q in upstream.requests] == ["/early", "/next"]
 
 
 class DroppingUpstream:
