@@ -392,6 +392,36 @@ def tcp_pool(listen, servers, extra="", legate_section="legate:\n  workers: 2\n 
             f"  servers:\n{lines}")
 
 
+def client_limit_holds(lg, port, limit, exchange):
+    """Check a pool's `client_connections: limit` on `port`: `limit`
+    clients that each made an exchange (`exchange(sock)` is True when it
+    went right) stay served; one more is accepted and closed at once, and
+    logged; once one leaves, a newcomer is served."""
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(limit)]
+    for s in held:
+        assert exchange(s)
+    extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        assert extra.recv(10) == b""  # accepted and closed at once
+    except ConnectionResetError:
+        pass
+    extra.close()
+    wait_for(lambda: f"client_connections limit {limit} reached" in lg.log(),
+             what="the limit log line")
+    held.pop().close()
+
+    def newcomer_served():  # the slot comes back once legate sees the close
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as d:
+            try:
+                return exchange(d)
+            except (OSError, AssertionError):
+                return False
+    wait_for(newcomer_served, what="a freed client slot")
+    for s in held:
+        assert exchange(s)  # kept all along
+        s.close()
+
+
 RST = b"\x01\0\0\0\0\0\0\0"  # SO_LINGER on for 0 s: close() resets
 
 

@@ -16,8 +16,8 @@ import time
 import pytest
 import requests
 
-from conftest import (RST, BurstHTTPServer, free_port, wait_for, can_connect, rss_kib, rss_test,
-                      vanish_churn)
+from conftest import (RST, BurstHTTPServer, client_limit_holds, free_port, wait_for, can_connect,
+                      rss_kib, rss_test, vanish_churn)
 
 
 # ---------------------------------------------------------------- upstreams
@@ -923,6 +923,20 @@ def test_header_timeout_defeats_slowloris(legate, upstream):
             out += chunk
     assert out.startswith(b"HTTP/1.1 408")
     assert time.monotonic() - t < 2
+
+
+def test_client_connection_limit_holds(legate, nginx):
+    """`client_connections: 3` on an http pool: three keep-alive clients
+    are served on, a fourth is closed at once, a newcomer is served once
+    one of the three leaves."""
+    port = free_port()
+    lg = legate(plain_pool(port, [nginx.ports["production"]], "  client_connections: 3\n"),
+                wait_addr=("127.0.0.1", port))
+
+    def answered(s):
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        return read_response(s)[1] == b"production\n"
+    client_limit_holds(lg, port, 3, answered)
 
 
 def test_never_an_open_proxy(legate, upstream):

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from conftest import (SANITIZED, echo_roundtrip, free_port, recv_all, recv_exactly, rss_kib,
-                      tcp_pool, wait_for)
+from conftest import (SANITIZED, client_limit_holds, echo_roundtrip, free_port, recv_all,
+                      recv_exactly, rss_kib, tcp_pool, wait_for)
 
 
 def connect(port, timeout=10):
@@ -196,31 +196,11 @@ def test_client_connections_limit(legate, echo_server):
     lg = legate(tcp_pool(f"127.0.0.1:{port}", [f"127.0.0.1:{echo.port}:1"],
                          extra="  client_connections: 2\n"),
                 wait_addr=("127.0.0.1", port))
-    a = connect(port)
-    b = connect(port)
-    for s in (a, b):
+
+    def echoed(s):
         s.sendall(b"x")
-        assert recv_exactly(s, 1) == b"x"
-    c = connect(port)
-    c.settimeout(5)
-    try:
-        assert c.recv(10) == b""  # accepted and closed at once
-    except ConnectionResetError:
-        pass
-    c.close()
-    wait_for(lambda: "client_connections limit 2 reached" in lg.log(), what="the limit log line")
-    a.close()
-    # the slot comes back once legate sees the close
-    def third_works():
-        with connect(port) as d:
-            d.settimeout(2)
-            try:
-                d.sendall(b"y")
-                return d.recv(1) == b"y"
-            except OSError:
-                return False
-    wait_for(third_works, what="a freed client slot")
-    b.close()
+        return recv_exactly(s, 1) == b"x"
+    client_limit_holds(lg, port, 2, echoed)
 
 
 def test_unix_socket_listener_with_mode(legate, echo_server, tmp_path):
