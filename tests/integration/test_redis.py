@@ -285,6 +285,11 @@ def test_local_and_unsupported_commands_keep_the_connection(proxy):
     assert r.echo("hi") == b"hi"
     assert command(port, "PING", "x") == b"x"  # redis-py would turn it into a bool
     assert command(port, "SELECT", "0") == ("+", b"OK")
+    # answered by one server: the same for each
+    assert r.command_count() > 200
+    assert r.info("server")["redis_version"].startswith("7.")
+    get = command(port, "COMMAND", "INFO", "GET")[0]
+    assert get[0] == b"get" and get[1] == (":", b"2")  # name, arity
     for cmd in (("SELECT", "1"), ("BLPOP", "q", "0"), ("SUBSCRIBE", "c"), ("MULTI",),
                 ("KEYS", "*"), ("FLUSHALL",), ("NOSUCHCOMMAND",)):
         with pytest.raises(redis.ResponseError) as e:
