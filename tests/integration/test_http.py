@@ -264,6 +264,31 @@ def test_split_ratio_over_random_keys(split):
     assert st["experiment"]["latency_p99_us"] > 0
 
 
+def test_arm_stats_count_status_classes_and_errors(legate, nginx, upstream):
+    """Each arm's stats count what the test sent it, by status class, with
+    upstream errors (legate's 502 for bad framing) and latency percentiles
+    in order."""
+    port, sport = free_port(), free_port()
+    arms = {"production": (50, [upstream.port]), "experiment": (50, [nginx.ports["experiment"]])}
+    legate(split_pool(port, arms), wait_addr=("127.0.0.1", port), args=("-s", str(sport)))
+    sent = [("production", "/", 200)] * 5 + [("production", "/bad", 502)] * 3 + \
+        [("experiment", "/nobody", 204)] * 2 + [("experiment", "/big/none", 404)] * 4
+    with requests.Session() as s:
+        for arm, path, status in sent:
+            r = s.get(f"http://127.0.0.1:{port}{path}", headers={"X-Arm": arm}, timeout=10)
+            assert r.status_code == status, (arm, path, r.status_code)
+    st = stats(sport)["web"]["arms"]
+    for arm in arms:
+        got = st[arm]
+        want = {f"responses_{c}xx": sum(1 for a, _, code in sent if a == arm and code // 100 == c)
+                for c in (1, 2, 3, 4, 5)}
+        assert {k: got[k] for k in want} == want, (arm, got)
+        assert got["requests"] == sum(1 for a, _, _ in sent if a == arm)
+        assert 0 < got["latency_p50_us"] <= got["latency_p90_us"] <= got["latency_p99_us"]
+    assert st["production"]["upstream_errors"] == 3 and st["experiment"]["upstream_errors"] == 0
+    assert st["production"]["timeouts"] == st["experiment"]["timeouts"] == 0
+
+
 def test_sticky_keys_stay_in_their_arm_across_restarts(legate, nginx, split):
     port, sport, lg = split
     keys = [f"user-{i}" for i in range(1000)]

@@ -116,6 +116,18 @@ def test_tcp_pool_counts_connections(legate, echo_server):
     assert st["total_connections"] >= 2
 
 
+def test_stats_address_flag_picks_the_interface(legate, echo_server):
+    """-a binds the stats listener to that address alone (nutcracker's
+    flag; legate's default is 127.0.0.1)."""
+    echo = echo_server()
+    port, sport = free_port(), free_port()
+    legate(tcp_pool(f"127.0.0.1:{port}", [f"127.0.0.1:{echo.port}:1"]),
+           wait_addr=("127.0.0.1", port), args=("-s", str(sport), "-a", "127.0.0.2"))
+    with socket.create_connection(("127.0.0.2", sport), timeout=10) as s:
+        assert json.loads(recv_all(s))["service"] == "legate"
+    assert not can_connect(("127.0.0.1", sport))
+
+
 def test_stats_port_in_use_refuses_to_start(tmp_path, echo_server):
     from conftest import Legate
     busy = socket.socket()
