@@ -476,6 +476,35 @@ def test_dead_server_fails_fast_and_rejoins(legate, shards, tmp_path):
         proc.wait(10)
 
 
+def test_a_failing_fragment_fails_the_whole_command_once(legate, shards):
+    """A multi-key command split over three shards, one of them stopped
+    (it times out) or dead: the command gets one error reply, not one per
+    fragment and not a partial merge, and the pipelined command after it
+    is answered in its place."""
+    port, _, names, _ = pool_with_keys(legate, shards, 300, "f")
+    assert {where(shards, k)[0] for k in names} == {0, 1, 2}
+    pairs = [x for k in names for x in (k, "new")]
+    commands = [("MGET", *names), ("DEL", *names), ("EXISTS", *names), ("UNLINK", *names),
+                ("TOUCH", *names), ("MSET", *pairs)]
+    for how in ("stopped", "dead"):
+        if how == "stopped":
+            shards[1].proc.send_signal(19)  # SIGSTOP: accepts, never answers
+        else:
+            shards[1].proc.send_signal(18)
+            shards[1].stop()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"".join(encode(*c) for c in commands) + encode("PING"))
+                rd = Reader(s)
+                for c in commands:
+                    reply = rd.reply()
+                    assert isinstance(reply, tuple) and reply[0] == "-", (how, c[0], reply)
+                    assert b"legate: server" in reply[1], (how, c[0], reply)
+                assert rd.reply() == ("+", b"PONG")
+        finally:
+            shards[1].proc.send_signal(18)  # SIGCONT
+
+
 def test_a_dead_server_is_logged_once_a_second_not_per_request(legate, shards):
     """Without ejection every request for a dead shard's keys tries it
     again and fails; the warning is written at most once a second (per
