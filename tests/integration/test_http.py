@@ -321,6 +321,21 @@ def test_override_header_wins_and_weights_zero_and_all(legate, nginx):
     assert s.get(f"http://127.0.0.1:{port}/", headers={"X-Arm": "nosuch"}).text == "experiment\n"
 
 
+def test_requests_without_the_key_split_by_weight(legate, nginx):
+    """No sticky key: each request draws an arm by weight, and weights are
+    proportions (3 and 1 give a quarter, though they sum to 4)."""
+    port = free_port()
+    arms = {"production": (3, [nginx.ports["production"]]),
+            "experiment": (1, [nginx.ports["experiment"]])}
+    legate(split_pool(port, arms), wait_addr=("127.0.0.1", port))
+    n = 4000
+    bodies = pipelined_bodies(port, "X-Not-The-Key", [str(i) for i in range(n)])
+    share = bodies.count("experiment\n") / n
+    # a quarter of 4,000: the standard deviation is 0.68%, allow five of them
+    assert abs(share - 0.25) < 0.034, share
+    assert bodies.count("production\n") + bodies.count("experiment\n") == n
+
+
 def test_cookie_and_client_address_stickiness(legate, nginx):
     for sticky, ask in (("{ cookie: uid }", lambda s, p, k: s.get(p, cookies={"uid": k})),
                         ("{ client_address: true }", lambda s, p, k: s.get(p))):
@@ -366,6 +381,28 @@ def test_request_headers_rewritten(legate, upstream):
     assert seen["X-Forwarded-For"] == "10.0.0.1, 127.0.0.1"
     assert seen["X-Kept"] == "yes"
     assert seen["Via"] == "1.1 legate"
+
+
+def test_forwarded_for_and_via_can_be_switched_off(legate, upstream):
+    """`forwarded_for: false` passes X-Forwarded-For as the client sent it
+    (or not at all), `via: false` adds Via to neither side; by default both
+    are added, Via to the response too."""
+    cases = [  # extra config, X-Forwarded-For seen (client sent one / none), Via
+        ("", "10.0.0.1, 127.0.0.1", "127.0.0.1", "1.1 legate"),
+        ("  forwarded_for: false\n  via: false\n", "10.0.0.1", None, None)]
+    for extra, appended, alone, via in cases:
+        port = free_port()
+        lg = legate(plain_pool(port, [upstream.port], extra), wait_addr=("127.0.0.1", port))
+        r = raw(port, b"GET /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                      b"X-Forwarded-For: 10.0.0.1\r\n\r\n")
+        head = r.split(b"\r\n\r\n", 1)[0].decode()
+        assert head.startswith("HTTP/1.1 200"), head
+        assert ("Via: 1.1 legate" in head.split("\r\n")) == (via is not None), head
+        seen = upstream.requests[-1][2]
+        assert (seen["X-Forwarded-For"], seen.get("Via")) == (appended, via)
+        raw(port, b"GET /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert upstream.requests[-1][2].get("X-Forwarded-For") == alone
+        lg.stop()
 
 
 def test_long_head_passes_intact_and_hop_by_hop_names_in_any_case(legate, upstream):
