@@ -5,6 +5,7 @@ LEGATE_BIN names the binary under test (release or ASan build);
 LEGATE_SANITIZED=1 says it is a sanitizer build (RSS bounds are looser)."""
 
 import http.server
+import json
 import os
 import resource
 import shutil
@@ -101,6 +102,12 @@ def can_connect(addr, family=socket.AF_INET):
         return True
     except OSError:
         return False
+
+
+def stats_json(port):
+    """The stats listener's JSON on `port` (one connection, read to its close)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        return json.loads(recv_all(s))
 
 
 def rss_kib(pid):

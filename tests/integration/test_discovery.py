@@ -4,7 +4,6 @@ set, endpoints files (rewritten, malformed, missing), max_endpoints, a
 discovered shard moving only its share of keys, discovered http servers and
 health checks of discovered servers."""
 
-import json
 import socket
 import threading
 import time
@@ -12,12 +11,7 @@ import time
 import redis
 import requests
 
-from conftest import EchoServer, free_port, http_upstream, recv_all, wait_for
-
-
-def stats(lg):
-    with socket.create_connection(("127.0.0.1", lg.stats_port), timeout=10) as s:
-        return json.loads(recv_all(s))
+from conftest import EchoServer, free_port, http_upstream, recv_all, stats_json, wait_for
 
 
 def name_of(port):
@@ -108,7 +102,7 @@ def test_dns_a_records_and_a_failed_lookup_keeps_the_last_set(legate, dns):
         wait_for(lambda: "keeping the last 3 discovered servers" in lg.log(), timeout=10,
                  what="failure logged")
         assert {name_of(port) for _ in range(30)} == {"a", "b", "c"}
-        st = stats(lg)["svc"]
+        st = stats_json(lg.stats_port)["svc"]
         assert st["discovery_failures"] >= 1 and st["discovery_updates"] >= 1
         assert sum(1 for k in st if k.startswith("127.0.0.")) == 3
         assert all(st[k]["draining"] is False for k in st if k.startswith("127.0.0."))

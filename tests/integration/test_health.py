@@ -13,7 +13,7 @@ import time
 
 import redis
 
-from conftest import can_connect, free_port, http_upstream, recv_all, wait_for
+from conftest import can_connect, free_port, http_upstream, recv_all, stats_json, wait_for
 from resp import command
 
 
@@ -168,12 +168,6 @@ def test_max_ejected_percent_keeps_part_of_the_pool(legate):
     assert lg.log().count("is down") == 1, lg.log()
 
 
-def stats_json(lg):
-    import json
-    with socket.create_connection(("127.0.0.1", lg.stats_port), timeout=10) as s:
-        return json.loads(recv_all(s))
-
-
 def test_http_check_judges_the_status_of_its_path(legate):
     import requests
     a, b = http_upstream("a"), http_upstream("b")
@@ -190,7 +184,7 @@ def test_http_check_judges_the_status_of_its_path(legate):
         b.health_status = 503
         wait_for(lambda: "is down" in lg.log(), timeout=10, what="b down")
         assert "status outside 2xx/3xx" in lg.log()
-        st = stats_json(lg)["web"]
+        st = stats_json(lg.stats_port)["web"]
         assert st[f"127.0.0.1:{b.server_port}"]["health"] == "down"
         assert st[f"127.0.0.1:{a.server_port}"]["health"] == "up"
         assert {requests.get(url, timeout=10).text for _ in range(30)} == {"a"}

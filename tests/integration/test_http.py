@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from conftest import (RST, BurstHTTPServer, client_limit_holds, free_port, wait_for, can_connect,
-                      rss_kib, rss_test, vanish_churn)
+                      rss_kib, rss_test, stats_json, vanish_churn)
 
 
 # ---------------------------------------------------------------- upstreams
@@ -177,14 +177,6 @@ def plain_pool(port, ports, extra=""):
             "".join(f"    - 127.0.0.1:{p}:1\n" for p in ports))
 
 
-def stats(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return json.loads(data)
-
-
 def raw(port, data, timeout=5):
     """Send `data`, return everything until the server closes (or timeout)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
@@ -257,7 +249,7 @@ def test_split_ratio_over_random_keys(split):
     share = counts["experiment\n"] / n
     # 10% of 20,000: the standard deviation is 0.21%, allow five of them
     assert abs(share - 0.10) < 0.0106, counts
-    st = stats(sport)["web"]["arms"]
+    st = stats_json(sport)["web"]["arms"]
     assert st["production"]["requests"] == counts["production\n"]
     assert st["experiment"]["requests"] == counts["experiment\n"]
     assert st["production"]["responses_2xx"] == counts["production\n"]
@@ -277,7 +269,7 @@ def test_arm_stats_count_status_classes_and_errors(legate, nginx, upstream):
         for arm, path, status in sent:
             r = s.get(f"http://127.0.0.1:{port}{path}", headers={"X-Arm": arm}, timeout=10)
             assert r.status_code == status, (arm, path, r.status_code)
-    st = stats(sport)["web"]["arms"]
+    st = stats_json(sport)["web"]["arms"]
     for arm in arms:
         got = st[arm]
         want = {f"responses_{c}xx": sum(1 for a, _, code in sent if a == arm and code // 100 == c)
@@ -620,7 +612,7 @@ def test_refused_upstream_is_502_and_retried_on_another_server(legate, nginx):
            args=("-s", str(sport)))
     r = requests.get(f"http://127.0.0.1:{port}/")
     assert r.status_code == 502
-    assert stats(sport)["web"]["arms"]["default"]["upstream_errors"] >= 1
+    assert stats_json(sport)["web"]["arms"]["default"]["upstream_errors"] >= 1
     port2 = free_port()
     legate(plain_pool(port2, [dead, nginx.ports["production"]]).replace("workers: 1",
                                                                         "workers: 1"),
@@ -747,7 +739,7 @@ def test_a_kept_alive_connection_the_upstream_dropped(legate):
         r = s.post(f"{url}/c", data=b"once", timeout=5)  # reuses connection 2: dropped
         assert r.status_code == 502
         assert up.seen[3:] == [(2, "POST", "/c")]
-        assert stats(sport)["web"]["arms"]["default"]["upstream_errors"] == 1
+        assert stats_json(sport)["web"]["arms"]["default"]["upstream_errors"] == 1
         # idempotent but with a body, already streamed: not sent again either
         assert s.get(f"{url}/p", timeout=5).text == "/p"  # connection 3
         r = s.put(f"{url}/q", data=b"body", timeout=5)  # reuses it: dropped
@@ -812,7 +804,7 @@ def test_an_upstreams_endless_trailers_end_the_response(legate):
         assert out.startswith(b"HTTP/1.1 200")
         assert not out.endswith(b"0\r\n\r\n"), out[-40:]  # no clean end
         assert "trailer section too large" in lg.log()
-        assert stats(lg.stats_port)["web"]["arms"]["default"]["upstream_errors"] == 1
+        assert stats_json(lg.stats_port)["web"]["arms"]["default"]["upstream_errors"] == 1
     finally:
         up.close()
 
@@ -937,7 +929,7 @@ def test_a_client_still_sending_a_refused_body_reads_the_answer(legate, upstream
     quiet.sendall(b"GET / HTTP/1.1\r\nHost : x\r\n\r\n")
     assert quiet.recv(200).startswith(b"HTTP/1.1 400")
     assert quiet.recv(200) == b""  # FIN right after the answer
-    wait_for(lambda: stats(sport)["web"]["client_connections"] == 0, timeout=10,
+    wait_for(lambda: stats_json(sport)["web"]["client_connections"] == 0, timeout=10,
              what="the silent client closed after lingering")
     quiet.close()
     assert upstream.requests == []
@@ -1119,12 +1111,12 @@ def test_mirror_gets_its_share_with_bodies(legate, upstream):
         n = 1000
         for i in range(n):
             assert s.post(f"http://127.0.0.1:{port}/m{i}", data=f"body-{i}").text == f"body-{i}"
-        wait_for(lambda: stats(sport)["web"]["mirror"]["responses_2xx"] ==
-                 stats(sport)["web"]["mirror"]["requests"], what="mirror answers: " +
-                 json.dumps(stats(sport)["web"]["mirror"]))
+        wait_for(lambda: stats_json(sport)["web"]["mirror"]["responses_2xx"] ==
+                 stats_json(sport)["web"]["mirror"]["requests"], what="mirror answers: " +
+                 json.dumps(stats_json(sport)["web"]["mirror"]))
         got = len(shadow.requests)
         assert 0.25 * n < got < 0.35 * n, got  # 30% +- 5 points (sd 1.4)
-        st = stats(sport)["web"]["mirror"]
+        st = stats_json(sport)["web"]["mirror"]
         assert st["requests"] == got and st["dropped"] == 0
         # the shadow saw the body and the same head, with Connection: close
         path, headers = shadow.requests[0][1], shadow.requests[0][2]
@@ -1151,14 +1143,14 @@ def test_hung_or_dead_mirror_never_holds_the_primary(legate, upstream):
                 r = s.post(f"http://127.0.0.1:{port}/count",
                            data=big if i % 50 == 0 else b"x", timeout=5)
                 assert r.status_code == 200
-            st = stats(sport)["web"]
+            st = stats_json(sport)["web"]
             assert st["arms"]["default"]["requests"] == 100
             assert st["mirror"]["requests"] == 100
             if name == "dead":
                 # refused, or dropped first when a big body outran the connect
-                wait_for(lambda: stats(sport)["web"]["mirror"]["upstream_errors"] +
-                         stats(sport)["web"]["mirror"]["dropped"] == 100,
-                         what="mirror errors counted: " + json.dumps(stats(sport)["web"]["mirror"]))
+                wait_for(lambda: stats_json(sport)["web"]["mirror"]["upstream_errors"] +
+                         stats_json(sport)["web"]["mirror"]["dropped"] == 100,
+                         what="mirror errors counted: " + json.dumps(stats_json(sport)["web"]["mirror"]))
             else:
                 assert st["mirror"]["dropped"] >= 1  # the big bodies did not fit
             lg.stop()
@@ -1175,7 +1167,7 @@ def test_connect_timeout_is_504_or_retried_on_a_live_server(legate, nginx):
                wait_addr=("127.0.0.1", port), args=("-s", str(sport)), name="hole")
         r = requests.post(f"http://127.0.0.1:{port}/", data=b"x")  # not idempotent: no retry
         assert r.status_code == 504
-        assert stats(sport)["web"]["arms"]["default"]["timeouts"] == 1
+        assert stats_json(sport)["web"]["arms"]["default"]["timeouts"] == 1
         port2 = free_port()
         legate(plain_pool(port2, [hole, nginx.ports["production"]],
                           extra="  timeout: { connect: 300ms }\n"),
@@ -1219,7 +1211,7 @@ def test_clients_vanishing_mid_exchange_leave_legate_whole(legate, nginx, upstre
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(get * 100)
         answered(s, 100)
-    wait_for(lambda: stats(sport)["web"]["client_connections"] == 0,
+    wait_for(lambda: stats_json(sport)["web"]["client_connections"] == 0,
              what="every vanished client forgotten")
 
     port2 = free_port()

@@ -2,7 +2,6 @@
 and raw sockets: routing, multi-key split and merge, pipelining, local and
 unsupported commands, malformed input, and server failure."""
 
-import json
 import os
 import socket
 import subprocess
@@ -12,8 +11,8 @@ import time
 import pytest
 import redis
 
-from conftest import (RedisServer, free_port, recv_all, rss_kib, rss_test, vanish_churn,
-                      wait_for)
+from conftest import (RedisServer, free_port, recv_all, rss_kib, rss_test, stats_json,
+                      vanish_churn, wait_for)
 from resp import Reader, command, encode
 
 
@@ -622,7 +621,7 @@ def test_clients_vanishing_mid_pipeline_leave_legate_whole(legate, shards):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(pipeline)
         answered(s)
-    wait_for(lambda: json.loads(stats(lg.stats_port))["cache"]["client_connections"] == 0,
+    wait_for(lambda: stats_json(lg.stats_port)["cache"]["client_connections"] == 0,
              what="every vanished client forgotten")
 
 
@@ -667,12 +666,12 @@ def test_a_server_closing_idle_connections_is_not_a_failure(legate, tmp_path):
         r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
 
         def eofs():
-            return json.loads(stats(lg.stats_port))["cache"]["shard0"]["server_eof"]
+            return stats_json(lg.stats_port)["cache"]["shard0"]["server_eof"]
         assert r.set("idle", "kept")
         for round_ in (1, 2):
             wait_for(lambda: eofs() >= round_, timeout=10, what="redis closing the idle connection")
             assert r.get("idle") == b"kept"
-        st = json.loads(stats(lg.stats_port))
+        st = stats_json(lg.stats_port)
         assert st["cache"]["server_ejects"] == 0
         assert st["cache"]["shard0"]["server_err"] == 0
         assert "ejected" not in lg.log()
@@ -704,7 +703,7 @@ def test_auto_eject_moves_keys_and_readmits(legate, shards, tmp_path):
     assert r.get(victim) is None           # now served by another shard: a miss, not an error
     assert r.set(victim, "moved") and r.get(victim) == b"moved"
     assert where([s for i, s in enumerate(shards) if i != 1], victim) != []
-    st = json.loads(stats(lg.stats_port))
+    st = stats_json(lg.stats_port)
     assert st["cache"]["server_ejects"] >= 1
     assert st["cache"]["shard1"]["server_ejected_at"] > 0
     # back after server_retry_timeout, once it answers again
@@ -718,11 +717,6 @@ def test_auto_eject_moves_keys_and_readmits(legate, shards, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def stats(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        return recv_all(s)
 
 
 def test_server_sending_garbage_is_answered_as_an_error(legate):
@@ -818,7 +812,7 @@ def test_a_client_still_sending_past_a_limit_reads_the_error(legate, shards):
     quiet.sendall(b"*1\r\n$abc\r\n")
     assert b"invalid bulk length" in quiet.recv(200)
     assert quiet.recv(200) == b""  # FIN right after the reply
-    wait_for(lambda: json.loads(stats(lg.stats_port))["cache"]["client_connections"] == 0,
+    wait_for(lambda: stats_json(lg.stats_port)["cache"]["client_connections"] == 0,
              timeout=10,
              what="the silent client closed after lingering")
     quiet.close()

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import SANITIZED, free_port, http_upstream as upstream, wait_for
+from conftest import SANITIZED, free_port, http_upstream as upstream, stats_json, wait_for
 
 
 def http_conf(port, ups, balance, workers=1, extra=""):
@@ -29,7 +29,11 @@ def share(port, n, name, parallel=4):
 
 
 def test_p2c_ewma_moves_traffic_away_from_a_slowed_backend(legate):
-    fast, slow = upstream("fast"), upstream("slow")
+    # Both answer after 20 ms at first: with instant answers, one scheduling
+    # hiccup on a loaded machine was a tenfold latency peak, and a peak
+    # EWMA keeps away from such a server for seconds (the two were then
+    # not "equal" any more: 98.5% went to one of them in a make check).
+    fast, slow = upstream("fast", delay=0.02), upstream("slow", delay=0.02)
     port = free_port()
     legate(http_conf(port, [fast, slow], "p2c_ewma"), wait_addr=("127.0.0.1", port))
     try:
@@ -73,14 +77,6 @@ def test_least_connections_counts_http_requests_in_flight(legate):
         b.shutdown()
 
 
-def stats_of(lg):
-    import json
-    import socket
-    from conftest import recv_all
-    with socket.create_connection(("127.0.0.1", lg.stats_port), timeout=10) as s:
-        return json.loads(recv_all(s))
-
-
 def test_retry_budget_caps_retries_during_a_total_outage(legate):
     """Every server refuses: with the budget, retries stay near 20% of the
     connections (plus the floor); without it, each connection tries all."""
@@ -102,7 +98,7 @@ def test_retry_budget_caps_retries_during_a_total_outage(legate):
                 s.settimeout(10)
                 assert s.recv(16) == b""  # closed: nothing reachable
     elapsed = time.monotonic() - t0
-    st = stats_of(lg)
+    st = stats_json(lg.stats_port)
     c, f = st["capped"], st["free"]
     assert f["retries"] == 2 * n and f["retries_denied"] == 0, f
     assert 0.1 * n < c["retries"] <= 0.2 * n + 1 * elapsed + 2, (c, elapsed)
@@ -138,7 +134,7 @@ def test_redis_max_pending_answers_excess_at_once(legate, redis_server):
     rd = Reader(c)
     assert all(rd.reply() == ("+", b"OK") for _ in range(5))  # the five are answered
     assert redislib.Redis(host="127.0.0.1", port=port, socket_timeout=5).set("after", "1")
-    assert stats_of(lg)["cache"]["rejected"] == 1
+    assert stats_json(lg.stats_port)["cache"]["rejected"] == 1
 
 
 @pytest.mark.skipif(SANITIZED, reason="a sanitizer reserves terabytes of address space")
@@ -165,7 +161,7 @@ def test_redis_reply_beyond_legates_memory_is_answered_and_blames_no_server(lega
         r.get("big")
     assert r.get("small") == b"1"
     assert r.set("after", "2")
-    st = stats_of(lg)["cache"]
+    st = stats_json(lg.stats_port)["cache"]
     assert st["server_ejects"] == 0
     assert st[f"127.0.0.1:{srv.port}"]["server_err"] == 0
     assert "out of memory for a reply" in lg.log()
@@ -224,7 +220,7 @@ def test_http_max_pending_and_max_connections_answer_503(legate):
                 t.join(30)
             assert results == [(200, "slow")] * held
             assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
-        st = stats_of(lg)
+        st = stats_json(lg.stats_port)
         assert st["pend"]["rejected"] == 1 and st["conns"]["rejected"] == 1
     finally:
         slow.shutdown()
@@ -243,12 +239,12 @@ def test_tcp_max_connections_closes_the_excess_client(legate, echo_server):
     b = socket.create_connection(("127.0.0.1", port), timeout=10)
     assert b.recv(16) == b""  # turned away at once
     a.close()
-    wait_for(lambda: stats_of(lg)["t"]["client_connections"] == 0, what="a gone")
+    wait_for(lambda: stats_json(lg.stats_port)["t"]["client_connections"] == 0, what="a gone")
     c = socket.create_connection(("127.0.0.1", port), timeout=10)
     c.sendall(b"pong")
     assert c.recv(4) == b"pong"
     c.close()
-    assert stats_of(lg)["t"]["rejected"] == 1
+    assert stats_json(lg.stats_port)["t"]["rejected"] == 1
 
 
 def test_outlier_detection_ejects_with_doubling_time(legate, echo_server):
@@ -275,17 +271,17 @@ def test_outlier_detection_ejects_with_doubling_time(legate, echo_server):
 
     assert names(10) == ["live"] * 10  # retried past the dead one
     wait_for(lambda: "ejected for 500 ms after 3 failures" in lg.log(), what="ejection")
-    errs = stats_of(lg)["t"][f"127.0.0.1:{dead}"]["server_err"]
+    errs = stats_json(lg.stats_port)["t"][f"127.0.0.1:{dead}"]["server_err"]
     assert errs == 3
     names(10)
-    assert stats_of(lg)["t"][f"127.0.0.1:{dead}"]["server_err"] == 3  # not tried meanwhile
+    assert stats_json(lg.stats_port)["t"][f"127.0.0.1:{dead}"]["server_err"] == 3  # not tried meanwhile
     wait_for(lambda: "back from ejection" in lg.log(), timeout=5, what="return")
     # Back on probation: the next failures eject it for twice as long.
     deadline = time.monotonic() + 5
     while "ejected for 1000 ms" not in lg.log() and time.monotonic() < deadline:
         names(5)
     assert "ejected for 1000 ms" in lg.log(), lg.log()
-    assert stats_of(lg)["t"]["server_ejects"] == 2
+    assert stats_json(lg.stats_port)["t"]["server_ejects"] == 2
 
 
 def recv_all_(s):
@@ -306,7 +302,7 @@ def test_outlier_detection_never_ejects_the_last_server(legate):
             s.settimeout(10)
             assert s.recv(1) == b""
     assert "ejected" not in lg.log()
-    assert stats_of(lg)["t"][f"127.0.0.1:{dead}"]["server_err"] == 5  # tried every time
+    assert stats_json(lg.stats_port)["t"][f"127.0.0.1:{dead}"]["server_err"] == 5  # tried every time
 
 
 def test_tcp_max_pending_closes_clients_beyond_the_connects_in_flight(legate):
@@ -331,13 +327,13 @@ def test_tcp_max_pending_closes_clients_beyond_the_connects_in_flight(legate):
                 f"  servers:\n    - 127.0.0.1:{fport}\n", wait_addr=("127.0.0.1", port))
     try:
         a = socket.create_connection(("127.0.0.1", port), timeout=10)
-        wait_for(lambda: stats_of(lg)["t"]["client_connections"] == 1, what="a connecting")
+        wait_for(lambda: stats_json(lg.stats_port)["t"]["client_connections"] == 1, what="a connecting")
         b = socket.create_connection(("127.0.0.1", port), timeout=10)
         b.settimeout(4)
         t0 = time.monotonic()
         assert b.recv(1) == b""  # closed at once, not after the 5 s connect timeout
         assert time.monotonic() - t0 < 2.5
-        assert stats_of(lg)["t"]["rejected"] == 1
+        assert stats_json(lg.stats_port)["t"]["rejected"] == 1
         a.close()
         b.close()
     finally:

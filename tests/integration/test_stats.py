@@ -8,13 +8,9 @@ import subprocess
 
 import redis
 
-from conftest import RedisServer, can_connect, free_port, recv_all, tcp_pool, wait_for
+from conftest import (RedisServer, can_connect, free_port, recv_all, stats_json, tcp_pool,
+                      wait_for)
 from resp import encode, Reader
-
-
-def fetch(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        return json.loads(recv_all(s))
 
 
 def pool_yaml(port, shards):
@@ -31,10 +27,10 @@ def test_same_structure_as_nutcracker(legate, tmp_path):
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: can_connect(("127.0.0.1", nc_stats)), what="nutcracker stats")
-        theirs = fetch(nc_stats)
+        theirs = stats_json(nc_stats)
         lg = legate("legate:\n  workers: 2\n" + pool_yaml(lg_port, shards),
                     wait_addr=("127.0.0.1", lg_port))
-        ours = fetch(lg.stats_port)
+        ours = stats_json(lg.stats_port)
     finally:
         nc.terminate()
         nc.wait(10)
@@ -61,7 +57,7 @@ def test_counters_follow_traffic(legate, tmp_path):
             rd = Reader(s)
             for _ in range(n):
                 assert rd.reply() == ("+", b"OK")
-            st = fetch(lg.stats_port)
+            st = stats_json(lg.stats_port)
             pool = st["alpha"]
             servers = [v for v in pool.values() if isinstance(v, dict)]
             assert sum(v["requests"] for v in servers) == n
@@ -78,9 +74,9 @@ def test_counters_follow_traffic(legate, tmp_path):
         r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
         r.mget([f"st:{i * 7919}" for i in range(50)])
         r.connection_pool.disconnect()  # 4.3: close() only returns it to the pool
-        wait_for(lambda: fetch(lg.stats_port)["alpha"]["client_connections"] == 0,
+        wait_for(lambda: stats_json(lg.stats_port)["alpha"]["client_connections"] == 0,
                  what="clients closed")
-        st = fetch(lg.stats_port)
+        st = stats_json(lg.stats_port)
         assert st["alpha"]["fragments"] == 2
         assert st["alpha"]["client_eof"] == 2
         # a dead shard: errors are counted
@@ -90,7 +86,7 @@ def test_counters_follow_traffic(legate, tmp_path):
             rd = Reader(s)
             replies = [rd.reply() for _ in range(50)]
         assert any(isinstance(x, tuple) and x[0] == "-" for x in replies)
-        st = fetch(lg.stats_port)
+        st = stats_json(lg.stats_port)
         assert st["alpha"]["forward_error"] > 0
         first = st["alpha"][f"127.0.0.1:{shards[0].port}"]
         assert first["server_eof"] + first["server_err"] >= 1
@@ -107,11 +103,11 @@ def test_tcp_pool_counts_connections(legate, echo_server):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"x")
         assert s.recv(1) == b"x"
-        st = fetch(lg.stats_port)
+        st = stats_json(lg.stats_port)
         assert st["pool"]["client_connections"] == 1
         assert st["pool"][f"127.0.0.1:{echo.port}"]["server_connections"] == 1
-    wait_for(lambda: fetch(lg.stats_port)["pool"]["client_connections"] == 0, what="close")
-    st = fetch(lg.stats_port)
+    wait_for(lambda: stats_json(lg.stats_port)["pool"]["client_connections"] == 0, what="close")
+    st = stats_json(lg.stats_port)
     assert st["pool"][f"127.0.0.1:{echo.port}"]["server_connections"] == 0
     assert st["total_connections"] >= 2
 

@@ -2,7 +2,6 @@
 backpressure, failover, timeouts, limits, unix sockets, half-close."""
 
 import hashlib
-import json
 import os
 import socket
 import stat
@@ -13,7 +12,7 @@ import time
 import pytest
 
 from conftest import (SANITIZED, client_limit_holds, echo_roundtrip, free_port, recv_all,
-                      recv_exactly, rss_kib, tcp_pool, wait_for)
+                      recv_exactly, rss_kib, stats_json, tcp_pool, wait_for)
 
 
 def connect(port, timeout=10):
@@ -258,8 +257,7 @@ def test_sessions_and_bytes_are_counted_per_server(legate, echo_server):
             assert recv_all(s) == str(size).encode()
 
     def server():
-        with socket.create_connection(("127.0.0.1", lg.stats_port), timeout=10) as s:
-            return json.loads(recv_all(s))["pool"]["counter"]
+        return stats_json(lg.stats_port)["pool"]["counter"]
     # the session ends once both FINs are seen: wait for the last bytes
     wait_for(lambda: server()["server_connections"] == 0, what="both sessions closed")
     st = server()
