@@ -1185,7 +1185,8 @@ static void http_dispatch(struct http_client *cl)
     struct http_pool *hp = cl->hp;
     const char *why = "no upstream server reachable";
     while (cl->ntried < HTTP_MAX_TRIES) {
-        int i = bal_pick(&hp->arm_bal[cl->arm], cl->tried, cl->ntried);
+        int i = bal_pick(&hp->arm_bal[cl->arm], cl->tried, cl->ntried,
+                         ev_now_us(hp->wk->loop));
         if (i == -1) {
             break;
         }

@@ -190,7 +190,7 @@ static void tcp_connect_next(struct tcp_session *s)
             tcp_close(s);
             return;
         }
-        int i = bal_pick(&s->pool->bal, s->tried, s->ntried);
+        int i = bal_pick(&s->pool->bal, s->tried, s->ntried, ev_now_us(loop));
         if (i == -1) {
             pool_warn(s->pool, "every server failed, closing client");
             stats_add(&s->pool->stats->f[SP_FORWARD_ERROR], 1);

@@ -53,8 +53,9 @@ static bool bal_skipped(const struct bal *b, int i, const int *skip, size_t nski
     return false;
 }
 
-static int bal_round_robin(struct bal *b, const int *skip, size_t nskip)
+static int bal_round_robin(struct bal *b, const int *skip, size_t nskip, uint64_t now_us)
 {
+    (void)now_us;
     int64_t total = 0;
     int best = -1;
     for (size_t i = 0; i < b->n; i++) {
@@ -74,8 +75,9 @@ static int bal_round_robin(struct bal *b, const int *skip, size_t nskip)
     return best;
 }
 
-static int bal_least_conn(struct bal *b, const int *skip, size_t nskip)
+static int bal_least_conn(struct bal *b, const int *skip, size_t nskip, uint64_t now_us)
 {
+    (void)now_us;
     int best = -1;
     for (size_t k = 0; k < b->n; k++) {
         size_t i = (b->next + k) % b->n;
@@ -99,8 +101,9 @@ static int bal_least_conn(struct bal *b, const int *skip, size_t nskip)
     return best;
 }
 
-static int bal_weighted_random(struct bal *b, const int *skip, size_t nskip)
+static int bal_weighted_random(struct bal *b, const int *skip, size_t nskip, uint64_t now_us)
 {
+    (void)now_us;
     uint64_t total = 0;
     for (size_t i = 0; i < b->n; i++) {
         if (!bal_skipped(b, (int)i, skip, nskip)) {
@@ -140,9 +143,19 @@ void bal_observe(struct bal *b, size_t i, uint64_t latency_us, uint64_t now_us)
     s->ewma_at_us = now_us;
 }
 
-static double bal_cost(const struct bal_server *s)
+/* A server's cost at `now_us`. Its average decays toward zero while no
+ * sample comes (as samples of 0 would move it), so a server that lost
+ * every duel after one slow answer is tried again once it looks cheaper
+ * than the others' fresh averages, and its next sample says what it is
+ * worth; without the decay it would lose every duel for as long as the
+ * others stayed fast. */
+static double bal_cost(const struct bal_server *s, uint64_t now_us)
 {
-    return (s->ewma_us + 1.0) * (double)(s->active + 1) / (double)(s->weight ? s->weight : 1);
+    double ewma = s->ewma_us;
+    if (s->ewma_at_us != 0 && now_us > s->ewma_at_us) {
+        ewma *= exp(-(double)(now_us - s->ewma_at_us) / BAL_EWMA_TAU_US);
+    }
+    return (ewma + 1.0) * (double)(s->active + 1) / (double)(s->weight ? s->weight : 1);
 }
 
 /* The k-th (0-based) server that may be picked. */
@@ -156,7 +169,7 @@ static int bal_nth(const struct bal *b, size_t k, const int *skip, size_t nskip)
     return -1;
 }
 
-static int bal_p2c(struct bal *b, const int *skip, size_t nskip)
+static int bal_p2c(struct bal *b, const int *skip, size_t nskip, uint64_t now_us)
 {
     size_t m = 0;
     for (size_t i = 0; i < b->n; i++) {
@@ -170,10 +183,10 @@ static int bal_p2c(struct bal *b, const int *skip, size_t nskip)
     size_t y = (size_t)((r >> 32) % (m - 1));
     y += y >= x; /* a different one */
     int a = bal_nth(b, x, skip, nskip), c = bal_nth(b, y, skip, nskip);
-    return bal_cost(&b->servers[c]) < bal_cost(&b->servers[a]) ? c : a;
+    return bal_cost(&b->servers[c], now_us) < bal_cost(&b->servers[a], now_us) ? c : a;
 }
 
-typedef int (*bal_pick_fn)(struct bal *b, const int *skip, size_t nskip);
+typedef int (*bal_pick_fn)(struct bal *b, const int *skip, size_t nskip, uint64_t now_us);
 
 /* Indexed by enum conf_balance. */
 static const bal_pick_fn bal_pickers[] = {
@@ -183,7 +196,7 @@ static const bal_pick_fn bal_pickers[] = {
     [CONF_BAL_P2C_EWMA] = bal_p2c,
 };
 
-int bal_pick(struct bal *b, const int *skip, size_t nskip)
+int bal_pick(struct bal *b, const int *skip, size_t nskip, uint64_t now_us)
 {
-    return bal_pickers[b->kind](b, skip, nskip);
+    return bal_pickers[b->kind](b, skip, nskip, now_us);
 }

@@ -20,7 +20,7 @@ struct bal_server {
     int64_t current; /* smooth round robin */
     unsigned active; /* open connections (tcp) or requests (http) of this worker */
     bool down;       /* out (health checks, not in the table): never picked */
-    double ewma_us;  /* p2c_ewma: latency, decaying over BAL_EWMA_TAU_US */
+    double ewma_us;  /* p2c_ewma: latency, decaying over BAL_EWMA_TAU_US (bal_cost) */
     uint64_t ewma_at_us; /* when it was last updated */
 };
 
@@ -54,9 +54,10 @@ static inline void bal_set_down(struct bal *b, size_t i, bool down)
     b->servers[i].down = down;
 }
 
-/* Pick a server index, never a down one nor one of the `nskip` indexes in `skip`.
- * Returns the index, or -1 if every server is skipped. */
-int bal_pick(struct bal *b, const int *skip, size_t nskip);
+/* Pick a server index, never a down one nor one of the `nskip` indexes in `skip`,
+ * at `now_us` (p2c_ewma decays the averages to that instant). Returns the
+ * index, or -1 if every server is skipped. */
+int bal_pick(struct bal *b, const int *skip, size_t nskip, uint64_t now_us);
 
 static inline void bal_opened(struct bal *b, int i)
 {
