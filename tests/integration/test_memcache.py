@@ -137,7 +137,8 @@ def test_version_comes_from_a_live_server(legate, shards, survivor):
     live one: whichever shard the ring would pick for an empty key, in two
     of these three cases it is dead."""
     servers = shards(3)
-    port = start(legate, servers)
+    port, sport = free_port(), free_port()
+    legate(pool_conf(port, servers), wait_addr=("127.0.0.1", port), args=("-s", str(sport)))
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         keys = [f"v{i}".encode() for i in range(300)]
         s.sendall(b"".join(b"set %s 0 0 1\r\nx\r\n" % k for k in keys))
@@ -149,6 +150,13 @@ def test_version_comes_from_a_live_server(legate, shards, survivor):
         for i, m in enumerate(servers):
             if i != survivor:
                 m.stop()
+        # A server stopped a moment ago may still look connected to the
+        # worker that has yet to read its close; one sent there is
+        # answered with an error, rightly. The premise here is servers
+        # known dead, so wait until every worker has seen them go.
+        dead = [f"127.0.0.1:{m.port}" for i, m in enumerate(servers) if i != survivor]
+        wait_for(lambda: all(stats_json(sport)["cache"][name]["server_connections"] == 0
+                             for name in dead), what="the stopped servers' connections closed")
         for _ in range(5):
             s.sendall(b"version\r\n")
             assert s.recv(100) == b"VERSION " + want + b"\r\n"
