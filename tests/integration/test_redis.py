@@ -3,6 +3,7 @@ and raw sockets: routing, multi-key split and merge, pipelining, local and
 unsupported commands, malformed input, and server failure."""
 
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -564,6 +565,57 @@ def test_timeout_answers_a_hung_server(legate, shards):
         assert r.get(other) is not None
     finally:
         shards[0].proc.send_signal(18)  # SIGCONT
+
+
+def test_timeout_runs_from_when_the_request_is_sent(legate, redis_server):
+    """`timeout` counts from when a request is written to its server, not
+    from when its client sent it to legate (as in twemproxy). The server's
+    accept queue is full when the request comes, so the kernel drops
+    legate's SYN and the connection is made by the retransmit a second
+    later; the server is then stopped until 2.3 s after the request. Under
+    a 2 s timeout the request is answered: 1.3 s after it was written,
+    2.3 s after legate got it. (Counted from its arrival it would time
+    out, and so it does when the server stays stopped past 2 s after the
+    write.)"""
+    srv = redis_server(args=("--tcp-backlog", "1"))
+    direct = redis.Redis(host="127.0.0.1", port=srv.port, socket_timeout=10)
+    direct.set("late", "answered")
+    port, sport = free_port(), free_port()
+    legate(redis_pool(port, [srv], extra="  timeout: 2000\n", workers=1),
+           wait_addr=("127.0.0.1", port), args=("-s", str(sport)))
+    srv.proc.send_signal(signal.SIGSTOP)
+    # listen(fd, 1) queues two connections; these two fill the queue.
+    fillers = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(2)]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(encode("GET", "late"))
+            t0 = time.monotonic()
+            time.sleep(0.3)
+            srv.proc.send_signal(signal.SIGCONT)  # takes the fillers off the queue
+            wait_for(lambda: direct.info("clients")["connected_clients"] >= 3,
+                     what="redis-server accepting the fillers")
+            srv.proc.send_signal(signal.SIGSTOP)  # the retransmitted SYN still connects
+            time.sleep(max(0.0, 2.3 - (time.monotonic() - t0)))
+            srv.proc.send_signal(signal.SIGCONT)
+            assert Reader(s).reply() == b"answered"
+            assert time.monotonic() - t0 > 2.0  # longer than the timeout since it came
+        server = stats_json(sport)["cache"]["shard0"]
+        assert server["server_timedout"] == 0 and server["requests"] == 1
+    finally:
+        srv.proc.send_signal(signal.SIGCONT)
+        for f in fillers:
+            f.close()
+
+    # The same request held 2.5 s after it is written times out.
+    srv.proc.send_signal(signal.SIGSTOP)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(encode("GET", "late"))
+            kind, text = Reader(s).reply()
+            assert kind == "-" and b"timed out" in text
+    finally:
+        srv.proc.send_signal(signal.SIGCONT)
+    assert stats_json(sport)["cache"]["shard0"]["server_timedout"] == 1
 
 
 def test_ready_replies_do_not_wait_for_a_hung_shard_behind_them(legate, shards):
