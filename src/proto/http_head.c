@@ -107,8 +107,10 @@ static int cb_value(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
-/* An empty value leaves value.off at 0, which cb_field takes for "no value
- * yet": mark it explicitly so the next name starts a new field. */
+/* A value ends: llhttp leaves its trailing whitespace in, which is the
+ * field line's, not the value's (RFC 9110 5.5), so it goes. An empty
+ * value leaves value.off at 0, which cb_field takes for "no value yet":
+ * mark it explicitly so the next name starts a new field. */
 static int cb_value_complete(llhttp_t *p)
 {
     struct http_head *h = &hp_of(p)->head;
@@ -116,6 +118,10 @@ static int cb_value_complete(llhttp_t *p)
         return head_count_trailer(h, 4); /* ": " and CRLF: empty fields count too */
     }
     struct http_field *f = &h->fields[h->nfields - 1];
+    while (f->value.len > 0 && (h->buf[f->value.off + f->value.len - 1] == ' ' ||
+                                h->buf[f->value.off + f->value.len - 1] == '\t')) {
+        f->value.len--;
+    }
     if (f->value.len == 0) {
         f->value.off = UINT32_MAX;
     }
@@ -459,9 +465,6 @@ static int head_check_host(const struct http_head *h, struct http_error *err)
     }
     size_t n;
     const char *v = field_value(h, host, &n);
-    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) {
-        n--; /* trailing whitespace is the field's, not the value's */
-    }
     return host_chars(v, n) ? 0 : head_fail(err, 400, "invalid Host header");
 }
 
