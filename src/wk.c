@@ -2,6 +2,7 @@
 #include "wk.h"
 #include "core/san.h"
 #include "core/tm.h"
+#include "proto/http_head.h"
 #include "upstream/pool.h"
 
 #include <errno.h>
@@ -38,6 +39,7 @@ static void wk_trim(struct ev_loop *loop, struct ev_timer *t)
         return;
     }
     buf_pool_drain(&w->bufs);
+    spare_drain(&w->heads);
     slab_set_trim(&w->slabs);
 #if !LEGATE_ASAN /* malloc_trim is glibc's; the sanitizer's allocator owns the heap */
     malloc_trim(0);
@@ -156,6 +158,7 @@ int wk_init(struct wk *w, unsigned id, struct conf *cf, const struct log *log,
     w->bufs.changed_arg = w;
     w->slabs.changed = wk_heap_changed;
     w->slabs.changed_arg = w;
+    spare_init(&w->heads, sizeof(struct http_head_block));
     w->trim = (struct ev_timer){ .fn = wk_trim, .data = w };
     w->queue_limit = opts->mbuf_size * WK_QUEUE_CHUNKS;
     if (w->queue_limit < WK_QUEUE_MIN) {
@@ -212,6 +215,7 @@ void wk_fini(struct wk *w)
     ev_loop_free(w->loop);
     w->loop = NULL;
     buf_pool_drain(&w->bufs);
+    spare_drain(&w->heads);
     stats_free(&w->stats);
     conf_put(w->conf);
     w->conf = NULL;

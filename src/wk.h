@@ -11,6 +11,7 @@
 #include "core/ev.h"
 #include "core/log.h"
 #include "core/slab.h"
+#include "core/spare.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -38,6 +39,7 @@ struct wk {
     const struct log *log;
     struct buf_pool bufs;
     struct slab_set slabs;      /* every pool's slabs, trimmed with the heap */
+    struct spare heads;         /* http head blocks (struct http_head_block) */
     size_t queue_limit;         /* bytes queued per direction before reads stop */
     struct pool *pools;
     size_t npools;

@@ -124,7 +124,7 @@ static int admin_body_ignored(void *owner, const char *at, size_t n)
 int admin_parse(const char *buf, size_t n, size_t cut, struct admin_req *r)
 {
     struct http_parser hp;
-    http_parser_init(&hp, true, ADMIN_HEAD_MAX, ADMIN_LINE_MAX, NULL, admin_body_ignored);
+    http_parser_init(&hp, true, ADMIN_HEAD_MAX, ADMIN_LINE_MAX, NULL, NULL, admin_body_ignored);
     if (cut > n) {
         cut = n;
     }
@@ -385,7 +385,7 @@ static void admin_accepted(struct acceptor *a, int fd)
     c->io = (struct ev_io){ .fd = fd, .fn = admin_conn_io, .data = c };
     c->timer = (struct ev_timer){ .fn = admin_conn_timeout, .data = c };
     c->release = (struct ev_defer){ .fn = admin_conn_free, .data = c };
-    http_parser_init(&c->hp, true, ADMIN_HEAD_MAX, ADMIN_LINE_MAX, c, admin_body_ignored);
+    http_parser_init(&c->hp, true, ADMIN_HEAD_MAX, ADMIN_LINE_MAX, NULL, c, admin_body_ignored);
     if (ev_io_add(ad->loop, &c->io, EV_READ | EV_WRITE) == -1) {
         log_warn(ad->log, "admin: epoll: %s", strerror(errno));
         http_parser_free(&c->hp);

@@ -1155,8 +1155,8 @@ static struct http_up *http_up_get(struct http_client *cl, size_t server)
     u->server = server;
     u->cl = cl;
     buf_queue_init(&u->in);
-    http_parser_init(&u->rsp, false, hp->cp->limit_header, hp->cp->limit_line, u,
-                     http_rsp_body);
+    http_parser_init(&u->rsp, false, hp->cp->limit_header, hp->cp->limit_line,
+                     &hp->wk->heads, u, http_rsp_body);
     u->timer = (struct ev_timer){ .fn = http_up_timer, .data = u };
     u->kick = (struct ev_defer){ .fn = http_up_kicked, .data = u };
     u->release = (struct ev_defer){ .fn = http_up_release, .data = u };
@@ -1367,8 +1367,8 @@ static struct http_client *http_client_open(struct pool *p, int fd)
     buf_queue_init(&cl->in);
     buf_queue_init(&cl->out);
     buf_queue_init(&cl->up);
-    http_parser_init(&cl->req, true, p->cp->limit_header, p->cp->limit_line, cl,
-                     http_req_body);
+    http_parser_init(&cl->req, true, p->cp->limit_header, p->cp->limit_line,
+                     &hp->wk->heads, cl, http_req_body);
     http_peer_text(fd, cl->addr, sizeof(cl->addr));
     cl->timer = (struct ev_timer){ .fn = http_client_timer, .data = cl };
     cl->kick = (struct ev_defer){ .fn = http_client_kicked, .data = cl };

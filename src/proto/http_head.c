@@ -62,6 +62,24 @@ static int head_count_trailer(struct http_head *h, size_t n)
     return head_count_after(h, &h->trailer_bytes, n, 431, "trailer section too large");
 }
 
+/* Double the field table, out of the head's block onto the heap the
+ * first time. Returns 0, or -1 when out of memory. */
+static int head_grow_fields(struct http_head *h)
+{
+    unsigned cap = h->fields_cap * 2;
+    bool in_block = h->fields == h->block->fields;
+    struct http_field *f = realloc(in_block ? NULL : h->fields, cap * sizeof(*f));
+    if (f == NULL) {
+        return -1;
+    }
+    if (in_block) {
+        memcpy(f, h->fields, h->nfields * sizeof(*f));
+    }
+    h->fields = f;
+    h->fields_cap = cap;
+    return 0;
+}
+
 /* Field callbacks after the head are for trailers: they point into body
  * data, not the head buffer, and are dropped (legate ends chunked bodies
  * with an empty trailer section of its own); only their size is kept. */
@@ -77,15 +95,9 @@ static int cb_field(llhttp_t *p, const char *at, size_t n)
             h->too_many = true;
             return HPE_USER;
         }
-        if (h->nfields == h->fields_cap) {
-            unsigned cap = h->fields_cap * 2;
-            struct http_field *f = realloc(h->fields, cap * sizeof(*f));
-            if (f == NULL) {
-                h->no_memory = true;
-                return HPE_USER;
-            }
-            h->fields = f;
-            h->fields_cap = cap;
+        if (h->nfields == h->fields_cap && head_grow_fields(h) == -1) {
+            h->no_memory = true;
+            return HPE_USER;
         }
         h->fields[h->nfields++] = (struct http_field){ .kind = HTTP_HDR_OTHER };
     }
@@ -188,18 +200,31 @@ static const llhttp_settings_t http_settings = {
 /* ------------------------------------------------------------------ */
 /* parser lifecycle                                                    */
 
-static void head_clear(struct http_head *h)
+/* Release the head's memory: what outgrew the block to the heap, the
+ * block to `spare` (NULL: the heap). */
+static void head_clear(struct http_head *h, struct spare *spare)
 {
     size_t limit = h->limit, line = h->line_limit;
-    free(h->buf);
-    free(h->fields);
+    if (h->block != NULL) {
+        if (h->buf != h->block->buf) {
+            free(h->buf);
+        }
+        if (h->fields != h->block->fields) {
+            free(h->fields);
+        }
+        if (spare != NULL) {
+            spare_put(spare, h->block);
+        } else {
+            free(h->block);
+        }
+    }
     memset(h, 0, sizeof(*h));
     h->limit = limit;
     h->line_limit = line;
 }
 
 void http_parser_init(struct http_parser *hp, bool is_request, size_t limit,
-                      size_t line_limit, void *owner,
+                      size_t line_limit, struct spare *spare, void *owner,
                       int (*body)(void *owner, const char *at, size_t n))
 {
     memset(hp, 0, sizeof(*hp));
@@ -208,18 +233,19 @@ void http_parser_init(struct http_parser *hp, bool is_request, size_t limit,
     hp->is_request = is_request;
     hp->head.limit = limit;
     hp->head.line_limit = line_limit;
+    hp->spare = spare;
     hp->owner = owner;
     hp->body = body;
 }
 
 void http_parser_free(struct http_parser *hp)
 {
-    head_clear(&hp->head);
+    head_clear(&hp->head, hp->spare);
 }
 
 void http_parser_next(struct http_parser *hp)
 {
-    head_clear(&hp->head);
+    head_clear(&hp->head, hp->spare);
     hp->msg_done = false;
     hp->no_body = false;
 }
@@ -266,38 +292,52 @@ const char *http_head_find(const struct http_head *h, enum http_hdr kind, size_t
     return NULL;
 }
 
-/* Names of the recognized headers, lower case, with their lengths. */
-#define KNOWN(name, kind) { name, sizeof(name) - 1, kind }
+/* The recognized header names, lower case, by length: no length has more
+ * than two, so a name is compared with at most two candidates (the
+ * names of the common headers the table lacks mostly differ in length,
+ * else in the first byte). */
+enum { KNOWN_MAX_LEN = 19 };
 static const struct {
-    const char *name;
-    uint8_t len;
-    uint8_t kind;
-} known_headers[] = {
-    KNOWN("connection", HTTP_HDR_CONNECTION),
-    KNOWN("keep-alive", HTTP_HDR_KEEP_ALIVE),
-    KNOWN("proxy-connection", HTTP_HDR_PROXY_CONNECTION),
-    KNOWN("te", HTTP_HDR_TE),
-    KNOWN("trailer", HTTP_HDR_TRAILER),
-    KNOWN("upgrade", HTTP_HDR_UPGRADE),
-    KNOWN("transfer-encoding", HTTP_HDR_TRANSFER_ENCODING),
-    KNOWN("content-length", HTTP_HDR_CONTENT_LENGTH),
-    KNOWN("proxy-authenticate", HTTP_HDR_PROXY_AUTHENTICATE),
-    KNOWN("proxy-authorization", HTTP_HDR_PROXY_AUTHORIZATION),
-    KNOWN("host", HTTP_HDR_HOST),
-    KNOWN("expect", HTTP_HDR_EXPECT),
-    KNOWN("x-forwarded-for", HTTP_HDR_X_FORWARDED_FOR),
+    const char *name[2];
+    uint8_t kind[2];
+} known_by_len[KNOWN_MAX_LEN + 1] = {
+    [2] = { { "te" }, { HTTP_HDR_TE } },
+    [4] = { { "host" }, { HTTP_HDR_HOST } },
+    [6] = { { "expect" }, { HTTP_HDR_EXPECT } },
+    [7] = { { "trailer", "upgrade" }, { HTTP_HDR_TRAILER, HTTP_HDR_UPGRADE } },
+    [10] = { { "connection", "keep-alive" }, { HTTP_HDR_CONNECTION, HTTP_HDR_KEEP_ALIVE } },
+    [14] = { { "content-length" }, { HTTP_HDR_CONTENT_LENGTH } },
+    [15] = { { "x-forwarded-for" }, { HTTP_HDR_X_FORWARDED_FOR } },
+    [16] = { { "proxy-connection" }, { HTTP_HDR_PROXY_CONNECTION } },
+    [17] = { { "transfer-encoding" }, { HTTP_HDR_TRANSFER_ENCODING } },
+    [18] = { { "proxy-authenticate" }, { HTTP_HDR_PROXY_AUTHENTICATE } },
+    [19] = { { "proxy-authorization" }, { HTTP_HDR_PROXY_AUTHORIZATION } },
 };
+
+static char ascii_lower(char c)
+{
+    return (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+}
+
+/* Whether `len` bytes at `n` spell `lower` (lower case) in any case. */
+static bool same_name(const char *n, const char *lower, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (ascii_lower(n[i]) != lower[i]) {
+            return false;
+        }
+    }
+    return true;
+}
 
 static uint8_t header_kind(const char *n, size_t len)
 {
-    if (len == 0) {
+    if (len > KNOWN_MAX_LEN) {
         return HTTP_HDR_OTHER;
     }
-    char first = (char)(n[0] >= 'A' && n[0] <= 'Z' ? n[0] - 'A' + 'a' : n[0]);
-    for (size_t i = 0; i < sizeof(known_headers) / sizeof(known_headers[0]); i++) {
-        if (known_headers[i].len == len && known_headers[i].name[0] == first &&
-            strncasecmp(n, known_headers[i].name, len) == 0) {
-            return known_headers[i].kind;
+    for (int i = 0; i < 2 && known_by_len[len].name[i] != NULL; i++) {
+        if (same_name(n, known_by_len[len].name[i], len)) {
+            return known_by_len[len].kind[i];
         }
     }
     return HTTP_HDR_OTHER;
@@ -311,27 +351,38 @@ static int head_fail(struct http_error *err, int status, const char *why)
 }
 
 /* Every line ends in CRLF; no bare CR, bare LF or NUL; no line after the
- * first starts with whitespace (obs-fold). */
-static int head_check_bytes(const struct http_head *h, struct http_error *err)
+ * first starts with whitespace (obs-fold). One pass: strcspn stops at the
+ * CR, LF or NUL after each run of plain bytes, and a NUL stands in at
+ * buf[len] for the scan (that byte, if any, is past the head: it is put
+ * back). */
+static int head_check_bytes(struct http_head *h, struct http_error *err)
 {
-    const char *b = h->buf, *end = h->buf + h->len;
-    if (memchr(b, '\0', h->len) != NULL) {
-        return head_fail(err, 400, "NUL byte in the head");
-    }
-    for (const char *p = b; (p = memchr(p, '\r', (size_t)(end - p))) != NULL; p++) {
-        if (p + 1 >= end || p[1] != '\n') {
-            return head_fail(err, 400, "bare CR in the head");
+    char *end = h->buf + h->len;
+    char saved = *end;
+    *end = '\0';
+    int rc = 0;
+    for (const char *p = h->buf + strcspn(h->buf, "\r\n"); p < end;
+         p += strcspn(p, "\r\n")) {
+        if (*p == '\0') {
+            rc = head_fail(err, 400, "NUL byte in the head");
+            break;
+        }
+        if (*p == '\n') {
+            rc = head_fail(err, 400, "bare LF in the head");
+            break;
+        }
+        if (p[1] != '\n') { /* p[1] is the stand-in NUL at the end */
+            rc = head_fail(err, 400, "bare CR in the head");
+            break;
+        }
+        p += 2;
+        if (*p == ' ' || *p == '\t') {
+            rc = head_fail(err, 400, "obsolete line folding");
+            break;
         }
     }
-    for (const char *p = b; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) {
-        if (p == b || p[-1] != '\r') {
-            return head_fail(err, 400, "bare LF in the head");
-        }
-        if (p + 1 < end && (p[1] == ' ' || p[1] == '\t')) {
-            return head_fail(err, 400, "obsolete line folding");
-        }
-    }
-    return 0;
+    *end = saved;
+    return rc;
 }
 
 /* The next element of a comma-separated header value, trimmed of spaces
@@ -425,20 +476,25 @@ static int head_check_version(const struct http_head *h, bool is_request,
     return 0;
 }
 
-/* Whether `c` may stand in a Host value: an authority without userinfo
- * (RFC 3986: reg-name, IPv4, [IP-literal], then :port). */
-static bool host_char(unsigned char c)
-{
-    static const char extra[] = "-._~%!$&'()*+,;=:[]";
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != '\0' && strchr(extra, c) != NULL);
-}
+/* The bytes that may stand in a Host value, an authority without
+ * userinfo (RFC 3986: reg-name, IPv4, [IP-literal], then :port), as a
+ * bitmap over ASCII: bit c % 64 of word c / 64. */
+#define HOST_BIT(c) ((uint64_t)1 << ((unsigned)(c) % 64))
+static const uint64_t host_bits[2] = {
+    ((uint64_t)0x3ff << '0') | HOST_BIT('-') | HOST_BIT('.') | HOST_BIT('%') |
+        HOST_BIT('!') | HOST_BIT('$') | HOST_BIT('&') | HOST_BIT('\'') | HOST_BIT('(') |
+        HOST_BIT(')') | HOST_BIT('*') | HOST_BIT('+') | HOST_BIT(',') | HOST_BIT(';') |
+        HOST_BIT('=') | HOST_BIT(':'),
+    ((uint64_t)0x3ffffff << ('A' - 64)) | ((uint64_t)0x3ffffff << ('a' - 64)) |
+        HOST_BIT('_') | HOST_BIT('~') | HOST_BIT('[') | HOST_BIT(']'),
+};
 
 /* Whether `n` bytes at `s` are all authority characters. */
 static bool host_chars(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!host_char((unsigned char)s[i])) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 128 || (host_bits[c / 64] >> (c % 64) & 1) == 0) {
             return false;
         }
     }
@@ -550,7 +606,9 @@ static int head_check(struct http_parser *hp, struct http_error *err)
     for (unsigned i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
         const char *n = field_name(h, f);
-        if (memchr(n, ' ', f->name.len) != NULL || memchr(n, '\t', f->name.len) != NULL) {
+        /* llhttp's lenient token table lets spaces into names, not tabs
+         * (test_http_head pins both) */
+        if (memchr(n, ' ', f->name.len) != NULL) {
             return head_fail(err, bad, "whitespace in a header name");
         }
     }
@@ -601,6 +659,28 @@ static int head_done(struct http_parser *hp, size_t start, size_t used, struct h
     return head_check(hp, err);
 }
 
+/* Grow the head's buffer past `need` bytes (one to spare for
+ * head_check_bytes), out of the block onto the heap the first time.
+ * Returns 0, or -1 when out of memory. */
+static int head_grow_buf(struct http_head *h, size_t need)
+{
+    size_t cap = h->cap;
+    while (cap <= need) {
+        cap *= 2;
+    }
+    bool in_block = h->buf == h->block->buf;
+    char *b = realloc(in_block ? NULL : h->buf, cap);
+    if (b == NULL) {
+        return -1;
+    }
+    if (in_block) {
+        memcpy(b, h->buf, h->len);
+    }
+    h->buf = b;
+    h->cap = cap;
+    return 0;
+}
+
 static long feed_head(struct http_parser *hp, const char *data, size_t n, struct http_error *err)
 {
     struct http_head *h = &hp->head;
@@ -609,24 +689,18 @@ static long feed_head(struct http_parser *hp, const char *data, size_t n, struct
     }
     size_t room = h->limit + 1 - h->len; /* one byte over: enough to know */
     size_t take = n < room ? n : room;
-    if (h->fields == NULL) {
-        h->fields = malloc(HTTP_FIRST_FIELDS * sizeof(*h->fields));
-        if (h->fields == NULL) {
+    if (h->block == NULL) {
+        h->block = hp->spare != NULL ? spare_get(hp->spare) : malloc(sizeof(*h->block));
+        if (h->block == NULL) {
             return head_fail(err, 500, "out of memory");
         }
+        h->fields = h->block->fields;
         h->fields_cap = HTTP_FIRST_FIELDS;
+        h->buf = h->block->buf;
+        h->cap = HTTP_FIRST_BUF;
     }
-    if (h->len + take > h->cap) {
-        size_t cap = h->cap ? h->cap : 1024;
-        while (cap < h->len + take) {
-            cap *= 2;
-        }
-        char *b = realloc(h->buf, cap);
-        if (b == NULL) {
-            return head_fail(err, 500, "out of memory");
-        }
-        h->buf = b;
-        h->cap = cap;
+    if (h->len + take >= h->cap && head_grow_buf(h, h->len + take) == -1) {
+        return head_fail(err, 500, "out of memory");
     }
     memcpy(h->buf + h->len, data, take);
     size_t start = h->len;
@@ -807,10 +881,18 @@ static void put_fields(struct head_writer *w, const struct http_head *h,
         }
         size_t vlen;
         const char *v = field_value(h, f, &vlen);
+        bool append_xff = o->forwarded_for != NULL && f->kind == HTTP_HDR_X_FORWARDED_FOR;
+        if (!append_xff && vlen > 0 && v == n + f->name.len + 2 && n[f->name.len] == ':' &&
+            n[f->name.len + 1] == ' ' && v[vlen] == '\r') {
+            /* The usual line, "Name: value" CRLF (checked: CR is followed
+             * by LF), goes on as it came, in one piece. */
+            put(w, n, f->name.len + 2 + vlen + 2);
+            continue;
+        }
         put(w, n, f->name.len);
         PUT_LIT(w, ": ");
         put(w, v, vlen);
-        if (o->forwarded_for != NULL && f->kind == HTTP_HDR_X_FORWARDED_FOR) {
+        if (append_xff) {
             PUT_LIT(w, ", ");
             puts_(w, o->forwarded_for);
             xff_done = true;

@@ -16,13 +16,14 @@
 #define LEGATE_HTTP_HEAD_H
 
 #include "../core/buf.h"
+#include "../core/spare.h"
 
 #include <llhttp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-enum { HTTP_MAX_HEADERS = 128, HTTP_FIRST_FIELDS = 16 };
+enum { HTTP_MAX_HEADERS = 128, HTTP_FIRST_FIELDS = 16, HTTP_FIRST_BUF = 1024 };
 
 struct http_span {
     uint32_t off;
@@ -56,6 +57,13 @@ struct http_field {
     uint8_t kind; /* enum http_hdr, set when the head is done */
 };
 
+/* A head's first memory, one block from the worker's spares: its field
+ * table and its buffer live here until either outgrows it. */
+struct http_head_block {
+    struct http_field fields[HTTP_FIRST_FIELDS];
+    char buf[HTTP_FIRST_BUF];
+};
+
 /* How a message's body is delimited. */
 enum http_framing {
     HTTP_BODY_NONE,     /* no body at all */
@@ -65,7 +73,9 @@ enum http_framing {
 };
 
 struct http_head {
-    /* raw bytes of the head, as received */
+    struct http_head_block *block;  /* NULL until the first byte */
+    /* raw bytes of the head, as received: block->buf, or the heap's once
+     * they outgrow it */
     char *buf;
     size_t len;
     size_t cap;
@@ -76,7 +86,8 @@ struct http_head {
     /* parsed */
     struct http_span target;  /* request target (requests) */
     struct http_span reason;  /* reason phrase (responses) */
-    struct http_field *fields;  /* `fields_cap` slots (doubling up to HTTP_MAX_HEADERS) */
+    struct http_field *fields;  /* `fields_cap` slots: block->fields, then the heap's
+                                 * (doubling up to HTTP_MAX_HEADERS) */
     unsigned fields_cap;
     unsigned nfields;
     bool too_many;            /* more than HTTP_MAX_HEADERS */
@@ -113,15 +124,18 @@ struct http_parser {
     bool no_body;             /* response to HEAD: tell llhttp there is none */
     bool msg_done;            /* the whole message has passed */
     bool paused;              /* llhttp must be resumed before the next feed */
+    struct spare *spare;      /* head blocks come from and go back here (NULL: the heap) */
     void *owner;
     /* body bytes as they pass (chunk framing removed); returns 0, or -1
      * to stop (the feed then fails) */
     int (*body)(void *owner, const char *at, size_t n);
 };
 
-/* Set up for requests or responses with the given head limits. */
+/* Set up for requests or responses with the given head limits; head
+ * blocks from `spare` (its size sizeof(struct http_head_block); NULL: from
+ * the heap). */
 void http_parser_init(struct http_parser *hp, bool is_request, size_t limit,
-                      size_t line_limit, void *owner,
+                      size_t line_limit, struct spare *spare, void *owner,
                       int (*body)(void *owner, const char *at, size_t n));
 void http_parser_free(struct http_parser *hp);
 

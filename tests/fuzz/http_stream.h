@@ -57,7 +57,7 @@ static void http_stream_run(const uint8_t *data, size_t size, size_t piece,
 {
     struct http_stream_sink s = { 0, 0 };
     struct http_parser p;
-    http_parser_init(&p, k->is_request, k->head_limit, k->line_limit, &s, http_stream_body);
+    http_parser_init(&p, k->is_request, k->head_limit, k->line_limit, NULL, &s, http_stream_body);
     memset(o, 0, sizeof(*o));
     size_t off = 0, head_at = 0;
     bool checked = false;
@@ -162,7 +162,7 @@ static bool http_stream_reparse(struct http_stream_reparse *r, const struct http
     buf_queue_clear(&q, &pool);
     buf_pool_drain(&pool);
     r->sink = (struct http_stream_sink){ 0, 0 };
-    http_parser_init(&r->p, is_request, 1u << 16, 1u << 16, &r->sink, http_stream_body);
+    http_parser_init(&r->p, is_request, 1u << 16, 1u << 16, NULL, &r->sink, http_stream_body);
     r->used = r->n ? http_parser_feed(&r->p, r->flat, r->n, &r->err) : -1;
     return written;
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "core/san.h"
 #include "proto/http_head.h"
 
 #include <stdio.h>
@@ -30,7 +31,7 @@ static int no_body(void *owner, const char *at, size_t n)
 static int feed_steps(struct http_parser *hp, bool req, const char *s, size_t step,
                       const char **why)
 {
-    http_parser_init(hp, req, LIMIT, LINE_LIMIT, NULL, no_body);
+    http_parser_init(hp, req, LIMIT, LINE_LIMIT, NULL, NULL, no_body);
     size_t len = strlen(s), off = 0;
     *why = NULL;
     while (off < len && !hp->head.done) {
@@ -107,6 +108,7 @@ static void test_refusals_name_their_reason(void **state)
         { "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400, "whitespace in a header name" },
         { "GET / HTTP/1.1\r\nX-A: 1\r\nX-B : 2\r\nHost: x\r\n\r\n", 400,
           "whitespace in a header name" },
+        { "GET / HTTP/1.1\r\nHo st: x\r\n\r\n", 400, "whitespace in a header name" },
         { "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
           "Transfer-Encoding in an HTTP/1.0 request" },
         { "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501,
@@ -126,10 +128,16 @@ static void test_refusals_name_their_reason(void **state)
     /* a NUL: llhttp or legate, never passed on */
     const char nul[] = "GET / HTTP/1.1\r\nHost: x\0y\r\n\r\n";
     struct http_parser hp;
-    http_parser_init(&hp, true, LIMIT, LINE_LIMIT, NULL, no_body);
+    http_parser_init(&hp, true, LIMIT, LINE_LIMIT, NULL, NULL, no_body);
     struct http_error err = { 0, NULL };
     assert_int_equal(http_parser_feed(&hp, nul, sizeof(nul) - 1, &err), -1);
     assert_int_equal(err.status, 400);
+    http_parser_free(&hp);
+    const char nul_reason[] = "HTTP/1.1 200 O\0K\r\nContent-Length: 0\r\n\r\n";
+    http_parser_init(&hp, false, LIMIT, LINE_LIMIT, NULL, NULL, no_body);
+    assert_int_equal(http_parser_feed(&hp, nul_reason, sizeof(nul_reason) - 1, &err), -1);
+    assert_int_equal(err.status, 502);
+    assert_string_equal(err.why, "NUL byte in the head"); /* llhttp lets it through */
     http_parser_free(&hp);
     /* responses: the same checks, refused as 502 */
     expect_refused(false, "HTTP/1.1 200 O\rK\r\nContent-Length: 0\r\n\r\n", 502,
@@ -230,6 +238,62 @@ static void test_host_values_are_checked(void **state)
     }
 }
 
+/* A head starts in one block from the worker's spares; its field table
+ * and buffer move to the heap when they outgrow it, keep every field, and
+ * the block goes back to the spares when the head is done with. */
+static void test_heads_outgrow_their_block(void **state)
+{
+    (void)state;
+    struct spare spare;
+    spare_init(&spare, sizeof(struct http_head_block));
+    char head[6000];
+    size_t n = (size_t)snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; i < 40; i++) { /* 40 fields, over 3 KiB */
+        n += (size_t)snprintf(head + n, sizeof(head) - n, "X-Field-%02d: %070d\r\n", i, i);
+    }
+    n += (size_t)snprintf(head + n, sizeof(head) - n, "\r\n");
+    assert_true(n > 3 * HTTP_FIRST_BUF && n < sizeof(head));
+    for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+        struct http_parser hp;
+        http_parser_init(&hp, true, LIMIT, LINE_LIMIT, &spare, NULL, no_body);
+        size_t off = 0;
+        while (!hp.head.done) {
+            size_t piece = steps[k] == 0 || off + steps[k] > n ? n - off : steps[k];
+            struct http_error err = { 0, NULL };
+            long used = http_parser_feed(&hp, head + off, piece, &err);
+            assert_true(used > 0);
+            off += (size_t)used;
+        }
+        assert_int_equal(off, n);
+        assert_int_equal(hp.head.nfields, 41);
+        assert_ptr_not_equal(hp.head.buf, hp.head.block->buf);
+        assert_ptr_not_equal(hp.head.fields, hp.head.block->fields);
+        for (int i = 0; i < 40; i++) {
+            char name[32], want[80];
+            snprintf(name, sizeof(name), "x-field-%02d", i);
+            snprintf(want, sizeof(want), "%070d", i);
+            size_t len;
+            const char *v = http_head_get(&hp.head, name, &len);
+            assert_non_null(v);
+            assert_int_equal(len, 70);
+            assert_memory_equal(v, want, 70);
+        }
+        http_parser_free(&hp); /* the block back to the spares, the rest freed */
+        assert_int_equal(spare.n, LEGATE_ASAN ? 0 : 1);
+        http_parser_init(&hp, true, LIMIT, LINE_LIMIT, &spare, NULL, no_body);
+        static const char small[] = "GET / HTTP/1.1\r\nHost: y\r\n\r\n";
+        struct http_error err = { 0, NULL };
+        assert_int_equal(http_parser_feed(&hp, small, sizeof(small) - 1, &err),
+                         (long)sizeof(small) - 1);
+        assert_int_equal(spare.n, 0); /* the next head took it */
+        assert_ptr_equal(hp.head.buf, hp.head.block->buf);
+        http_parser_free(&hp);
+        assert_int_equal(spare.n, LEGATE_ASAN ? 0 : 1);
+    }
+    spare_drain(&spare);
+    assert_int_equal(spare.n, 0);
+}
+
 /* The bytes of `q`, NUL-terminated, in a static buffer. */
 static const char *queue_text(struct buf_queue *q)
 {
@@ -306,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_heads_too_large_are_refused),
         cmocka_unit_test(test_well_formed_heads_pass_with_their_fields),
         cmocka_unit_test(test_host_values_are_checked),
+        cmocka_unit_test(test_heads_outgrow_their_block),
         cmocka_unit_test(test_written_heads_keep_end_to_end_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
