@@ -42,6 +42,7 @@ static int feed_steps(struct http_parser *hp, bool req, const char *s, size_t st
             *why = err.why;
             return err.status;
         }
+        assert_true(used > 0); /* every piece of a head is taken */
         off += (size_t)used;
     }
     assert_true(hp->head.done);
