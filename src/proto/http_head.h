@@ -8,10 +8,11 @@
  * and each header. llhttp then carries on over the body, which the caller
  * feeds from its own buffers (http.c): http_head only sees heads.
  *
- * What llhttp (8.x, strict mode) refuses is refused; what it tolerates but
- * RFC 9112 forbids a proxy to pass on — whitespace before a colon,
- * obs-fold, bare CR or LF, NUL, Transfer-Encoding on HTTP/1.0, chunked
- * twice or not last, unknown codings — is refused here. */
+ * What llhttp (8.x, built lenient: its strict mode refuses raw UTF-8 in a
+ * request target) refuses is refused; what it tolerates but RFC 9112
+ * forbids a proxy to pass on — spaces in or after a header name, obs-fold,
+ * bare CR or LF, NUL, Transfer-Encoding on HTTP/1.0, chunked twice or not
+ * last, unknown codings — is refused here (test_http_head pins which). */
 #ifndef LEGATE_HTTP_HEAD_H
 #define LEGATE_HTTP_HEAD_H
 

@@ -126,6 +126,14 @@ static int bal_weighted_random(struct bal *b, const int *skip, size_t nskip, uin
     return -1;
 }
 
+/* The share of a server's average that still stands at `now_us`:
+ * e^(-dt / BAL_EWMA_TAU_US) since its last sample. */
+static double bal_decay(const struct bal_server *s, uint64_t now_us)
+{
+    return now_us > s->ewma_at_us ? exp(-(double)(now_us - s->ewma_at_us) / BAL_EWMA_TAU_US)
+                                  : 1.0;
+}
+
 void bal_observe(struct bal *b, size_t i, uint64_t latency_us, uint64_t now_us)
 {
     if (b->kind != CONF_BAL_P2C_EWMA) {
@@ -136,8 +144,7 @@ void bal_observe(struct bal *b, size_t i, uint64_t latency_us, uint64_t now_us)
     if (rtt > s->ewma_us || s->ewma_at_us == 0) {
         s->ewma_us = rtt;
     } else {
-        double dt = now_us > s->ewma_at_us ? (double)(now_us - s->ewma_at_us) : 0.0;
-        double w = exp(-dt / BAL_EWMA_TAU_US);
+        double w = bal_decay(s, now_us);
         s->ewma_us = s->ewma_us * w + rtt * (1.0 - w);
     }
     s->ewma_at_us = now_us;
@@ -151,10 +158,7 @@ void bal_observe(struct bal *b, size_t i, uint64_t latency_us, uint64_t now_us)
  * others stayed fast. */
 static double bal_cost(const struct bal_server *s, uint64_t now_us)
 {
-    double ewma = s->ewma_us;
-    if (s->ewma_at_us != 0 && now_us > s->ewma_at_us) {
-        ewma *= exp(-(double)(now_us - s->ewma_at_us) / BAL_EWMA_TAU_US);
-    }
+    double ewma = s->ewma_us * bal_decay(s, now_us); /* 0 until a first sample */
     return (ewma + 1.0) * (double)(s->active + 1) / (double)(s->weight ? s->weight : 1);
 }
 

@@ -295,73 +295,73 @@ static void test_heads_outgrow_their_block(void **state)
     assert_int_equal(spare.n, 0);
 }
 
-/* The bytes of `q`, NUL-terminated, in a static buffer. */
-static const char *queue_text(struct buf_queue *q)
+/* Head `in` (a request when `req`), fed `step` bytes at a time, written
+ * for the other side with `o`, is exactly `want`. */
+static void expect_written(bool req, const char *in, size_t step, const struct http_out *o,
+                           const char *want)
 {
+    struct http_parser hp;
+    const char *why;
+    assert_int_equal(feed_steps(&hp, req, in, step, &why), 0);
+    struct buf_pool pool;
+    buf_pool_init(&pool, 4096, 4);
+    struct buf_queue q;
+    buf_queue_init(&q);
+    assert_int_equal(req ? http_head_write_request(&hp.head, o, &q, &pool)
+                         : http_head_write_response(&hp.head, o, &q, &pool), 0);
     static char out[4096];
-    assert_true(q->bytes < sizeof(out));
-    buf_queue_peek(q, 0, out, (size_t)q->bytes);
-    out[q->bytes] = '\0';
-    return out;
+    assert_true(q.bytes < sizeof(out));
+    buf_queue_peek(&q, 0, out, (size_t)q.bytes);
+    out[q.bytes] = '\0';
+    assert_string_equal(out, want);
+    buf_queue_clear(&q, &pool);
+    buf_pool_drain(&pool);
+    http_parser_free(&hp);
 }
 
 static void test_written_heads_keep_end_to_end_fields(void **state)
 {
     (void)state;
-    struct buf_pool pool;
-    buf_pool_init(&pool, 4096, 4);
-    struct buf_queue q;
-    buf_queue_init(&q);
-    struct http_parser hp;
-    const char *why;
-    assert_int_equal(feed_steps(&hp, true,
-                                "POST /up HTTP/1.1\r\n"
-                                "Host: svc\r\n"
-                                "Connection: X-Hop\r\n"
-                                "X-Hop: dropped\r\n"
-                                "Keep-Alive: timeout=5\r\n"
-                                "User-Agent:curl\r\n"
-                                "X-Trail: v \t\r\n"
-                                "X-Forwarded-For: 10.0.0.1\r\n"
-                                "X-Empty:\r\n"
-                                "Content-Length: 3\r\n"
-                                "\r\n", 1, &why), 0);
-    struct http_out o = { .forwarded_for = "127.0.0.1", .via = true };
-    assert_int_equal(http_head_write_request(&hp.head, &o, &q, &pool), 0);
-    assert_string_equal(queue_text(&q), "POST /up HTTP/1.1\r\n"
-                                        "Host: svc\r\n"
-                                        "User-Agent: curl\r\n"
-                                        "X-Trail: v\r\n"
-                                        "X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n"
-                                        "X-Empty: \r\n"
-                                        "Via: 1.1 legate\r\n"
-                                        "Content-Length: 3\r\n"
-                                        "\r\n");
-    buf_queue_clear(&q, &pool);
-    http_parser_free(&hp);
-
-    assert_int_equal(feed_steps(&hp, false,
-                                "HTTP/1.1 404 Not Found\r\n"
-                                "Server: nginx\r\n"
-                                "Transfer-Encoding: chunked\r\n"
-                                "Proxy-Connection: keep-alive\r\n"
-                                "Set-Cookie: a=1\r\n"
-                                "Set-Cookie: b=2\r\n"
-                                "\r\n", 3, &why), 0);
-    struct http_out r = { .via = false, .close = true, .chunked = true,
-                          .extra_name = "X-Arm", .extra_value = "experiment" };
-    assert_int_equal(http_head_write_response(&hp.head, &r, &q, &pool), 0);
-    assert_string_equal(queue_text(&q), "HTTP/1.1 404 Not Found\r\n"
-                                        "Server: nginx\r\n"
-                                        "Set-Cookie: a=1\r\n"
-                                        "Set-Cookie: b=2\r\n"
-                                        "Transfer-Encoding: chunked\r\n"
-                                        "X-Arm: experiment\r\n"
-                                        "Connection: close\r\n"
-                                        "\r\n");
-    buf_queue_clear(&q, &pool);
-    http_parser_free(&hp);
-    buf_pool_drain(&pool);
+    const struct http_out up = { .forwarded_for = "127.0.0.1", .via = true };
+    expect_written(true,
+                   "POST /up HTTP/1.1\r\n"
+                   "Host: svc\r\n"
+                   "Connection: X-Hop\r\n"
+                   "X-Hop: dropped\r\n"
+                   "Keep-Alive: timeout=5\r\n"
+                   "User-Agent:curl\r\n"
+                   "X-Trail: v \t\r\n"
+                   "X-Forwarded-For: 10.0.0.1\r\n"
+                   "X-Empty:\r\n"
+                   "Content-Length: 3\r\n"
+                   "\r\n", 1, &up,
+                   "POST /up HTTP/1.1\r\n"
+                   "Host: svc\r\n"
+                   "User-Agent: curl\r\n"
+                   "X-Trail: v\r\n"
+                   "X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n"
+                   "X-Empty: \r\n"
+                   "Via: 1.1 legate\r\n"
+                   "Content-Length: 3\r\n"
+                   "\r\n");
+    const struct http_out down = { .via = false, .close = true, .chunked = true,
+                                   .extra_name = "X-Arm", .extra_value = "experiment" };
+    expect_written(false,
+                   "HTTP/1.1 404 Not Found\r\n"
+                   "Server: nginx\r\n"
+                   "Transfer-Encoding: chunked\r\n"
+                   "Proxy-Connection: keep-alive\r\n"
+                   "Set-Cookie: a=1\r\n"
+                   "Set-Cookie: b=2\r\n"
+                   "\r\n", 3, &down,
+                   "HTTP/1.1 404 Not Found\r\n"
+                   "Server: nginx\r\n"
+                   "Set-Cookie: a=1\r\n"
+                   "Set-Cookie: b=2\r\n"
+                   "Transfer-Encoding: chunked\r\n"
+                   "X-Arm: experiment\r\n"
+                   "Connection: close\r\n"
+                   "\r\n");
 }
 
 int main(void)
