@@ -89,11 +89,16 @@ static int cb_field(llhttp_t *p, const char *at, size_t n)
     if (h->done) {
         return head_count_trailer(h, n);
     }
+    if (h->one_more) {
+        return 0;
+    }
     if (h->nfields == 0 || h->fields[h->nfields - 1].value.len > 0 ||
         h->fields[h->nfields - 1].value.off != 0) {
         if (h->nfields == HTTP_MAX_HEADERS) {
-            h->too_many = true;
-            return HPE_USER;
+            /* Refused when the name ends, not now: where a feed stops
+             * must not decide between this and an error inside the name. */
+            h->one_more = true;
+            return 0;
         }
         if (h->nfields == h->fields_cap && head_grow_fields(h) == -1) {
             h->no_memory = true;
@@ -102,6 +107,30 @@ static int cb_field(llhttp_t *p, const char *at, size_t n)
         h->fields[h->nfields++] = (struct http_field){ .kind = HTTP_HDR_OTHER };
     }
     span_add(h, &h->fields[h->nfields - 1].name, at, n);
+    return 0;
+}
+
+static int cb_field_complete(llhttp_t *p)
+{
+    struct http_head *h = &hp_of(p)->head;
+    if (h->one_more) {
+        h->too_many = true;
+        return HPE_USER;
+    }
+    return 0;
+}
+
+/* The target is measured once it has ended (feed_head stops a target
+ * that never ends): the same bytes get the same verdict however they
+ * arrive. */
+static int cb_url_complete(llhttp_t *p)
+{
+    struct http_head *h = &hp_of(p)->head;
+    h->target_done = true;
+    if (h->target.len > h->line_limit) {
+        h->target_long = true;
+        return HPE_USER;
+    }
     return 0;
 }
 
@@ -185,8 +214,10 @@ static int cb_message_complete(llhttp_t *p)
 
 static const llhttp_settings_t http_settings = {
     .on_url = cb_url,
+    .on_url_complete = cb_url_complete,
     .on_status = cb_status,
     .on_header_field = cb_field,
+    .on_header_field_complete = cb_field_complete,
     .on_header_value = cb_value,
     .on_header_value_complete = cb_value_complete,
     .on_headers_complete = cb_headers_complete,
@@ -688,6 +719,10 @@ static long feed_head(struct http_parser *hp, const char *data, size_t n, struct
         return 0;
     }
     size_t room = h->limit + 1 - h->len; /* one byte over: enough to know */
+    size_t line_cap = h->line_limit + HTTP_LINE_SLACK;
+    if (hp->is_request && !h->target_done && line_cap < h->limit && line_cap + 1 - h->len < room) {
+        room = line_cap + 1 - h->len; /* likewise for a target that goes on */
+    }
     size_t take = n < room ? n : room;
     if (h->block == NULL) {
         h->block = hp->spare != NULL ? spare_get(hp->spare) : malloc(sizeof(*h->block));
@@ -724,10 +759,13 @@ static long feed_head(struct http_parser *hp, const char *data, size_t n, struct
         if (h->too_many) {
             return head_fail(err, hp->is_request ? 431 : 502, "too many header fields");
         }
+        if (h->target_long) {
+            return head_fail(err, 414, "request target too long");
+        }
         return head_fail(err, hp->is_request ? 400 : 502, llhttp_get_error_reason(&hp->p));
     }
     /* still inside the head */
-    if (hp->is_request && h->target.len > h->line_limit) {
+    if (hp->is_request && !h->target_done && h->len > line_cap) {
         return head_fail(err, 414, "request target too long");
     }
     if (h->len > h->limit) {

@@ -25,6 +25,10 @@
 #include <stdint.h>
 
 enum { HTTP_MAX_HEADERS = 128, HTTP_FIRST_FIELDS = 16, HTTP_FIRST_BUF = 1024 };
+/* Bytes of a request line besides its target (method, spaces, leading
+ * empty lines): a target still going after line_limit plus this many bytes
+ * of head is refused with 414 at once. */
+enum { HTTP_LINE_SLACK = 32 };
 
 struct http_span {
     uint32_t off;
@@ -92,6 +96,10 @@ struct http_head {
     unsigned fields_cap;
     unsigned nfields;
     bool too_many;            /* more than HTTP_MAX_HEADERS */
+    bool one_more;            /* a name past HTTP_MAX_HEADERS began (refused
+                               * when it ends, as a whole feed would) */
+    bool target_done;         /* the request target has ended */
+    bool target_long;         /* ...longer than line_limit */
     bool no_memory;           /* the fields could not grow */
     uint8_t major, minor;
     uint8_t method;           /* llhttp_method_t */

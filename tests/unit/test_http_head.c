@@ -163,6 +163,61 @@ static void test_heads_too_large_are_refused(void **state)
     free(big);
 }
 
+/* A head of `nfields` fields X-<i>: v, then `more` and an empty line. */
+static char *head_with_fields(unsigned nfields, const char *more)
+{
+    size_t cap = 64 + nfields * 16 + strlen(more);
+    char *s = malloc(cap);
+    assert_non_null(s);
+    size_t len = (size_t)snprintf(s, cap, "GET / HTTP/1.1\r\nHost: x\r\n");
+    for (unsigned i = 1; i < nfields; i++) {
+        len += (size_t)snprintf(s + len, cap - len, "X-%u: v\r\n", i);
+    }
+    snprintf(s + len, cap - len, "%s\r\n", more);
+    return s;
+}
+
+/* "<method> /" + `fill` times 'a' + `rest`. */
+static char *head_with_target(const char *method, size_t fill, const char *rest)
+{
+    size_t m = strlen(method), cap = m + 2 + fill + strlen(rest) + 1;
+    char *s = malloc(cap);
+    assert_non_null(s);
+    memcpy(s, method, m);
+    memcpy(s + m, " /", 2);
+    memset(s + m + 2, 'a', fill);
+    memcpy(s + m + 2 + fill, rest, strlen(rest) + 1);
+    return s;
+}
+
+/* At the field-count and target-length limits, where the feeds stop must
+ * not choose between the limit's refusal and an error just after it: the
+ * refusal that comes first in the bytes wins, fed whole or byte by byte. */
+static void test_limits_reach_one_verdict_however_fed(void **state)
+{
+    (void)state;
+    const char *why;
+    static const char tail[] = " HTTP/1.1\r\nHost: x\r\n\r\n";
+    char *s = head_with_fields(HTTP_MAX_HEADERS, "");
+    assert_int_equal(verdict(true, s, &why), 0); /* the most fields there may be */
+    free(s);
+    s = head_with_fields(HTTP_MAX_HEADERS, "X-Over: v\r\n");
+    expect_refused(true, s, 431, "too many header fields");
+    free(s);
+    s = head_with_fields(HTTP_MAX_HEADERS, "X-O\tver: v\r\n"); /* a bad name past the limit */
+    expect_refused(true, s, 400, "");
+    free(s);
+    s = head_with_target("PROPPATCH", LINE_LIMIT - 1, tail); /* the longest target allowed */
+    assert_int_equal(verdict(true, s, &why), 0);
+    free(s);
+    s = head_with_target("GET", LINE_LIMIT + 10, "\rx HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_refused(true, s, 400, ""); /* the CR comes before the line may end */
+    free(s);
+    s = head_with_target("GET", LINE_LIMIT + HTTP_LINE_SLACK + 10, "\rx HTTP/1.1\r\n\r\n");
+    expect_refused(true, s, 414, "request target too long"); /* and here after */
+    free(s);
+}
+
 static void test_well_formed_heads_pass_with_their_fields(void **state)
 {
     (void)state;
@@ -369,6 +424,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refusals_name_their_reason),
         cmocka_unit_test(test_heads_too_large_are_refused),
+        cmocka_unit_test(test_limits_reach_one_verdict_however_fed),
         cmocka_unit_test(test_well_formed_heads_pass_with_their_fields),
         cmocka_unit_test(test_host_values_are_checked),
         cmocka_unit_test(test_heads_outgrow_their_block),
