@@ -65,11 +65,22 @@ $(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -Isrc $(UNIT_LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# test_buf makes the library's malloc fail on purpose (__wrap_malloc).
+$(BUILD)/tests/test_buf: UNIT_LDFLAGS := -Wl,--wrap=malloc
 
 # Helpers the integration tests drive (not installed).
-TOOL_SRCS := $(wildcard tests/tools/*.c)
-TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
+# legate-failalloc is legate itself with its allocations routed through
+# tests/tools/failalloc.c, which fails a share of them on request.
+TOOL_SRCS := $(filter-out tests/tools/failalloc.c,$(wildcard tests/tools/*.c))
+TOOL_NAMES := $(TOOL_SRCS:tests/tools/%.c=%) legate-failalloc
+TOOL_BINS := $(TOOL_NAMES:%=$(BUILD)/tools/%)
+FAILALLOC_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup
+
+$(BUILD)/tools/legate-failalloc: tests/tools/failalloc.c $(MAIN_OBJ) $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(FAILALLOC_WRAP) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tools/%: tests/tools/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -97,7 +108,7 @@ integration: build/legate $(TOOL_BINS)
 asan:
 	$(MAKE) BUILD=build/asan MODE_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="-fsanitize=address,undefined" BIN_LDFLAGS= \
 	    build/asan/legate $(UNIT_SRCS:tests/unit/%.c=build/asan/tests/%) \
-	    $(TOOL_SRCS:tests/tools/%.c=build/asan/tools/%)
+	    $(TOOL_NAMES:%=build/asan/tools/%)
 
 integration-asan: asan
 	@for t in $(UNIT_SRCS:tests/unit/%.c=build/asan/tests/%); do echo "== $$t (asan)"; $$t || exit 1; done

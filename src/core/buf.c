@@ -130,13 +130,37 @@ void buf_queue_commit(struct buf_queue *q, size_t n)
     q->bytes += n;
 }
 
+struct buf_mark buf_queue_mark(const struct buf_queue *q)
+{
+    return (struct buf_mark){ q->tail, q->tail != NULL ? q->tail->last : NULL, q->bytes };
+}
+
+void buf_queue_rewind(struct buf_queue *q, struct buf_pool *pool, struct buf_mark m)
+{
+    if (m.tail == NULL) {
+        buf_queue_clear(q, pool);
+        return;
+    }
+    for (struct buf *b = m.tail->next; b != NULL;) {
+        struct buf *next = b->next;
+        buf_put(pool, b);
+        b = next;
+    }
+    m.tail->next = NULL;
+    m.tail->last = m.last;
+    q->tail = m.tail;
+    q->bytes = m.bytes;
+}
+
 int buf_queue_append(struct buf_queue *q, struct buf_pool *pool,
                      const void *data, size_t len)
 {
     const uint8_t *p = data;
+    struct buf_mark mark = buf_queue_mark(q);
     while (len > 0) {
         struct buf *b = buf_queue_tail_space(q, pool);
         if (b == NULL) {
+            buf_queue_rewind(q, pool, mark);
             return -1;
         }
         size_t n = buf_space(b) < len ? buf_space(b) : len;
@@ -179,12 +203,14 @@ int buf_queue_append_range(struct buf_queue *dst, struct buf_pool *pool,
                            const struct buf_queue *src, uint64_t off, uint64_t len)
 {
     const struct buf *b = buf_queue_find(src, &off);
+    struct buf_mark mark = buf_queue_mark(dst);
     while (b != NULL && len > 0) {
         size_t n = buf_unread(b) - (size_t)off;
         if (n > len) {
             n = (size_t)len;
         }
         if (buf_queue_append(dst, pool, b->pos + off, n) == -1) {
+            buf_queue_rewind(dst, pool, mark);
             return -1;
         }
         len -= n;

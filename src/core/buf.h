@@ -88,8 +88,21 @@ struct buf *buf_queue_tail_space(struct buf_queue *q, struct buf_pool *pool);
 /* Account for `n` bytes written into the tail chunk's free space. */
 void buf_queue_commit(struct buf_queue *q, size_t n);
 
-/* Append a copy of `len` bytes. Returns 0, or -1 when out of memory (what
- * was copied before the failure stays queued). */
+/* Where a queue ends now: appends after it can be taken back with
+ * buf_queue_rewind (a message put together from several appends that
+ * cannot all be made must leave nothing behind). */
+struct buf_mark {
+    struct buf *tail;
+    uint8_t *last;
+    size_t bytes;
+};
+struct buf_mark buf_queue_mark(const struct buf_queue *q);
+/* Cut `q` back to `m`, returning the chunks added since to the pool. Only
+ * appends may have happened since the mark, no consume. */
+void buf_queue_rewind(struct buf_queue *q, struct buf_pool *pool, struct buf_mark m);
+
+/* Append a copy of `len` bytes. Returns 0, or -1 when out of memory, and
+ * then `q` is as it was: a stream never gets half a message. */
 int buf_queue_append(struct buf_queue *q, struct buf_pool *pool,
                      const void *data, size_t len);
 
@@ -111,7 +124,7 @@ static inline const struct buf *buf_queue_find(const struct buf_queue *q, uint64
 
 /* Copy `len` bytes starting `off` bytes after the head of `src` to the end
  * of `dst`. The range must be within src->bytes. Returns 0, or -1 when out
- * of memory (dst then holds a prefix of the range). */
+ * of memory, and then `dst` is as it was. */
 int buf_queue_append_range(struct buf_queue *dst, struct buf_pool *pool,
                            const struct buf_queue *src, uint64_t off, uint64_t len);
 

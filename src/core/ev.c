@@ -1,4 +1,4 @@
-/* ev: epoll loop, binary-heap timers and deferred callbacks (see ev.h). */
+/* ev: epoll loop, pairing-heap timers and deferred callbacks (see ev.h). */
 #include "ev.h"
 #include "tm.h"
 
@@ -16,9 +16,7 @@ struct ev_loop {
     uint64_t now_us; /* the same instant in us */
     uint64_t iter;   /* iterations begun, counting from 1 */
     int nevents;     /* events the current iteration's poll returned */
-    struct ev_timer **heap; /* min-heap on `when` */
-    size_t nheap;
-    size_t capheap;
+    struct ev_timer *timers; /* root of the pairing heap on `when` */
     struct ev_defer *defer_head;
     struct ev_defer **defer_tail;
     struct ev_defer *next_head; /* ev_defer_next: for the coming iteration */
@@ -59,7 +57,6 @@ void ev_loop_free(struct ev_loop *loop)
         return;
     }
     close(loop->epfd);
-    free(loop->heap);
     free(loop);
 }
 
@@ -134,81 +131,98 @@ void ev_io_del(struct ev_loop *loop, struct ev_io *io)
     }
 }
 
-/* ---- timers: a binary min-heap; t->slot is the 1-based index ---- */
+/* ---- timers: a pairing heap ----
+ * Each timer is a node; its children hang off `child` as a list linked by
+ * `next`, and `prev` points back to the previous sibling, or to the parent
+ * for the first child, or for the root to itself (NULL: not armed). Arming is a meld with the root; taking the earliest
+ * and stopping one pair up the orphaned children (two passes). */
 
-static void ev_heap_set(struct ev_loop *loop, size_t i, struct ev_timer *t)
+/* Meld two roots (next NULL); the later becomes the earlier's first
+ * child. Returns the new root, its prev NULL: the caller that makes it the
+ * heap's root points it at itself. */
+static struct ev_timer *ev_meld(struct ev_timer *a, struct ev_timer *b)
 {
-    loop->heap[i] = t;
-    t->slot = i + 1;
+    a->prev = b->prev = NULL; /* (the heap's root points at itself) */
+    if (b->when < a->when) {
+        struct ev_timer *t = a;
+        a = b;
+        b = t;
+    }
+    b->prev = a;
+    b->next = a->child;
+    if (a->child != NULL) {
+        a->child->prev = b;
+    }
+    a->child = b;
+    return a;
 }
 
-static void ev_heap_up(struct ev_loop *loop, size_t i)
+/* Meld a list of siblings into one root: pairs left to right, then the
+ * pairs right to left. Returns NULL for an empty list. */
+static struct ev_timer *ev_pair_up(struct ev_timer *first)
 {
-    struct ev_timer *t = loop->heap[i];
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (loop->heap[parent]->when <= t->when) {
-            break;
+    struct ev_timer *pairs = NULL; /* melded pairs, last first */
+    while (first != NULL) {
+        struct ev_timer *a = first, *b = a->next;
+        first = b != NULL ? b->next : NULL;
+        a->next = a->prev = NULL;
+        if (b != NULL) {
+            b->next = b->prev = NULL;
+            a = ev_meld(a, b);
         }
-        ev_heap_set(loop, i, loop->heap[parent]);
-        i = parent;
+        a->next = pairs;
+        pairs = a;
     }
-    ev_heap_set(loop, i, t);
-}
-
-static void ev_heap_down(struct ev_loop *loop, size_t i)
-{
-    struct ev_timer *t = loop->heap[i];
-    for (;;) {
-        size_t child = 2 * i + 1;
-        if (child >= loop->nheap) {
-            break;
-        }
-        if (child + 1 < loop->nheap &&
-            loop->heap[child + 1]->when < loop->heap[child]->when) {
-            child++;
-        }
-        if (t->when <= loop->heap[child]->when) {
-            break;
-        }
-        ev_heap_set(loop, i, loop->heap[child]);
-        i = child;
+    struct ev_timer *root = pairs;
+    if (root == NULL) {
+        return NULL;
     }
-    ev_heap_set(loop, i, t);
+    pairs = root->next;
+    root->next = NULL;
+    while (pairs != NULL) {
+        struct ev_timer *rest = pairs->next;
+        pairs->next = NULL;
+        root = ev_meld(root, pairs);
+        pairs = rest;
+    }
+    return root;
 }
 
 void ev_timer_stop(struct ev_loop *loop, struct ev_timer *t)
 {
-    if (t->slot == 0) {
-        return;
+    if (t->prev == NULL) {
+        return; /* not armed */
     }
-    size_t i = t->slot - 1;
-    t->slot = 0;
-    loop->nheap--;
-    if (i == loop->nheap) {
-        return;
+    if (t == loop->timers) {
+        loop->timers = ev_pair_up(t->child);
+    } else {
+        /* Unlink t from its siblings, then meld its children back in. */
+        if (t->prev->child == t) {
+            t->prev->child = t->next;
+        } else {
+            t->prev->next = t->next;
+        }
+        if (t->next != NULL) {
+            t->next->prev = t->prev;
+        }
+        struct ev_timer *sub = ev_pair_up(t->child);
+        if (sub != NULL) {
+            loop->timers = ev_meld(loop->timers, sub);
+        }
     }
-    ev_heap_set(loop, i, loop->heap[loop->nheap]);
-    ev_heap_up(loop, i);
-    ev_heap_down(loop, loop->heap[i]->slot - 1);
+    if (loop->timers != NULL) {
+        loop->timers->prev = loop->timers;
+    }
+    t->child = t->next = t->prev = NULL;
 }
 
 void ev_timer_start(struct ev_loop *loop, struct ev_timer *t, uint64_t ms)
 {
     ev_timer_stop(loop, t);
-    if (loop->nheap == loop->capheap) {
-        size_t cap = loop->capheap ? loop->capheap * 2 : 64;
-        struct ev_timer **heap = realloc(loop->heap, cap * sizeof(*heap));
-        if (heap == NULL) {
-            abort(); /* timers are the loop's spine: no sane way on */
-        }
-        loop->heap = heap;
-        loop->capheap = cap;
-    }
     t->when = loop->now + ms;
-    ev_heap_set(loop, loop->nheap, t);
-    loop->nheap++;
-    ev_heap_up(loop, loop->nheap - 1);
+    t->child = t->next = t->prev = NULL;
+    loop->timers = loop->timers != NULL ? ev_meld(loop->timers, t) : t;
+    loop->timers->prev = loop->timers;
 }
 
 static int ev_next_timeout(const struct ev_loop *loop)
@@ -216,10 +230,10 @@ static int ev_next_timeout(const struct ev_loop *loop)
     if (loop->defer_head != NULL || loop->next_head != NULL) {
         return 0;
     }
-    if (loop->nheap == 0) {
+    if (loop->timers == NULL) {
         return -1;
     }
-    uint64_t when = loop->heap[0]->when;
+    uint64_t when = loop->timers->when;
     if (when <= loop->now) {
         return 0;
     }
@@ -229,8 +243,8 @@ static int ev_next_timeout(const struct ev_loop *loop)
 
 static void ev_run_timers(struct ev_loop *loop)
 {
-    while (loop->nheap > 0 && loop->heap[0]->when <= loop->now) {
-        struct ev_timer *t = loop->heap[0];
+    while (loop->timers != NULL && loop->timers->when <= loop->now) {
+        struct ev_timer *t = loop->timers;
         ev_timer_stop(loop, t);
         t->fn(loop, t);
     }

@@ -37,9 +37,14 @@ struct ev_io {
     void *data;
 };
 
+/* Timers live in a pairing heap threaded through the timers themselves,
+ * so arming one never allocates and cannot fail. */
 struct ev_timer {
     uint64_t when; /* absolute, tm_now_ms() scale */
-    size_t slot;   /* heap index + 1; 0 when not armed */
+    struct ev_timer *child; /* heap links: first child, next sibling, and */
+    struct ev_timer *next;  /* the previous sibling or, for a first child, */
+    struct ev_timer *prev;  /* the parent; the root's is itself; NULL when
+                             * not armed */
     ev_timer_fn fn;
     void *data;
 };
@@ -96,7 +101,7 @@ void ev_timer_stop(struct ev_loop *loop, struct ev_timer *t);
 
 static inline bool ev_timer_armed(const struct ev_timer *t)
 {
-    return t->slot != 0;
+    return t->prev != NULL;
 }
 
 /* Queue `d` to run at the end of this iteration; queuing twice is a no-op. */

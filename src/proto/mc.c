@@ -131,11 +131,10 @@ static int mc_split(struct redis_client *cl, struct redis_msg *m, const int *whe
         fr->keyidx = m->keyidx + slice;
         slice += count[s];
         fr->parent = m;
-        m->frags[m->nallfrags++] = fr;
-        m->nfrags++;
         struct redis_sconn *sc = redis_pick_conn(cl, s);
         uint64_t before = sc->out.bytes;
         struct buf_pool *bufs = &rp->wk->bufs;
+        struct buf_mark mark = buf_queue_mark(&sc->out);
         bool bad = buf_queue_append_range(&sc->out, bufs, &cl->in, 0, prefix) == -1;
         for (uint32_t k = 0; k < nkeys && !bad; k++) {
             if ((size_t)where[k] == s) {
@@ -146,10 +145,15 @@ static int mc_split(struct redis_client *cl, struct redis_msg *m, const int *whe
             }
         }
         if (bad || buf_queue_append(&sc->out, bufs, "\r\n", 2) == -1) {
-            m->nfrags--; /* never sent: nothing will answer it */
+            /* Half a command would run into the next one at the server:
+             * none of it goes, and the fragment is not waited for. */
+            buf_queue_rewind(&sc->out, bufs, mark);
+            redis_msg_free(rp, fr);
             rc = -1;
             break;
         }
+        m->frags[m->nallfrags++] = fr;
+        m->nfrags++;
         stats_add(&rp->pool->stats->f[SP_FRAGMENTS], 1);
         redis_sconn_push(sc, fr, sc->out.bytes - before);
         redis_sconn_kick(sc);
@@ -178,7 +182,8 @@ static void mc_route_get(struct redis_client *cl, struct redis_msg *m)
         }
         one_server = one_server && where[k] == where[0];
     }
-    int rc = one_server ? mc_forward(cl, m, where[0]) : mc_split(cl, m, where);
+    /* (a get has at least one key: the parser sees to it) */
+    int rc = one_server ? mc_forward(cl, m, r->nkeys > 0 ? where[0] : 0) : mc_split(cl, m, where);
     if (rc == -1 && m->nfrags > 0) {
         m->failed = true; /* fragments already sent complete the message */
     } else if (rc == -1) {

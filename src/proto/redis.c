@@ -146,10 +146,9 @@ static int redis_split(struct redis_client *cl, struct redis_msg *m, const struc
         fr->keyidx = m->keyidx + slice;
         slice += count[s];
         fr->parent = m;
-        m->frags[m->nallfrags++] = fr;
-        m->nfrags++;
         struct redis_sconn *sc = redis_pick_conn(cl, s);
         uint64_t before = sc->out.bytes;
+        struct buf_mark mark = buf_queue_mark(&sc->out);
         char pre[RESP_COMMAND_PREFIX_MAX];
         size_t n = resp_command_prefix(pre, 1 + (uint64_t)count[s] * per, cmd->name,
                                        strlen(cmd->name));
@@ -168,9 +167,15 @@ static int redis_split(struct redis_client *cl, struct redis_msg *m, const struc
             k = run;
         }
         if (bad) {
+            /* Half a command would run into the next one at the server:
+             * none of it goes, and the fragment is not waited for. */
+            buf_queue_rewind(&sc->out, &rp->wk->bufs, mark);
+            redis_msg_free(rp, fr);
             redis_split_count_free(count, count_small);
             return -1;
         }
+        m->frags[m->nallfrags++] = fr;
+        m->nfrags++;
         stats_add(&rp->pool->stats->f[SP_FRAGMENTS], 1);
         redis_sconn_push(sc, fr, sc->out.bytes - before);
         redis_sconn_kick(sc);
@@ -598,7 +603,7 @@ static void redis_route(struct redis_client *cl)
     } else {
         rc = redis_split(cl, m, cmd, where, (uint32_t)nkeys,
                          cmd->kind == REDIS_SPLIT_PAIRS ? 2 : 1);
-        if (rc == -1 && m->nallfrags > 0) {
+        if (rc == -1 && m->nfrags > 0) {
             /* Fragments already sent will complete; mark the rest failed. */
             m->failed = true;
             rc = 0;

@@ -50,7 +50,13 @@ void redis_reply_text(struct redis_pool *rp, struct redis_msg *m, const char *te
     }
     m->nsmall = 0;
     if (buf_queue_append(&m->reply, &rp->wk->bufs, text, len) == -1) {
-        log_error(rp->wk->log, "pool '%s': out of memory for a reply", rp->cp->name);
+        /* Every request gets its answer: a short one needs no memory. */
+        log_error(rp->wk->log, "pool '%s': out of memory for an error reply", rp->cp->name);
+        buf_queue_clear(&m->reply, &rp->wk->bufs);
+        const char *oom = rp->mc ? "SERVER_ERROR legate: out of memory\r\n"
+                                 : "-ERR legate: out of memory\r\n";
+        m->nsmall = (uint8_t)strlen(oom);
+        memcpy(m->small, oom, m->nsmall);
     }
 }
 

@@ -49,19 +49,20 @@ struct resp_arg {
 struct resp_req {
     /* result, valid after RESP_DONE */
     uint32_t nargs;        /* 0: an empty request (*0, blank inline): skip it */
+    uint32_t cap;          /* (parse state, here to fill the hole) */
     struct resp_arg *args;
     char name[RESP_NAME_MAX + 1]; /* first argument, upper-cased, if short */
     bool name_too_long;
     bool inline_form;
+    bool digits;           /* (parse state) */
     uint64_t size;         /* bytes of the whole request */
     const char *error;     /* after RESP_ERROR: a short reason */
 
-    /* parse state */
+    /* parse state (with cap and digits above; the order packs a client
+     * struct per idle connection) */
     int phase;
-    uint32_t cap;
     uint32_t left;         /* arguments still to come */
     uint64_t num;
-    bool digits;
     uint64_t bulk_left;
     uint64_t dollar;       /* offset of the current bulk's '$' */
 };

@@ -121,8 +121,11 @@ def rss_kib(pid):
 class Legate:
     """One legate process with a config written from a string."""
 
-    def __init__(self, tmp_path, conf, args=(), name="legate", preexec=None):
+    def __init__(self, tmp_path, conf, args=(), name="legate", preexec=None, binary=None,
+                 env=None):
         self.dir = tmp_path
+        self.binary = binary or LEGATE_BIN  # a test build of legate, e.g. legate-failalloc
+        self.env = env  # extra environment variables
         self.preexec = preexec  # runs in the child before exec (e.g. setrlimit)
         self.conf_path = tmp_path / f"{name}.yml"
         self.conf_path.write_text(conf)
@@ -136,9 +139,10 @@ class Legate:
         extra = [] if "-s" in self.args else ["-s", str(free_port())]
         self.stats_port = None if "-s" in self.args else int(extra[1])
         self.proc = subprocess.Popen(
-            [LEGATE_BIN, "-c", str(self.conf_path), "-o", str(self.log_path),
+            [self.binary, "-c", str(self.conf_path), "-o", str(self.log_path),
              "-v", "6"] + extra + self.args,
-            stdout=self.err, stderr=self.err, preexec_fn=self.preexec)
+            stdout=self.err, stderr=self.err, preexec_fn=self.preexec,
+            env=None if self.env is None else {**os.environ, **self.env})
         if wait_addr is not None:
             # Listeners are bound before this line is logged; probing with a
             # connection would create a session of its own.
@@ -182,8 +186,10 @@ def legate(tmp_path):
     checked for a clean exit) at teardown."""
     started = []
 
-    def make(conf, wait_addr=None, family=socket.AF_INET, args=(), name="legate", preexec=None):
-        lg = Legate(tmp_path, conf, args=args, name=f"{name}{len(started)}", preexec=preexec)
+    def make(conf, wait_addr=None, family=socket.AF_INET, args=(), name="legate", preexec=None,
+             binary=None, env=None):
+        lg = Legate(tmp_path, conf, args=args, name=f"{name}{len(started)}", preexec=preexec,
+                    binary=binary, env=env)
         started.append(lg)
         return lg.start(wait_addr, family)
 

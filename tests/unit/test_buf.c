@@ -13,6 +13,24 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* The library's malloc comes here (the binary is linked with
+ * --wrap=malloc): `mallocs_left` >= 0 lets that many through, then fails
+ * every one; -1 lets all through. Test-only state. */
+static int mallocs_left = -1;
+void *__real_malloc(size_t n);
+void *__wrap_malloc(size_t n);
+
+void *__wrap_malloc(size_t n)
+{
+    if (mallocs_left == 0) {
+        return NULL;
+    }
+    if (mallocs_left > 0) {
+        mallocs_left--;
+    }
+    return __real_malloc(n);
+}
+
 static void test_pool_reuses_and_caps_spares(void **state)
 {
     (void)state;
@@ -192,6 +210,83 @@ static void test_queue_write_error(void **state)
     buf_pool_drain(&pool);
 }
 
+/* Copy q's bytes out (at most `cap`); returns how many. */
+static size_t queue_bytes(const struct buf_queue *q, char *out, size_t cap)
+{
+    size_t n = q->bytes < cap ? q->bytes : cap;
+    buf_queue_peek(q, 0, out, n);
+    return n;
+}
+
+/* Check that q holds exactly `want` (len bytes) and that the pool lends
+ * just the chunks those bytes need. */
+static void expect_queue(const struct buf_queue *q, const struct buf_pool *pool,
+                         const char *want, size_t len)
+{
+    char got[4096];
+    assert_int_equal(queue_bytes(q, got, sizeof(got)), len);
+    assert_memory_equal(got, want, len);
+    size_t chunks = 0;
+    for (const struct buf *b = q->head; b != NULL; b = b->next) {
+        chunks++;
+        if (b->next == NULL) {
+            assert_ptr_equal(b, q->tail);
+        }
+    }
+    assert_int_equal(pool->nused, chunks);
+}
+
+static void test_queue_append_fails_whole(void **state)
+{
+    (void)state;
+    struct buf_pool pool;
+    buf_pool_init(&pool, 512, 0); /* no spares: every chunk is a malloc */
+    char big[2000], before[100];
+    memset(big, 'b', sizeof(big));
+    memset(before, 'a', sizeof(before));
+
+    /* Into an empty queue: nothing stays behind. */
+    struct buf_queue q;
+    buf_queue_init(&q);
+    mallocs_left = 2; /* 2000 bytes need four chunks */
+    assert_int_equal(buf_queue_append(&q, &pool, big, sizeof(big)), -1);
+    assert_null(q.head);
+    assert_null(q.tail);
+    expect_queue(&q, &pool, "", 0);
+
+    /* Behind queued bytes: those stay, the tail's room is given back. */
+    mallocs_left = -1;
+    assert_int_equal(buf_queue_append(&q, &pool, before, sizeof(before)), 0);
+    mallocs_left = 1;
+    assert_int_equal(buf_queue_append(&q, &pool, big, sizeof(big)), -1);
+    expect_queue(&q, &pool, before, sizeof(before));
+    mallocs_left = -1;
+    assert_int_equal(buf_queue_append(&q, &pool, "z", 1), 0);
+    char want[101];
+    memcpy(want, before, sizeof(before));
+    want[100] = 'z';
+    expect_queue(&q, &pool, want, sizeof(want));
+
+    /* A range from another queue: all of it or none of it. */
+    struct buf_queue src;
+    buf_queue_init(&src);
+    assert_int_equal(buf_queue_append(&src, &pool, big, sizeof(big)), 0);
+    size_t src_chunks = pool.nused - 1; /* q holds one */
+    mallocs_left = 2;
+    assert_int_equal(buf_queue_append_range(&q, &pool, &src, 10, 1500), -1);
+    assert_int_equal(pool.nused, 1 + src_chunks);
+    mallocs_left = -1;
+    char got[4096];
+    assert_int_equal(queue_bytes(&q, got, sizeof(got)), sizeof(want));
+    assert_memory_equal(got, want, sizeof(want));
+    assert_int_equal(buf_queue_append_range(&q, &pool, &src, 10, 1500), 0);
+    assert_int_equal(q.bytes, sizeof(want) + 1500);
+    buf_queue_clear(&q, &pool);
+    buf_queue_clear(&src, &pool);
+    assert_int_equal(pool.nused, 0);
+    buf_pool_drain(&pool);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -202,6 +297,7 @@ int main(void)
         cmocka_unit_test(test_queue_read_respects_limit),
         cmocka_unit_test(test_queue_read_takes_chunks_as_needed),
         cmocka_unit_test(test_queue_write_error),
+        cmocka_unit_test(test_queue_append_fails_whole),
     };
     return cmocka_run_group_tests_name("buf", tests, NULL, NULL);
 }

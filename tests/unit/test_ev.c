@@ -59,6 +59,82 @@ static void test_timers_fire_in_deadline_order(void **state)
     ev_loop_free(loop);
 }
 
+/* Many timers, armed, re-armed and stopped at random, some stopped by
+ * the callbacks of others: each one armed at the end fires exactly once,
+ * in deadline order, and no stopped one fires. */
+enum { MANY = 3000 };
+
+struct many {
+    struct ev_timer t[MANY];
+    int fired[MANY];
+    uint64_t last_when;
+    int nfired, narmed;
+    bool in_order;
+    uint32_t rng;
+};
+
+static uint32_t many_draw(struct many *m)
+{
+    m->rng = m->rng * 1103515245u + 12345u;
+    return m->rng >> 8;
+}
+
+static void on_many(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct many *m = t->data;
+    m->fired[t - m->t]++;
+    m->in_order = m->in_order && t->when >= m->last_when;
+    m->last_when = t->when;
+    m->nfired++;
+    m->narmed--;
+    struct ev_timer *other = &m->t[many_draw(m) % MANY];
+    if (many_draw(m) % 4 == 0 && ev_timer_armed(other)) {
+        ev_timer_stop(loop, other); /* a callback cancels another timer */
+        m->narmed--;
+    }
+    if (m->narmed == 0) {
+        ev_loop_stop(loop);
+    }
+}
+
+static void test_many_timers_random_order(void **state)
+{
+    (void)state;
+    struct ev_loop *loop = ev_loop_new();
+    assert_non_null(loop);
+    static struct many m;
+    m = (struct many){ .in_order = true, .rng = 7 };
+    for (int i = 0; i < MANY; i++) {
+        m.t[i] = (struct ev_timer){ .fn = on_many, .data = &m };
+    }
+    for (int step = 0; step < 5 * MANY; step++) {
+        struct ev_timer *t = &m.t[many_draw(&m) % MANY];
+        if (many_draw(&m) % 3 == 0) {
+            ev_timer_stop(loop, t);
+        } else {
+            ev_timer_start(loop, t, many_draw(&m) % 40);
+        }
+    }
+    bool armed[MANY];
+    for (int i = 0; i < MANY; i++) {
+        armed[i] = ev_timer_armed(&m.t[i]);
+        m.narmed += armed[i];
+    }
+    int armed_at_start = m.narmed;
+    assert_true(armed_at_start > MANY / 2);
+    assert_int_equal(ev_loop_run(loop), 0);
+    assert_true(m.in_order);
+    int stopped_by_callbacks = 0;
+    for (int i = 0; i < MANY; i++) {
+        assert_true(m.fired[i] <= (armed[i] ? 1 : 0));
+        stopped_by_callbacks += armed[i] && m.fired[i] == 0;
+        assert_false(ev_timer_armed(&m.t[i]));
+    }
+    assert_int_equal(m.nfired + stopped_by_callbacks, armed_at_start);
+    assert_true(stopped_by_callbacks > 0);
+    ev_loop_free(loop);
+}
+
 struct io_ctx {
     struct ev_io io;
     struct ev_defer defer;
@@ -227,6 +303,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timers_fire_in_deadline_order),
+        cmocka_unit_test(test_many_timers_random_order),
         cmocka_unit_test(test_io_then_defer),
         cmocka_unit_test(test_defer_next_runs_one_iteration_later),
     };
