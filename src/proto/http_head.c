@@ -190,7 +190,11 @@ static int cb_headers_complete(llhttp_t *p)
 static int cb_body(llhttp_t *p, const char *at, size_t n)
 {
     struct http_parser *hp = hp_of(p);
-    return hp->body(hp->owner, at, n) == 0 ? 0 : HPE_USER;
+    if (hp->body(hp->owner, at, n) == 0) {
+        return 0;
+    }
+    hp->body_failed = true;
+    return HPE_USER;
 }
 
 static int cb_chunk_ext(llhttp_t *p, const char *at, size_t n)
@@ -792,6 +796,9 @@ long http_parser_feed(struct http_parser *hp, const char *data, size_t n,
     if (e != HPE_OK && hp->head.over_why != NULL) {
         return head_fail(err, hp->is_request ? hp->head.over_status : 502, hp->head.over_why);
     }
+    if (e != HPE_OK && hp->body_failed) {
+        return head_fail(err, 500, "out of memory");
+    }
     if (e != HPE_OK) {
         return head_fail(err, hp->is_request ? 400 : 502, llhttp_get_error_reason(&hp->p));
     }
@@ -845,6 +852,7 @@ static bool connection_named(const struct http_head *h, bool *named)
 struct head_writer {
     struct buf_queue *q;
     struct buf_pool *pool;
+    struct buf_mark mark;    /* where the head starts in q */
     int failed;
     size_t n;
     char buf[2048];
@@ -857,8 +865,21 @@ static void head_writer_init(struct head_writer *w, struct buf_queue *q, struct 
 {
     w->q = q;
     w->pool = pool;
+    w->mark = buf_queue_mark(q);
     w->failed = 0;
     w->n = 0;
+}
+
+/* The head is written (after put_fields' flush): 0, or -1 when out of
+ * memory, and then none of it stays queued (a head over 2 KiB goes in
+ * more than one append). */
+static int head_writer_end(struct head_writer *w)
+{
+    if (w->failed) {
+        buf_queue_rewind(w->q, w->pool, w->mark);
+        return -1;
+    }
+    return 0;
 }
 
 static void flush(struct head_writer *w)
@@ -1001,7 +1022,7 @@ int http_head_write_request(const struct http_head *h, const struct http_out *o,
         PUT_LIT(&w, "\r\n");
     }
     put_fields(&w, h, o, h->has_length, absolute);
-    return w.failed ? -1 : 0;
+    return head_writer_end(&w);
 }
 
 int http_head_write_response(const struct http_head *h, const struct http_out *o,
@@ -1017,5 +1038,5 @@ int http_head_write_response(const struct http_head *h, const struct http_out *o
     /* A response to HEAD, or a 304, keeps the length it announces; a 1xx
      * or 204 may announce none (RFC 9110 8.6). */
     put_fields(&w, h, o, h->has_length && h->status >= 200 && h->status != 204, false);
-    return w.failed ? -1 : 0;
+    return head_writer_end(&w);
 }

@@ -133,10 +133,11 @@ struct http_parser {
     bool no_body;             /* response to HEAD: tell llhttp there is none */
     bool msg_done;            /* the whole message has passed */
     bool paused;              /* llhttp must be resumed before the next feed */
+    bool body_failed;         /* `body` said stop: out of memory, not the peer's fault */
     struct spare *spare;      /* head blocks come from and go back here (NULL: the heap) */
     void *owner;
     /* body bytes as they pass (chunk framing removed); returns 0, or -1
-     * to stop (the feed then fails) */
+     * when out of memory (the feed then fails with 500) */
     int (*body)(void *owner, const char *at, size_t n);
 };
 
@@ -195,7 +196,8 @@ int http_head_check_proxy(const struct http_head *h, struct http_error *err);
  * absolute-form target as its path, its authority as the Host), the
  * end-to-end headers (hop-by-hop ones and those named by Connection
  * dropped), framing headers for the body as we send it, and `o`'s
- * additions. Returns 0, or -1 when out of memory. */
+ * additions. Returns 0, or -1 when out of memory (and then nothing of
+ * the head is queued). */
 int http_head_write_request(const struct http_head *h, const struct http_out *o,
                             struct buf_queue *q, struct buf_pool *pool);
 

@@ -87,6 +87,8 @@ void mc_req_free(struct mc_req *r)
     mc_req_init(r);
 }
 
+const char mc_no_memory[] = "out of memory";
+
 static int mc_req_fail(struct mc_req *r, const char *why)
 {
     r->error = why;
@@ -103,7 +105,7 @@ static int mc_tok_begin(struct mc_req *r, uint64_t at, const struct mc_limits *l
         uint32_t cap = r->cap ? r->cap * 2 : 8;
         struct mc_tok *t = realloc(r->tok, cap * sizeof(*t));
         if (t == NULL) {
-            return mc_req_fail(r, "out of memory");
+            return mc_req_fail(r, mc_no_memory);
         }
         r->tok = t;
         r->cap = cap;

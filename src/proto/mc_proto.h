@@ -90,6 +90,10 @@ struct mc_req {
     uint64_t data_left;
 };
 
+/* The `error` of a request the parser had no memory for: legate's
+ * shortage, not the client's mistake. */
+extern const char mc_no_memory[];
+
 void mc_req_init(struct mc_req *r);
 /* Get ready for the next request (keeps the token array). */
 void mc_req_reset(struct mc_req *r);

@@ -731,6 +731,12 @@ static void redis_client_end_with(struct redis_client *cl, const char *line)
 void redis_client_protocol_error(struct redis_client *cl, const char *why)
 {
     struct redis_pool *rp = cl->rp;
+    if (why == resp_no_memory || why == mc_no_memory) {
+        pool_warn(rp->pool, "out of memory for a client's request; closing it");
+        redis_client_end_with(cl, rp->mc ? "SERVER_ERROR legate: out of memory\r\n"
+                                         : "-ERR legate: out of memory\r\n");
+        return;
+    }
     char line[160];
     snprintf(line, sizeof(line), rp->mc ? "CLIENT_ERROR legate: %s\r\n"
                                         : "-ERR legate: protocol error: %s\r\n", why);

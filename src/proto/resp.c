@@ -74,6 +74,8 @@ void resp_req_free(struct resp_req *r)
     r->cap = 0;
 }
 
+const char resp_no_memory[] = "out of memory";
+
 static int resp_req_fail(struct resp_req *r, const char *why)
 {
     r->error = why;
@@ -152,7 +154,7 @@ static int resp_req_inline(struct resp_req *r, uint8_t c, const struct resp_limi
             return resp_req_fail(r, "too many arguments");
         }
         if (resp_req_grow(r, r->nargs + 1) == -1) {
-            return resp_req_fail(r, "out of memory");
+            return resp_req_fail(r, resp_no_memory);
         }
         r->args[r->nargs].off = here;
         r->args[r->nargs].len = 0;
@@ -268,7 +270,7 @@ int resp_req_feed(struct resp_req *r, const uint8_t *data, size_t n, size_t *use
                 r->size = here + 1;
                 rc = RESP_DONE; /* *0: nothing to do, as Redis */
             } else if (resp_req_grow(r, (uint32_t)r->num) == -1) {
-                rc = resp_req_fail(r, "out of memory");
+                rc = resp_req_fail(r, resp_no_memory);
             } else {
                 r->left = (uint32_t)r->num;
                 r->phase = RQ_DOLLAR;

@@ -67,6 +67,10 @@ struct resp_req {
     uint64_t dollar;       /* offset of the current bulk's '$' */
 };
 
+/* The `error` of a request the parser had no memory for: legate's
+ * shortage, not the client's mistake. */
+extern const char resp_no_memory[];
+
 void resp_req_init(struct resp_req *r);
 /* Get ready for the next request (keeps the argument array). */
 void resp_req_reset(struct resp_req *r);
