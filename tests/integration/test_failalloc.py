@@ -8,8 +8,10 @@ before once allocations succeed again, and exits cleanly (under ASan with
 nothing leaked)."""
 
 import http.server
+import json
 import os
 import random
+import signal
 import socket
 import threading
 import time
@@ -19,7 +21,7 @@ import requests
 from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheServerError, MemcacheUnexpectedCloseError
 
-from conftest import BurstHTTPServer, free_port, stats_json, tcp_pool
+from conftest import BurstHTTPServer, free_port, recv_all, stats_json, tcp_pool, wait_for
 from test_memcache import Memcached
 
 TOOLS = os.environ.get("LEGATE_TOOLS", os.path.join(os.path.dirname(__file__), "..", "..",
@@ -34,10 +36,10 @@ class Starved:
     """The environment for legate-failalloc and its trigger file: inside
     `with starved:` allocations fail."""
 
-    def __init__(self, tmp_path, seed):
+    def __init__(self, tmp_path, seed, permille=PERMILLE):
         self.trigger = tmp_path / "failalloc.on"
         self.count = tmp_path / "failalloc.count"
-        self.env = {"LEGATE_FAILALLOC": f"{PERMILLE}:{seed}:{self.trigger}",
+        self.env = {"LEGATE_FAILALLOC": f"{permille}:{seed}:{self.trigger}",
                     "LEGATE_FAILALLOC_COUNT": str(self.count)}
 
     def __enter__(self):
@@ -165,20 +167,17 @@ def redis_op(r, rng, tally):
         raise AssertionError(f"op {op} on {len(keys)} keys went unanswered: {e}") from e
 
 
-def test_redis_short_of_memory_answers_every_request(legate, redis_server, tmp_path):
-    shards = [redis_server(), redis_server()]
-    port = free_port()
-    starved = Starved(tmp_path, seed=1)
-    conf = ("legate:\n  workers: 2\n  shutdown_grace: 2s\n"
+def redis_conf(port, shards, extra=""):
+    return ("legate:\n  workers: 2\n  shutdown_grace: 2s\n"
             f"alpha:\n  listen: 127.0.0.1:{port}\n  redis: true\n  hash: fnv1a_64\n"
             "  distribution: ketama\n  server_connections: 2\n  preconnect: true\n"
-            "  servers:\n" +
+            f"{extra}  servers:\n" +
             "".join(f"    - 127.0.0.1:{s.port}:1 s{i}\n" for i, s in enumerate(shards)))
-    lg = legate(conf, wait_addr=("127.0.0.1", port), binary=FAILALLOC, env=starved.env)
-    with starved:
-        tally = load(redis_work(port))
-    expect_starved_and_served(lg, starved, tally)
-    # Served as before: every key, written and read back through legate.
+
+
+def expect_redis_served(port):
+    """Every key written and read back through legate, by MSET/MGET and by
+    a pipeline of GETs."""
     r = redis.Redis(port=port, socket_timeout=10)
     r.mset({rkey(k): rvalue(k, k) for k in range(500)})
     assert r.mget([rkey(k) for k in range(500)]) == [rvalue(k, k) for k in range(500)]
@@ -187,6 +186,71 @@ def test_redis_short_of_memory_answers_every_request(legate, redis_server, tmp_p
         p.get(rkey(k))
     assert p.execute() == [rvalue(k, k) for k in range(500)]
     r.close()
+
+
+def test_redis_short_of_memory_answers_every_request(legate, redis_server, tmp_path):
+    shards = [redis_server(), redis_server()]
+    port = free_port()
+    starved = Starved(tmp_path, seed=1)
+    lg = legate(redis_conf(port, shards), wait_addr=("127.0.0.1", port), binary=FAILALLOC,
+                env=starved.env)
+    with starved:
+        tally = load(redis_work(port))
+        answers = [stats_or_nothing(lg.stats_port) for _ in range(20)]
+    expect_starved_and_served(lg, starved, tally)
+    assert "bad" not in answers, answers
+    expect_redis_served(port)
+
+
+def stats_or_nothing(port):
+    """One read of the stats listener: "json" (a whole document), "empty"
+    (closed without one: legate had no memory for it) or "bad"."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        data = recv_all(s)
+    if not data:
+        return "empty"
+    try:
+        json.loads(data)
+        return "json"
+    except ValueError:
+        return "bad"
+
+
+RELOADED, KEPT = "configuration reloaded", "keeping the running configuration"
+
+
+def test_reloads_short_of_memory_keep_serving(legate, redis_server, tmp_path):
+    """SIGHUP while allocations fail: each reload either takes over (its
+    clients handed over or closed) or says it keeps the running
+    configuration; the clients are answered throughout. One allocation in
+    a hundred fails, so that a reload (some fifty allocations) goes
+    through about four times in ten: both outcomes come up in sixteen."""
+    shards = [redis_server(), redis_server()]
+    port = free_port()
+    starved = Starved(tmp_path, seed=5, permille=10)
+    confs = [redis_conf(port, shards), redis_conf(port, shards, "  timeout: 5000\n")]
+    lg = legate(confs[0], wait_addr=("127.0.0.1", port), binary=FAILALLOC, env=starved.env)
+    outcomes = []
+    with starved:
+        done = {}
+        t = threading.Thread(target=lambda: done.update(tally=load(redis_work(port), 6.0)))
+        t.start()
+        for r in range(16):
+            time.sleep(0.2)
+            before = (lg.log().count(RELOADED), lg.log().count(KEPT))
+            lg.conf_path.write_text(confs[(r + 1) % 2])
+            lg.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: (lg.log().count(RELOADED), lg.log().count(KEPT)) != before,
+                     what="the reload's outcome")
+            outcomes.append(lg.log().count(KEPT) > before[1])
+        t.join(60)
+    expect_starved_and_served(lg, starved, done["tally"])
+    assert True in outcomes and False in outcomes, outcomes
+    before = lg.log().count(RELOADED)
+    lg.conf_path.write_text(confs[0])
+    lg.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: lg.log().count(RELOADED) > before, what="a reload with memory")
+    expect_redis_served(port)
 
 
 # ---------------------------------------------------------------- memcache
