@@ -130,11 +130,6 @@ void buf_queue_commit(struct buf_queue *q, size_t n)
     q->bytes += n;
 }
 
-struct buf_mark buf_queue_mark(const struct buf_queue *q)
-{
-    return (struct buf_mark){ q->tail, q->tail != NULL ? q->tail->last : NULL, q->bytes };
-}
-
 void buf_queue_rewind(struct buf_queue *q, struct buf_pool *pool, struct buf_mark m)
 {
     if (m.tail == NULL) {

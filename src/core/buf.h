@@ -96,7 +96,10 @@ struct buf_mark {
     uint8_t *last;
     size_t bytes;
 };
-struct buf_mark buf_queue_mark(const struct buf_queue *q);
+static inline struct buf_mark buf_queue_mark(const struct buf_queue *q)
+{
+    return (struct buf_mark){ q->tail, q->tail != NULL ? q->tail->last : NULL, q->bytes };
+}
 /* Cut `q` back to `m`, returning the chunks added since to the pool. Only
  * appends may have happened since the mark, no consume. */
 void buf_queue_rewind(struct buf_queue *q, struct buf_pool *pool, struct buf_mark m);

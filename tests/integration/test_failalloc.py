@@ -475,3 +475,51 @@ def test_tcp_short_of_memory_passes_bytes_or_closes(legate, echo_server, tmp_pat
     expect_starved_and_served(lg, starved, tally)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         assert roundtrip(s, b"z" * 100000) == b"z" * 100000
+
+
+# ---------------------------------------------------------------- discovery
+
+def test_discovery_short_of_memory_settles_on_the_last_file(legate, redis_server, tmp_path):
+    """An endpoints file rewritten every 100 ms while allocations fail (one
+    in thirty: some rewrites are read, some are not, some server tables or
+    rings are not rebuilt at first). Clients are answered throughout; once
+    memory is back, every worker routes by the file's last content: keys
+    written then land only on the servers it names."""
+    shards = [redis_server() for _ in range(4)]
+    eps = tmp_path / "shards"
+
+    def names(which):
+        return "".join(f"127.0.0.1:{shards[i].port}:1 s{i}\n" for i in which)
+
+    eps.write_text(names((0, 1, 2)))
+    port = free_port()
+    starved = Starved(tmp_path, seed=6, permille=30)
+    lg = legate("legate:\n  workers: 2\n  shutdown_grace: 2s\n"
+                f"alpha:\n  listen: 127.0.0.1:{port}\n  redis: true\n  hash: fnv1a_64\n"
+                "  distribution: ketama\n  server_connections: 2\n"
+                f"  discovery: {{ file: {eps}, interval: 100ms }}\n",
+                wait_addr=("127.0.0.1", port), binary=FAILALLOC, env=starved.env)
+    wait_for(lambda: "3 servers (+3 -0)" in lg.log(), what="the first file")
+    sets = [(0, 1, 2), (0, 1, 2, 3), (1, 3), (0, 2, 3)]
+    with starved:
+        done = {}
+        t = threading.Thread(target=lambda: done.update(tally=load(redis_work(port))))
+        t.start()
+        for r in range(25):
+            eps.write_text(names(sets[r % len(sets)]))
+            time.sleep(0.1)
+        t.join(60)
+    expect_starved_and_served(lg, starved, done["tally"])
+    # Memory is back: a last file, then only its servers get keys.
+    before = lg.log().count("servers (+")
+    eps.write_text(names((0, 3)))
+    wait_for(lambda: lg.log().count("servers (+") > before, what="the last file read")
+    time.sleep(0.5)  # every worker's next loop iteration takes the table
+    for s in shards:
+        redis.Redis(port=s.port).flushall()
+    r = redis.Redis(port=port, socket_timeout=10)
+    r.mset({rkey(k): rvalue(k, k) for k in range(500)})
+    sizes = [redis.Redis(port=s.port).dbsize() for s in shards]
+    assert sizes[1] == sizes[2] == 0 and sizes[0] + sizes[3] == 500, sizes
+    assert r.mget([rkey(k) for k in range(500)]) == [rvalue(k, k) for k in range(500)]
+    r.close()
