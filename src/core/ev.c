@@ -134,8 +134,10 @@ void ev_io_del(struct ev_loop *loop, struct ev_io *io)
 /* ---- timers: a pairing heap ----
  * Each timer is a node; its children hang off `child` as a list linked by
  * `next`, and `prev` points back to the previous sibling, or to the parent
- * for the first child, or for the root to itself (NULL: not armed). Arming is a meld with the root; taking the earliest
- * and stopping one pair up the orphaned children (two passes). */
+ * for the first child, or for the root to itself (NULL: not armed).
+ * Arming is a meld with the root; taking the earliest and stopping one
+ * pair up the orphaned children (two passes). No allocation anywhere, so
+ * arming cannot fail. */
 
 /* Meld two roots (next NULL); the later becomes the earlier's first
  * child. Returns the new root, its prev NULL: the caller that makes it the

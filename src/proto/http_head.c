@@ -723,8 +723,9 @@ static long feed_head(struct http_parser *hp, const char *data, size_t n, struct
         return 0;
     }
     size_t room = h->limit + 1 - h->len; /* one byte over: enough to know */
-    size_t line_cap = h->line_limit + HTTP_LINE_SLACK;
-    if (hp->is_request && !h->target_done && line_cap < h->limit && line_cap + 1 - h->len < room) {
+    size_t line_cap = h->line_limit + HTTP_LINE_SLACK; /* (h->len <= line_cap here) */
+    bool in_line = hp->is_request && !h->target_done && line_cap < h->limit;
+    if (in_line && line_cap + 1 - h->len < room) {
         room = line_cap + 1 - h->len; /* likewise for a target that goes on */
     }
     size_t take = n < room ? n : room;
