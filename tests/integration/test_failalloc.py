@@ -223,8 +223,9 @@ def test_reloads_short_of_memory_keep_serving(legate, redis_server, tmp_path):
     """SIGHUP while allocations fail: each reload either takes over (its
     clients handed over or closed) or says it keeps the running
     configuration; the clients are answered throughout. One allocation in
-    a hundred fails, so that a reload (some fifty allocations) goes
-    through about four times in ten: both outcomes come up in sixteen."""
+    a hundred fails, so that a reload (some fifty allocations, and its
+    workers' pools) goes through about a third of the time: both outcomes
+    come up in 24 (all alike in about 3 runs in 100,000)."""
     shards = [redis_server(), redis_server()]
     port = free_port()
     starved = Starved(tmp_path, seed=5, permille=10)
@@ -233,9 +234,9 @@ def test_reloads_short_of_memory_keep_serving(legate, redis_server, tmp_path):
     outcomes = []
     with starved:
         done = {}
-        t = threading.Thread(target=lambda: done.update(tally=load(redis_work(port), 6.0)))
+        t = threading.Thread(target=lambda: done.update(tally=load(redis_work(port), 8.0)))
         t.start()
-        for r in range(16):
+        for r in range(24):
             time.sleep(0.2)
             before = (lg.log().count(RELOADED), lg.log().count(KEPT))
             lg.conf_path.write_text(confs[(r + 1) % 2])
