@@ -394,11 +394,32 @@ def http_op(s, port, rng, tally):
         tally.bad(f"status {r.status_code}: {r.text[:60]!r}")
 
 
+def admin_page_or_nothing(port, page):
+    """One GET of an admin page: "whole" (a status line and as many body
+    bytes as its Content-Length says), "empty" (closed without an answer,
+    or reset: closed with the request unread) or "bad"."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        try:
+            s.sendall(f"GET /{page} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                      .encode())
+            data = recv_all(s)
+        except ConnectionResetError:
+            return "empty"
+    if not data:
+        return "empty"
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode(errors="replace").split("\r\n")
+    length = [int(v) for k, _, v in (ln.partition(": ") for ln in lines[1:])
+              if k.lower() == "content-length"]
+    ok = lines[0].split(" ")[1:2] in (["200"], ["500"], ["503"]) and length == [len(body)]
+    return "whole" if ok else "bad"
+
+
 def test_http_short_of_memory_answers_every_request(legate, tmp_path):
     ups = {name: name_upstream(name) for name in ("production", "experiment", "shadow")}
-    port = free_port()
+    port, admin = free_port(), free_port()
     starved = Starved(tmp_path, seed=3)
-    conf = ("legate:\n  workers: 2\n  shutdown_grace: 2s\n"
+    conf = (f"legate:\n  workers: 2\n  shutdown_grace: 2s\n  admin: 127.0.0.1:{admin}\n"
             f"web:\n  listen: 127.0.0.1:{port}\n  protocol: http\n"
             f"  mirror: {{ percent: 50, servers: [127.0.0.1:{ups['shadow'].server_port}] }}\n"
             "  split:\n    sticky: { header: X-User }\n    arms:\n"
@@ -408,7 +429,10 @@ def test_http_short_of_memory_answers_every_request(legate, tmp_path):
         lg = legate(conf, wait_addr=("127.0.0.1", port), binary=FAILALLOC, env=starved.env)
         with starved:
             tally = load(http_work(port))
+            answers = [admin_page_or_nothing(admin, page)
+                       for page in ("stats", "metrics", "healthz", "ready") * 5]
         expect_starved_and_served(lg, starved, tally)
+        assert "bad" not in answers, answers
         with requests.Session() as s:
             for i in range(50):
                 r = s.post(f"http://127.0.0.1:{port}/", data=b"x" * i * 1000,
