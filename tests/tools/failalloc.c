@@ -55,7 +55,7 @@ static _Thread_local bool fa_armed;         /* what it saw then */
 
 enum { FA_LOOK_NS = 5000000 };
 
-static uint64_t now_ns(void)
+static uint64_t fa_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -83,7 +83,7 @@ static void fa_setup(void)
 /* Whether the trigger file is there, looked up at most every 5 ms. */
 static bool fa_window(void)
 {
-    uint64_t t = now_ns();
+    uint64_t t = fa_now_ns();
     if (fa_looked_ns == 0 || t - fa_looked_ns >= FA_LOOK_NS) {
         int saved = errno;
         fa_armed = access(fa.path, F_OK) == 0;
