@@ -67,8 +67,8 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc $(UNIT_LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-# test_buf makes the library's malloc fail on purpose (__wrap_malloc).
-$(BUILD)/tests/test_buf: UNIT_LDFLAGS := -Wl,--wrap=malloc
+# These make the library's malloc fail on purpose (failing_malloc.h).
+$(BUILD)/tests/test_buf $(BUILD)/tests/test_http_head: UNIT_LDFLAGS := -Wl,--wrap=malloc
 
 # Helpers the integration tests drive (not installed).
 # legate-failalloc is legate itself with its allocations routed through

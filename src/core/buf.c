@@ -147,15 +147,15 @@ void buf_queue_rewind(struct buf_queue *q, struct buf_pool *pool, struct buf_mar
     q->bytes = m.bytes;
 }
 
-int buf_queue_append(struct buf_queue *q, struct buf_pool *pool,
-                     const void *data, size_t len)
+/* Copy `len` bytes to the end of `q`; -1 when out of memory, with what
+ * fitted left queued (the callers rewind). */
+static int buf_queue_copy(struct buf_queue *q, struct buf_pool *pool, const void *data,
+                          size_t len)
 {
     const uint8_t *p = data;
-    struct buf_mark mark = buf_queue_mark(q);
     while (len > 0) {
         struct buf *b = buf_queue_tail_space(q, pool);
         if (b == NULL) {
-            buf_queue_rewind(q, pool, mark);
             return -1;
         }
         size_t n = buf_space(b) < len ? buf_space(b) : len;
@@ -163,6 +163,17 @@ int buf_queue_append(struct buf_queue *q, struct buf_pool *pool,
         buf_queue_commit(q, n);
         p += n;
         len -= n;
+    }
+    return 0;
+}
+
+int buf_queue_append(struct buf_queue *q, struct buf_pool *pool,
+                     const void *data, size_t len)
+{
+    struct buf_mark mark = buf_queue_mark(q);
+    if (buf_queue_copy(q, pool, data, len) == -1) {
+        buf_queue_rewind(q, pool, mark);
+        return -1;
     }
     return 0;
 }
@@ -204,7 +215,7 @@ int buf_queue_append_range(struct buf_queue *dst, struct buf_pool *pool,
         if (n > len) {
             n = (size_t)len;
         }
-        if (buf_queue_append(dst, pool, b->pos + off, n) == -1) {
+        if (buf_queue_copy(dst, pool, b->pos + off, n) == -1) {
             buf_queue_rewind(dst, pool, mark);
             return -1;
         }

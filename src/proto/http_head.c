@@ -625,9 +625,6 @@ static int head_check(struct http_parser *hp, struct http_error *err)
 {
     struct http_head *h = &hp->head;
     int bad = hp->is_request ? 400 : 502;
-    if (hp->is_request && h->target.len > h->line_limit) {
-        return head_fail(err, 414, "request target too long");
-    }
     if (head_check_version(h, hp->is_request, err) == -1) {
         return -1;
     }

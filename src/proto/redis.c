@@ -733,8 +733,7 @@ void redis_client_protocol_error(struct redis_client *cl, const char *why)
     struct redis_pool *rp = cl->rp;
     if (why == resp_no_memory || why == mc_no_memory) {
         pool_warn(rp->pool, "out of memory for a client's request; closing it");
-        redis_client_end_with(cl, rp->mc ? "SERVER_ERROR legate: out of memory\r\n"
-                                         : "-ERR legate: out of memory\r\n");
+        redis_client_end_with(cl, redis_oom_reply(rp));
         return;
     }
     char line[160];
@@ -850,8 +849,7 @@ static void redis_client_pump(struct redis_client *cl)
             if (r == -1 && errno == ENOMEM) {
                 /* no room for the request: say so rather than vanish */
                 pool_warn(rp->pool, "out of memory for a client's request; closing it");
-                redis_client_end_with(cl, rp->mc ? "SERVER_ERROR legate: out of memory\r\n"
-                                                 : "-ERR legate: out of memory\r\n");
+                redis_client_end_with(cl, redis_oom_reply(rp));
                 continue;
             }
             if (r == -1) {

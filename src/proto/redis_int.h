@@ -162,6 +162,9 @@ struct redis_client {
 struct redis_msg *redis_msg_new(struct redis_pool *rp, struct redis_client *cl);
 void redis_msg_free(struct redis_pool *rp, struct redis_msg *m);
 void redis_reply_text(struct redis_pool *rp, struct redis_msg *m, const char *text);
+/* legate's out-of-memory error in the pool's protocol (short enough to be
+ * kept inside a message). */
+const char *redis_oom_reply(const struct redis_pool *rp);
 void redis_reply_fmt(struct redis_pool *rp, struct redis_msg *m, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Answer `m` with "-ERR legate: why" and complete it. */

@@ -39,6 +39,11 @@ void redis_msg_free(struct redis_pool *rp, struct redis_msg *m)
     slab_free(&rp->msgs, m);
 }
 
+const char *redis_oom_reply(const struct redis_pool *rp)
+{
+    return rp->mc ? "SERVER_ERROR legate: out of memory\r\n" : "-ERR legate: out of memory\r\n";
+}
+
 void redis_reply_text(struct redis_pool *rp, struct redis_msg *m, const char *text)
 {
     buf_queue_clear(&m->reply, &rp->wk->bufs);
@@ -53,8 +58,7 @@ void redis_reply_text(struct redis_pool *rp, struct redis_msg *m, const char *te
         /* Every request gets its answer: a short one needs no memory. */
         log_error(rp->wk->log, "pool '%s': out of memory for an error reply", rp->cp->name);
         buf_queue_clear(&m->reply, &rp->wk->bufs);
-        const char *oom = rp->mc ? "SERVER_ERROR legate: out of memory\r\n"
-                                 : "-ERR legate: out of memory\r\n";
+        const char *oom = redis_oom_reply(rp);
         m->nsmall = (uint8_t)strlen(oom);
         memcpy(m->small, oom, m->nsmall);
     }

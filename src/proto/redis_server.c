@@ -491,8 +491,7 @@ static void redis_sconn_replies(struct redis_sconn *sc)
             m->nsmall = (uint8_t)keep;
         } else if ((cl != NULL || m->parent != NULL) &&
                    buf_queue_append_range(to, &rp->wk->bufs, &sc->in, 0, keep) == -1) {
-            redis_reply_text(rp, m, rp->mc ? "SERVER_ERROR legate: out of memory\r\n"
-                                           : "-ERR legate: out of memory\r\n");
+            redis_reply_text(rp, m, redis_oom_reply(rp));
         }
         buf_queue_consume(&sc->in, &rp->wk->bufs, (size_t)size);
         buf_cursor_reset(&sc->cur, &sc->in);

@@ -296,7 +296,15 @@ class _NameHandler(http.server.BaseHTTPRequestHandler):
         if srv.delay:
             time.sleep(srv.delay)
         status = srv.health_status if self.path == "/healthz" else 200
-        body = srv.name.encode()
+        self.answer(status, srv.name.encode())
+
+    def do_POST(self):
+        """Answers "<name>:<bytes of the request body>"."""
+        n = int(self.headers.get("Content-Length", "0"))
+        got = len(self.rfile.read(n)) if n else 0
+        self.answer(200, f"{self.server.name}:{got}".encode())
+
+    def answer(self, status, body):
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -312,14 +320,22 @@ class BurstHTTPServer(http.server.ThreadingHTTPServer):
     after legate's 1 s connect timeout)."""
     daemon_threads = True
     request_queue_size = 1024
+    quiet = False  # True: no traceback for a connection the peer cut
+
+    def handle_error(self, request, client_address):
+        if not self.quiet:
+            super().handle_error(request, client_address)
 
 
-def http_upstream(name, delay=0.0):
-    """A threaded HTTP/1.1 server on loopback answering its `name`; /healthz
-    answers with `health_status` (200); `delay` seconds before each answer;
-    `hits` counts requests. Stop it with shutdown()."""
+def http_upstream(name, delay=0.0, quiet=False):
+    """A threaded HTTP/1.1 server on loopback answering a GET with its
+    `name` and a POST with "<name>:<body bytes>"; /healthz answers with
+    `health_status` (200); `delay` seconds before each GET's answer; `hits`
+    counts GETs; `quiet`: no traceback when a peer cuts a connection. Stop
+    it with shutdown()."""
     srv = BurstHTTPServer(("127.0.0.1", 0), _NameHandler)
     srv.name, srv.delay, srv.hits, srv.health_status = name, delay, 0, 200
+    srv.quiet = quiet
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
 

@@ -7,7 +7,6 @@ a hang, a wrong value or a broken reply stream. legate stays up, serves as
 before once allocations succeed again, and exits cleanly (under ASan with
 nothing leaked)."""
 
-import http.server
 import json
 import os
 import random
@@ -21,7 +20,8 @@ import requests
 from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheServerError, MemcacheUnexpectedCloseError
 
-from conftest import BurstHTTPServer, free_port, recv_all, stats_json, tcp_pool, wait_for
+from conftest import (free_port, http_upstream, recv_all, stats_json, tcp_pool,
+                      wait_for)
 from test_memcache import Memcached
 
 TOOLS = os.environ.get("LEGATE_TOOLS", os.path.join(os.path.dirname(__file__), "..", "..",
@@ -127,18 +127,26 @@ def redis_checked(tally, key, got):
         tally.add("ok")
 
 
-def redis_work(port):
+def sessions(open_client, op, closed):
+    """A load() worker: clients from open_client(), each doing 20 of
+    op(client, rng, tally) and closed; an exception of the `closed` kinds
+    counts as a connection legate closed."""
     def work(rng, deadline, tally):
         while time.monotonic() < deadline:
-            r = redis.Redis(port=port, socket_timeout=10)
+            c = open_client()
             try:
                 for _ in range(20):
-                    redis_op(r, rng, tally)
-            except redis.ConnectionError:
+                    op(c, rng, tally)
+            except closed:
                 tally.add("closed")
             finally:
-                r.close()
+                c.close()
     return work
+
+
+def redis_work(port):
+    return sessions(lambda: redis.Redis(port=port, socket_timeout=10), redis_op,
+                    redis.ConnectionError)
 
 
 def redis_op(r, rng, tally):
@@ -257,17 +265,8 @@ def test_reloads_short_of_memory_keep_serving(legate, redis_server, tmp_path):
 # ---------------------------------------------------------------- memcache
 
 def mc_work(port):
-    def work(rng, deadline, tally):
-        while time.monotonic() < deadline:
-            c = Client(("127.0.0.1", port), timeout=10, connect_timeout=10)
-            try:
-                for _ in range(20):
-                    mc_op(c, rng, tally)
-            except (MemcacheUnexpectedCloseError, ConnectionError, BrokenPipeError):
-                tally.add("closed")
-            finally:
-                c.close()
-    return work
+    return sessions(lambda: Client(("127.0.0.1", port), timeout=10, connect_timeout=10), mc_op,
+                    (MemcacheUnexpectedCloseError, ConnectionError))
 
 
 def mc_op(c, rng, tally):
@@ -321,50 +320,9 @@ def test_memcache_short_of_memory_answers_every_request(legate, tmp_path):
 
 # ---------------------------------------------------------------- http
 
-class NameUpstream(http.server.BaseHTTPRequestHandler):
-    """Answers "<name>:<bytes of the request body>"."""
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def do_GET(self):
-        n = int(self.headers.get("Content-Length", "0"))
-        got = len(self.rfile.read(n)) if n else 0
-        body = f"{self.server.name}:{got}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_POST = do_GET
-
-    def log_message(self, *args):
-        pass
-
-
-class QuietServer(BurstHTTPServer):
-    def handle_error(self, request, client_address):
-        pass  # legate closing a connection it had no memory for is expected here
-
-
-def name_upstream(name):
-    srv = QuietServer(("127.0.0.1", 0), NameUpstream)
-    srv.name = name
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
-
-
 def http_work(port):
-    def work(rng, deadline, tally):
-        while time.monotonic() < deadline:
-            s = requests.Session()
-            try:
-                for _ in range(20):
-                    http_op(s, port, rng, tally)
-            except requests.ConnectionError:
-                tally.add("closed")
-            finally:
-                s.close()
-    return work
+    return sessions(requests.Session, lambda s, rng, tally: http_op(s, port, rng, tally),
+                    requests.ConnectionError)
 
 
 def http_op(s, port, rng, tally):
@@ -378,14 +336,16 @@ def http_op(s, port, rng, tally):
             r = s.get(f"http://127.0.0.1:{port}/x", headers=headers, timeout=10)
     except requests.Timeout as e:
         raise AssertionError(f"a request with a {size}-byte body went unanswered") from e
+    # a GET is answered with the arm's name, a POST with "<arm>:<body bytes>"
+    right = [f"{arm}:{size}" if size else arm for arm in ("production", "experiment")]
     if r.status_code == 200 and len(r.content) < int(r.headers["Content-Length"]):
         # legate had no memory for the body after the head went out: it
         # can only close (urllib3 1.26 hands over what came)
-        if not any(f"{arm}:{size}".startswith(r.text) for arm in ("production", "experiment")):
+        if not any(want.startswith(r.text) for want in right):
             tally.bad(f"{size}-byte body answered {r.text[:60]!r} before the close")
         tally.add("closed")
     elif r.status_code == 200:
-        if r.text not in (f"production:{size}", f"experiment:{size}"):
+        if r.text not in right:
             tally.bad(f"{size}-byte body answered {r.text[:60]!r}")
         tally.add("ok")
     elif r.status_code in (500, 502, 503):
@@ -416,7 +376,8 @@ def admin_page_or_nothing(port, page):
 
 
 def test_http_short_of_memory_answers_every_request(legate, tmp_path):
-    ups = {name: name_upstream(name) for name in ("production", "experiment", "shadow")}
+    ups = {name: http_upstream(name, quiet=True)
+           for name in ("production", "experiment", "shadow")}
     port, admin = free_port(), free_port()
     starved = Starved(tmp_path, seed=3)
     conf = (f"legate:\n  workers: 2\n  shutdown_grace: 2s\n  admin: 127.0.0.1:{admin}\n"

@@ -13,23 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* The library's malloc comes here (the binary is linked with
- * --wrap=malloc): `mallocs_left` >= 0 lets that many through, then fails
- * every one; -1 lets all through. Test-only state. */
-static int mallocs_left = -1;
-void *__real_malloc(size_t n);
-void *__wrap_malloc(size_t n);
-
-void *__wrap_malloc(size_t n)
-{
-    if (mallocs_left == 0) {
-        return NULL;
-    }
-    if (mallocs_left > 0) {
-        mallocs_left--;
-    }
-    return __real_malloc(n);
-}
+#include "failing_malloc.h"
 
 static void test_pool_reuses_and_caps_spares(void **state)
 {

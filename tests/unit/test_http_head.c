@@ -9,8 +9,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "core/buf.h"
 #include "core/san.h"
 #include "proto/http_head.h"
+#include "failing_malloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -419,6 +421,39 @@ static void test_written_heads_keep_end_to_end_fields(void **state)
                    "\r\n");
 }
 
+/* A head written past the writer's 2 KiB buffer goes in more than one
+ * append: when one fails, none of the head stays queued. */
+static void test_a_head_that_cannot_be_written_leaves_nothing(void **state)
+{
+    (void)state;
+    char head[4096];
+    size_t len = (size_t)snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\n");
+    for (int i = 0; i < 40; i++) {
+        len += (size_t)snprintf(head + len, sizeof(head) - len,
+                                "X-Field-%02d: %060d\r\n", i, i);
+    }
+    snprintf(head + len, sizeof(head) - len, "Content-Length: 0\r\n\r\n");
+    struct http_parser hp;
+    const char *why;
+    assert_int_equal(feed_steps(&hp, false, head, 0, &why), 0);
+    struct buf_pool pool;
+    buf_pool_init(&pool, 512, 0); /* every chunk a malloc */
+    struct buf_queue q;
+    buf_queue_init(&q);
+    assert_int_equal(buf_queue_append(&q, &pool, "before", 6), 0);
+    struct http_out o = { .via = true };
+    mallocs_left = 3; /* the first 2 KiB go in, the rest cannot */
+    assert_int_equal(http_head_write_response(&hp.head, &o, &q, &pool), -1);
+    mallocs_left = -1;
+    assert_int_equal(q.bytes, 6);
+    assert_int_equal(pool.nused, 1);
+    assert_int_equal(http_head_write_response(&hp.head, &o, &q, &pool), 0);
+    assert_true(q.bytes > 6 + 2048);
+    buf_queue_clear(&q, &pool);
+    buf_pool_drain(&pool);
+    http_parser_free(&hp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +464,7 @@ int main(void)
         cmocka_unit_test(test_host_values_are_checked),
         cmocka_unit_test(test_heads_outgrow_their_block),
         cmocka_unit_test(test_written_heads_keep_end_to_end_fields),
+        cmocka_unit_test(test_a_head_that_cannot_be_written_leaves_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
