@@ -149,8 +149,8 @@ void buf_queue_rewind(struct buf_queue *q, struct buf_pool *pool, struct buf_mar
 
 /* Copy `len` bytes to the end of `q`; -1 when out of memory, with what
  * fitted left queued (the callers rewind). */
-static int buf_queue_copy(struct buf_queue *q, struct buf_pool *pool, const void *data,
-                          size_t len)
+static inline int buf_queue_copy(struct buf_queue *q, struct buf_pool *pool, const void *data,
+                                 size_t len)
 {
     const uint8_t *p = data;
     while (len > 0) {
